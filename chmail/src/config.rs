@@ -1,0 +1,484 @@
+//! The one TOML file for the whole system, with `CHMAIL_<SECTION>_<KEY>` environment overrides.
+//!
+//! Every field documents its default, and `impl Default` supplies it, so an empty file is a valid
+//! configuration for a laptop: an SQLite store in `./data`, the milter on `inet:127.0.0.1:8890`.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::{de, Deserialize, Deserializer};
+
+/// Prefix of the environment variables that override the file: `CHMAIL_STORE_URL`,
+/// `CHMAIL_MILTER_LISTEN`, `CHMAIL_DATA_DIR`, ...
+pub const ENV_PREFIX: &str = "CHMAIL_";
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or an environment override is not valid TOML or has a wrong key or value.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration: one file for the milter and chatd.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where CHmail keeps its files (the SQLite store, the signing key). Default `data`
+    /// (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// `[store]`: where the tables live.
+    pub store: StoreConfig,
+    /// `[milter]`: the milter's socket and failure policy.
+    pub milter: MilterConfig,
+    /// `[signing]`: the domain, selector and key of the CHmail header signature.
+    pub signing: SigningConfig,
+    /// `[chat]`: the chat server's public address and the port range.
+    pub chat: ChatConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            store: StoreConfig::default(),
+            milter: MilterConfig::default(),
+            signing: SigningConfig::default(),
+            chat: ChatConfig::default(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user@host/db` for PostgreSQL, `sqlite://PATH` for the embedded store. Default
+    /// empty: an SQLite file `chmail.db` in `data_dir`.
+    pub url: String,
+    /// Most connections the PostgreSQL pool opens. Default 16.
+    pub pool_size: usize,
+    /// Longest wait for one store call, in milliseconds. Default 5000: well inside Postfix's 30 s
+    /// milter command timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pool_size: 16,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The time limit of one store call.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// What the milter does with a mail when the store or DNS fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Let the mail go on unchanged (logged and counted). The default: CHmail never blocks mail.
+    Accept,
+    /// Answer with a temporary failure so the client retries later.
+    Tempfail,
+}
+
+/// `[milter]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MilterConfig {
+    /// The milter socket: `inet:HOST:PORT` or `unix:PATH`. Default `inet:127.0.0.1:8890`.
+    pub listen: String,
+    /// `accept` (default) or `tempfail`: what happens to a mail when the store or DNS fails.
+    pub on_error: OnError,
+    /// Longest wait for one DNS query, in milliseconds. Default 3000.
+    pub dns_timeout_ms: u64,
+    /// The name server for CHmail key and reverse look-ups, `IP:PORT` (UDP and TCP). Default
+    /// empty: the system's `/etc/resolv.conf`.
+    pub resolver: String,
+    /// Most header bytes kept per mail for parsing; past this the mail goes on unchanged. Default
+    /// 262144 (256 KiB, far above any real header block).
+    pub max_header_bytes: usize,
+    /// Most concurrent MTA connections. Default 1000.
+    pub max_connections: usize,
+    /// Address of the Prometheus `/metrics` endpoint, `HOST:PORT`. Default `127.0.0.1:9890`;
+    /// empty turns it off.
+    pub metrics_listen: String,
+    /// Also sign mail that is not SMTP-authenticated but comes from one of these networks
+    /// (`10.0.0.0/8`, `::1/128`) with a sender in `[signing] domain`. Default empty.
+    pub trusted_networks: Vec<String>,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        Self {
+            listen: "inet:127.0.0.1:8890".into(),
+            on_error: OnError::Accept,
+            dns_timeout_ms: 3_000,
+            resolver: String::new(),
+            max_header_bytes: 256 * 1024,
+            max_connections: 1_000,
+            metrics_listen: "127.0.0.1:9890".into(),
+            trusted_networks: Vec::new(),
+        }
+    }
+}
+
+impl MilterConfig {
+    /// The time limit of one DNS query.
+    pub fn dns_timeout(&self) -> Duration {
+        Duration::from_millis(self.dns_timeout_ms)
+    }
+}
+
+/// `[signing]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The signing domain (`d=`), also given to logins without `@`. Default `localhost`.
+    pub domain: String,
+    /// The selector (`s=`): the key is published at `<selector>._chmail.<domain>`. Default `chmail`.
+    pub selector: String,
+    /// The private key file written by `keygen`. Default empty: `chmail.key` in `data_dir`.
+    pub key_file: PathBuf,
+    /// More domains that are ours: a CHmail header claiming one of them without our valid
+    /// signature is removed from incoming mail. `domain` is always included. Default empty.
+    pub own_domains: Vec<String>,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            domain: "localhost".into(),
+            selector: "chmail".into(),
+            key_file: PathBuf::new(),
+            own_domains: Vec::new(),
+        }
+    }
+}
+
+/// `[chat]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// The chat server's public base URL; its host goes into `h=` and the CHmail-Link. Default
+    /// `http://localhost:8080`.
+    pub public_url: String,
+    /// The range ports are granted from, `FIRST-LAST`. Default `20000-29999`.
+    pub ports: PortRange,
+    /// A port unused for this many days may be reclaimed for another login when the range is full.
+    /// Default 180.
+    pub reclaim_after_days: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://localhost:8080".into(),
+            ports: PortRange {
+                first: 20_000,
+                last: 29_999,
+            },
+            reclaim_after_days: 180,
+        }
+    }
+}
+
+impl ChatConfig {
+    /// How long a port must be unused before it can be reclaimed.
+    pub fn reclaim_after(&self) -> Duration {
+        Duration::from_secs(self.reclaim_after_days * 86_400)
+    }
+
+    /// The host (and port, if any) of `public_url`, as it goes into the `h=` tag.
+    ///
+    /// # Errors
+    /// When `public_url` is not an `http://` or `https://` URL with a host.
+    pub fn public_host(&self) -> Result<String, ConfigError> {
+        let rest = self
+            .public_url
+            .strip_prefix("https://")
+            .or_else(|| self.public_url.strip_prefix("http://"))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "[chat] public_url {:?} must start with http:// or https://",
+                    self.public_url
+                ))
+            })?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if host.is_empty() || host.contains(['@', ' ', ';']) {
+            return Err(ConfigError::Invalid(format!(
+                "[chat] public_url {:?} has no usable host",
+                self.public_url
+            )));
+        }
+        Ok(host.to_ascii_lowercase())
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+}
+
+/// An inclusive range of chat ports, written `FIRST-LAST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port of the range.
+    pub first: u16,
+    /// The last port of the range (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub fn len(&self) -> u32 {
+        u32::from(self.last) - u32::from(self.first) + 1
+    }
+
+    /// Never true: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("port range {s:?} must be FIRST-LAST"))?;
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("port range {s:?}: {a:?} is not a port"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("port range {s:?}: {b:?} is not a port"))?;
+        if first == 0 || first > last {
+            return Err(format!(
+                "port range {s:?} must have 1 <= FIRST <= LAST <= 65535"
+            ));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies the `CHMAIL_*` environment overrides.
+    ///
+    /// # Errors
+    /// When the file cannot be read or a key or value is wrong; the message names it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, std::env::vars())
+    }
+
+    /// Parses `text` and applies the overrides among `env` (pairs of name and value).
+    ///
+    /// An override `CHMAIL_SECTION_KEY=value` sets `key` in `[section]` (`CHMAIL_DATA_DIR` sets the
+    /// top-level `data_dir`); the value is read as a TOML value when it is one (`5000`, `true`,
+    /// `["a", "b"]`) and as a string otherwise. Variables naming no section are ignored.
+    ///
+    /// # Errors
+    /// When the text or an override is invalid.
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let value = parse_env_value(&value);
+            if rest == "data_dir" {
+                table.insert(rest, value);
+                continue;
+            }
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            if !SECTIONS.contains(&section) {
+                continue;
+            }
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_owned(), value);
+                }
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{section} must be a [section] to take {name}"
+                    )))
+                }
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.chat.public_host()?;
+        if self.signing.domain.is_empty() || self.signing.selector.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[signing] domain and selector must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store URL, with the default (an SQLite file in `data_dir`) filled in.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("chmail.db").display())
+        } else {
+            self.store.url.clone()
+        }
+    }
+
+    /// The signing key file, with the default (`chmail.key` in `data_dir`) filled in.
+    pub fn key_file(&self) -> PathBuf {
+        if self.signing.key_file.as_os_str().is_empty() {
+            self.data_dir.join("chmail.key")
+        } else {
+            self.signing.key_file.clone()
+        }
+    }
+
+    /// Our own domains, lowercased: `[signing] domain` and `own_domains`.
+    pub fn own_domains(&self) -> Vec<String> {
+        let mut all = vec![self.signing.domain.to_ascii_lowercase()];
+        all.extend(self.signing.own_domains.iter().map(|d| d.to_ascii_lowercase()));
+        all.dedup();
+        all
+    }
+}
+
+/// The sections an environment override may name.
+const SECTIONS: &[&str] = &["store", "milter", "signing", "chat"];
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = Config::from_toml_and_env("", env(&[])).expect("valid");
+        assert_eq!(c.milter.listen, "inet:127.0.0.1:8890");
+        assert_eq!(c.chat.ports, PortRange { first: 20_000, last: 29_999 });
+        assert_eq!(c.store_url(), "sqlite://data/chmail.db");
+        assert_eq!(c.key_file(), PathBuf::from("data/chmail.key"));
+        assert_eq!(c.milter.on_error, OnError::Accept);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::from_toml_and_env(
+            "[store]\nurl = \"sqlite://a.db\"\n[milter]\non_error = \"accept\"\n",
+            env(&[
+                ("CHMAIL_STORE_URL", "postgres://localhost/test"),
+                ("CHMAIL_MILTER_ON_ERROR", "tempfail"),
+                ("CHMAIL_STORE_TIMEOUT_MS", "250"),
+                ("CHMAIL_DATA_DIR", "/var/lib/chmail"),
+                ("CHMAIL_SIGNING_OWN_DOMAINS", "[\"a.example\", \"b.example\"]"),
+                ("CHMAIL_UNRELATED", "ignored"),
+                ("OTHER_STORE_URL", "ignored"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.store.url, "postgres://localhost/test");
+        assert_eq!(c.milter.on_error, OnError::Tempfail);
+        assert_eq!(c.store.timeout_ms, 250);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/chmail"));
+        assert_eq!(c.signing.own_domains, vec!["a.example", "b.example"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named_in_the_error() {
+        let e = Config::from_toml_and_env("[milter]\nlisen = \"x\"\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::from_toml_and_env("[chat]\nports = \"300-200\"\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("300-200"), "{e}");
+        let e = Config::from_toml_and_env("[chat]\npublic_url = \"ftp://x\"\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
+    }
+
+    #[test]
+    fn public_host_keeps_the_port_and_drops_the_path() {
+        let chat = ChatConfig {
+            public_url: "https://Chat.Example.com:8443/base/".into(),
+            ..Default::default()
+        };
+        assert_eq!(chat.public_host().expect("host"), "chat.example.com:8443");
+        assert_eq!(chat.public_base(), "https://Chat.Example.com:8443/base");
+    }
+}

@@ -1,0 +1,300 @@
+//! What the milter keeps of a message's header block: the CHmail fields with their indexes, and the
+//! few fields it reads (From, To, Cc, Subject, Message-ID), all under a size cap.
+//!
+//! Other fields are counted, not kept, so a mail with a huge header block costs no memory here.
+
+use chmail::header::{HEADER_NAME, LINK_HEADER_NAME};
+use chmail::store::{Participant, Role};
+use mail_parser::{Address, MessageParser};
+
+/// Most CHmail or CHmail-Link fields remembered per mail; further copies are still counted (and so
+/// deleted), only their values are dropped.
+const MAX_CHMAIL_FIELDS: usize = 64;
+
+/// Which CHmail field a header is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `CHmail:`
+    Header,
+    /// `CHmail-Link:`
+    Link,
+}
+
+impl Kind {
+    /// The field name as the milter writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Header => HEADER_NAME,
+            Self::Link => LINK_HEADER_NAME,
+        }
+    }
+}
+
+/// One CHmail or CHmail-Link field of the message.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Which field.
+    pub kind: Kind,
+    /// Its 1-based index among the fields of that name (case-insensitive), as the MTA counts.
+    pub index: usize,
+    /// Its value, or `None` when it was not kept (over a cap).
+    pub value: Option<Vec<u8>>,
+}
+
+/// The header block, as far as the milter needs it.
+#[derive(Debug, Default)]
+pub struct Headers {
+    /// CHmail and CHmail-Link fields in the order received.
+    pub fields: Vec<Field>,
+    header_count: usize,
+    link_count: usize,
+    /// The fields to parse (From, To, Cc, Subject, Message-ID), as `Name: value\r\n` lines.
+    kept: Vec<u8>,
+    /// True when the kept fields would pass the cap: the mail is then only cleaned, not signed.
+    pub oversized: bool,
+    max_bytes: usize,
+}
+
+/// The parts of the header block the milter acts on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Every address of every From field (one is expected).
+    pub from: Vec<String>,
+    /// Number of From fields.
+    pub from_fields: usize,
+    /// The To and Cc addresses (groups flattened, several fields joined), in order.
+    pub recipients: Vec<Participant>,
+    /// The decoded Subject.
+    pub subject: Option<String>,
+    /// The Message-ID, without angle brackets.
+    pub message_id: Option<String>,
+}
+
+impl Summary {
+    /// The one From address, when there is exactly one From field with one address.
+    pub fn sole_from(&self) -> Option<&str> {
+        match (self.from_fields, self.from.as_slice()) {
+            (1, [one]) => Some(one.as_str()),
+            _ => None,
+        }
+    }
+}
+
+impl Headers {
+    /// An empty header block that keeps at most `max_bytes` of the fields it reads.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// Takes one header field as the MTA hands it over.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        let kind = if name.eq_ignore_ascii_case(HEADER_NAME.as_bytes()) {
+            Some(Kind::Header)
+        } else if name.eq_ignore_ascii_case(LINK_HEADER_NAME.as_bytes()) {
+            Some(Kind::Link)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            let index = match kind {
+                Kind::Header => {
+                    self.header_count += 1;
+                    self.header_count
+                }
+                Kind::Link => {
+                    self.link_count += 1;
+                    self.link_count
+                }
+            };
+            let keep = self.fields.len() < MAX_CHMAIL_FIELDS && value.len() <= self.max_bytes;
+            self.fields.push(Field {
+                kind,
+                index,
+                value: keep.then(|| value.to_vec()),
+            });
+            return;
+        }
+        const READ: [&[u8]; 5] = [b"from", b"to", b"cc", b"subject", b"message-id"];
+        if !READ.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            return;
+        }
+        let needed = name.len() + value.len() + 4;
+        if self.kept.len() + needed > self.max_bytes {
+            self.oversized = true;
+            return;
+        }
+        self.kept.extend_from_slice(name);
+        self.kept.extend_from_slice(b": ");
+        // The MTA folds with a bare LF; the parser wants CRLF or LF consistently: keep LF.
+        self.kept.extend(value.iter().filter(|&&b| b != b'\r'));
+        self.kept.extend_from_slice(b"\n");
+    }
+
+    /// How many fields of `kind` the message has.
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Header => self.header_count,
+            Kind::Link => self.link_count,
+        }
+    }
+
+    /// Reads From, To, Cc, Subject and Message-ID with `mail-parser` (RFC 5322 and 2047: groups,
+    /// encoded words, several fields, comments).
+    pub fn summary(&self) -> Summary {
+        let mut raw = self.kept.clone();
+        raw.extend_from_slice(b"\n");
+        let Some(message) = MessageParser::new().parse_headers(&raw) else {
+            return Summary::default();
+        };
+        let mut summary = Summary {
+            subject: message.subject().map(clean_text),
+            message_id: message.message_id().map(clean_text),
+            ..Default::default()
+        };
+        for field in message.header_values(mail_parser::HeaderName::From) {
+            summary.from_fields += 1;
+            if let Some(address) = field.as_address() {
+                summary.from.extend(addresses(address));
+            }
+        }
+        for (role, list) in [(Role::To, message.all_to()), (Role::Cc, message.all_cc())]
+            .into_iter()
+            .map(|(r, it)| (r, it.collect::<Vec<_>>()))
+        {
+            for address in list {
+                summary
+                    .recipients
+                    .extend(addresses(address).map(|address| Participant { address, role }));
+            }
+        }
+        summary
+    }
+}
+
+/// The addr-specs of an address list or group list, lowercased where that is safe (the domain).
+fn addresses<'a>(address: &'a Address<'_>) -> impl Iterator<Item = String> + 'a {
+    address
+        .iter()
+        .filter_map(|a| a.address())
+        .filter_map(normalize_address)
+}
+
+/// Trims an addr-spec and lowercases its domain; refuses what cannot be an address.
+pub fn normalize_address(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (local, domain) = raw.rsplit_once('@')?;
+    if local.is_empty()
+        || domain.is_empty()
+        || raw.len() > 320
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return None;
+    }
+    Some(format!("{local}@{}", domain.to_ascii_lowercase()))
+}
+
+/// Drops control characters (a decoded subject may hold any) and trims.
+fn clean_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(fields: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new(64 * 1024);
+        for (n, v) in fields {
+            h.push(n.as_bytes(), v.as_bytes());
+        }
+        h
+    }
+
+    fn addrs(s: &Summary, role: Role) -> Vec<&str> {
+        s.recipients
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.address.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn chmail_fields_are_indexed_per_name_in_any_case() {
+        let h = block(&[
+            ("chmail", "a"),
+            ("Subject", "x"),
+            ("CHMAIL-LINK", "b"),
+            ("CHmail", "c"),
+            ("cHmAiL", "d"),
+        ]);
+        let got: Vec<_> = h.fields.iter().map(|f| (f.kind, f.index)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Header, 1),
+                (Kind::Link, 1),
+                (Kind::Header, 2),
+                (Kind::Header, 3)
+            ]
+        );
+        assert_eq!(h.count(Kind::Header), 3);
+    }
+
+    #[test]
+    fn groups_encoded_words_and_several_fields_are_read() {
+        let h = block(&[
+            ("From", " \"Alice A.\" <Alice@Example.COM>"),
+            ("To", " undisclosed-recipients:;"),
+            ("To", " friends: bob@b.example, =?UTF-8?B?7LKg7IiY?= <chul@c.example>;"),
+            ("Cc", " (comment) carol@c.example,\n\t\"Dan, Jr.\" <dan@d.example>"),
+            ("Subject", " =?UTF-8?Q?Caf=C3=A9?= menu"),
+            ("Message-ID", " <abc@example.com>"),
+        ]);
+        let s = h.summary();
+        assert_eq!(s.sole_from(), Some("Alice@example.com"));
+        assert_eq!(addrs(&s, Role::To), vec!["bob@b.example", "chul@c.example"]);
+        assert_eq!(addrs(&s, Role::Cc), vec!["carol@c.example", "dan@d.example"]);
+        assert_eq!(s.subject.as_deref(), Some("Café menu"));
+        assert_eq!(s.message_id.as_deref(), Some("abc@example.com"));
+    }
+
+    #[test]
+    fn missing_or_several_from_fields_give_no_sole_sender() {
+        assert_eq!(block(&[("To", "a@b.example")]).summary().sole_from(), None);
+        let two = block(&[("From", "a@b.example"), ("From", "c@d.example")]);
+        assert_eq!(two.summary().sole_from(), None);
+        let list = block(&[("From", "a@b.example, c@d.example")]);
+        assert_eq!(list.summary().sole_from(), None);
+    }
+
+    #[test]
+    fn garbage_and_eight_bit_headers_never_panic() {
+        let mut h = Headers::new(1024);
+        h.push(b"From", b"\xff\xfe <\x00@@>");
+        h.push(b"To", &[0x80; 300]);
+        h.push(b"Subject", b"=?x?Q?\xff?=");
+        let _ = h.summary();
+    }
+
+    #[test]
+    fn the_size_cap_marks_the_mail_oversized_and_keeps_memory_bounded() {
+        let mut h = Headers::new(100);
+        h.push(b"From", b"a@b.example");
+        h.push(b"To", &[b'x'; 200]);
+        h.push(b"X-Huge", &[b'y'; 10_000]);
+        assert!(h.oversized);
+        assert!(h.kept.len() <= 100);
+        for _ in 0..1000 {
+            h.push(b"CHmail", b"v=1");
+        }
+        assert_eq!(h.count(Kind::Header), 1000);
+        assert!(h.fields.iter().filter(|f| f.value.is_some()).count() <= MAX_CHMAIL_FIELDS);
+    }
+}

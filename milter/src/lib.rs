@@ -1,0 +1,33 @@
+//! `chmail-milter`: the CHmail milter for Postfix and Sendmail, on indymilter.
+//!
+//! For each mail an authenticated user sends it records the login's address (the first table),
+//! gets the login's chat port (the second table), opens the room, removes every CHmail field the
+//! client supplied and adds a signed `CHmail` header and a `CHmail-Link`. On other mail it keeps
+//! only the CHmail headers that verify against their domain's DNS key.
+//!
+//! - [`server`]: `start`/`run`, the shutdown signal
+//! - `callbacks`: the milter protocol stages; [`policy`]: the decision for one mail, with
+//!   `outbound` (signing) and `inbound` (checking)
+//! - [`headers`]: what is kept of the header block; [`keys`]: DNS keys and reverse look-ups
+//! - [`listen`]: the socket; [`network`]: trusted networks; [`metrics`]: Prometheus
+//! - [`commands`]: `serve`, `keygen`, `migrate`, `quickstart`
+//!
+//! A mail is never lost or refused because of CHmail: a failing store or DNS lets it go on
+//! unchanged (or temp-fails it under `[milter] on_error = "tempfail"`).
+
+mod callbacks;
+pub mod commands;
+pub mod error;
+pub mod headers;
+mod inbound;
+pub mod keys;
+pub mod listen;
+pub mod metrics;
+pub mod network;
+mod outbound;
+pub mod policy;
+pub mod server;
+
+pub use error::{MilterError, Result};
+pub use policy::{Mail, Milter, Outcome};
+pub use server::{run, start, start_with_keys, Running};

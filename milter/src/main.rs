@@ -1,0 +1,51 @@
+//! `chmail-milter`: reads the config, sets up logging and runs the command.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chmail::Config;
+use clap::{Parser, Subcommand};
+
+/// The CHmail milter: signs mail of authenticated users with a CHmail header and link, and
+/// removes forged CHmail headers.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The TOML config file (every key has a default; CHMAIL_<SECTION>_<KEY> overrides).
+    #[arg(long, short, env = "CHMAIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the milter (the default).
+    Serve,
+    /// Write a new signing key (mode 0600) and print the DNS TXT record to publish.
+    Keygen,
+    /// Apply the store migrations and exit.
+    Migrate,
+    /// Create a key if there is none, print the Postfix and DNS lines, and run.
+    Quickstart,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => chmail_milter::commands::serve(config).await?,
+        Command::Keygen => chmail_milter::commands::keygen(&config, &mut std::io::stdout())?,
+        Command::Migrate => chmail_milter::commands::migrate(&config).await?,
+        Command::Quickstart => chmail_milter::commands::quickstart(config).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! What the milter decides for one mail at end-of-message: sign it (authenticated sender) or
+//! check the CHmail headers it carries (everything else). Pure of the milter protocol, so it is
+//! tested directly and the callbacks only carry out the [`Outcome`].
+
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
+
+use chmail::{
+    config::{Config, OnError},
+    header::Signer,
+    store::Store,
+};
+
+use crate::{
+    error::Result,
+    headers::{normalize_address, Headers, Kind},
+    keys::KeySource,
+    metrics::Metrics,
+    network::{parse_client_addr, Network},
+};
+
+/// The milter's shared state: configuration, store, key, key source, metrics.
+pub struct Milter {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) signer: Signer,
+    pub(crate) keys: Arc<dyn KeySource>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) own_domains: Vec<String>,
+    pub(crate) public_host: String,
+    trusted: Vec<Network>,
+}
+
+/// What the MTA told about one mail.
+#[derive(Debug, Default)]
+pub struct Mail {
+    /// The queue id (macro `i`), for the log.
+    pub queue_id: Option<String>,
+    /// The SASL login (macro `{auth_authen}`).
+    pub auth_authen: Option<String>,
+    /// The client's address (macro `{client_addr}`).
+    pub client_addr: Option<String>,
+    /// The client's host name (macro `{client_name}`), `unknown` when it has none.
+    pub client_name: Option<String>,
+    /// The header block.
+    pub headers: Headers,
+}
+
+/// What to do with the mail.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Fields to delete, each name's indexes from the highest down.
+    pub delete: Vec<(Kind, usize)>,
+    /// Fields to add, in order.
+    pub add: Vec<(Kind, String)>,
+    /// Answer with a temporary failure instead (only under `on_error = "tempfail"`).
+    pub tempfail: bool,
+    /// One word for the log and the metrics: `signed`, `checked`, `unsigned`, `tempfail`.
+    pub action: &'static str,
+    /// Why, when it was not the plain case (for the log).
+    pub note: Option<String>,
+    /// The login the mail was signed for.
+    pub login: Option<String>,
+    /// The chat port of that login.
+    pub port: Option<u16>,
+}
+
+impl Outcome {
+    pub(crate) fn new(action: &'static str) -> Self {
+        Self {
+            action,
+            ..Default::default()
+        }
+    }
+
+    /// Deletes `fields` of `kind`, highest index first (the MTA renumbers later copies after a
+    /// delete, so ascending order would leave copies behind).
+    pub(crate) fn delete_all(&mut self, kind: Kind, mut indexes: Vec<usize>) {
+        indexes.sort_unstable_by(|a, b| b.cmp(a));
+        indexes.dedup();
+        self.delete.extend(indexes.into_iter().map(|i| (kind, i)));
+    }
+}
+
+impl Milter {
+    /// Builds the milter's state.
+    ///
+    /// # Errors
+    /// When `[chat] public_url` or `[milter] trusted_networks` is invalid.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        signer: Signer,
+        keys: Arc<dyn KeySource>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let public_host = config.chat.public_host()?;
+        let trusted = config
+            .milter
+            .trusted_networks
+            .iter()
+            .map(|n| Network::parse(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            own_domains: config.own_domains(),
+            public_host,
+            trusted,
+            config,
+            store,
+            signer,
+            keys,
+            metrics,
+        })
+    }
+
+    /// The metrics this milter counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Decides what to do with `mail`. Never fails: trouble with the store or DNS becomes an
+    /// unchanged mail (or a temporary failure under `on_error = "tempfail"`), logged and counted.
+    pub async fn decide(&self, mail: &Mail) -> Outcome {
+        match self.sender_login(mail) {
+            Some(login) => self.sign(mail, login).await,
+            None => self.check(mail).await,
+        }
+    }
+
+    /// The login to sign for: the SASL login (with `@domain` added when it has none), or the From
+    /// address of mail from a trusted network within our domains. `None` for other mail.
+    fn sender_login(&self, mail: &Mail) -> Option<String> {
+        if let Some(auth) = mail.auth_authen.as_deref().map(str::trim) {
+            if !auth.is_empty() {
+                let login = if auth.contains('@') {
+                    auth.to_owned()
+                } else {
+                    format!("{auth}@{}", self.config.signing.domain)
+                };
+                return normalize_address(&login).or(Some(login));
+            }
+        }
+        if self.trusted.is_empty() {
+            return None;
+        }
+        let ip = mail.client_addr.as_deref().and_then(parse_client_addr)?;
+        if !self.trusted.iter().any(|n| n.contains(ip)) {
+            return None;
+        }
+        let summary = mail.headers.summary();
+        let from = summary.sole_from()?;
+        let (_, domain) = from.rsplit_once('@')?;
+        self.own_domains
+            .iter()
+            .any(|d| d == domain)
+            .then(|| from.to_owned())
+    }
+
+    /// The client's address and host name for the first table: the MTA's macros, else a reverse
+    /// look-up (under the DNS time-out) when the MTA sent no name at all.
+    pub(crate) async fn client(&self, mail: &Mail) -> (Option<IpAddr>, Option<String>) {
+        let ip = mail.client_addr.as_deref().and_then(parse_client_addr);
+        let name = match mail.client_name.as_deref().map(str::trim) {
+            // Postfix says `unknown` when the address has no (verified) name: that is an answer.
+            Some("unknown") | Some("") => None,
+            Some(name) if name.starts_with('[') => None,
+            Some(name) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
+            None => match ip {
+                Some(ip) => self.keys.hostname(ip).await,
+                None => None,
+            },
+        };
+        (ip, name)
+    }
+
+    /// What `on_error` makes of a failure of the store or DNS.
+    pub(crate) fn on_failure(&self, mut outcome: Outcome, note: String) -> Outcome {
+        outcome.note = Some(note);
+        if self.config.milter.on_error == OnError::Tempfail {
+            outcome.tempfail = true;
+            outcome.action = "tempfail";
+            outcome.add.clear();
+            outcome.delete.clear();
+        }
+        outcome
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,181 @@
+//! Running the milter: open the store, load the key, bind the sockets, serve until shut down.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use chmail::{config::Config, header::Signer, store::open_store};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{error, info};
+
+use crate::{
+    callbacks::callbacks,
+    error::{MilterError, Result},
+    keys::{DnsKeys, KeySource},
+    listen::MilterListener,
+    metrics::{self, Metrics},
+    policy::Milter,
+};
+
+/// How long an idle MTA connection is kept. Postfix's longest milter wait is its 300 s content
+/// timeout; a connection silent for twice that is dead.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Serves the milter protocol on `listener` until `shutdown` completes, then waits for the
+/// sessions under way to end.
+///
+/// # Errors
+/// When accepting connections fails for good.
+pub async fn run(
+    listener: MilterListener,
+    milter: Arc<Milter>,
+    shutdown: impl Future,
+) -> std::io::Result<()> {
+    let config = indymilter::Config {
+        max_connections: milter.config.milter.max_connections,
+        connection_timeout: CONNECTION_TIMEOUT,
+        ..Default::default()
+    };
+    indymilter::run(listener, callbacks(milter), config, shutdown).await
+}
+
+/// Loads the signing key named by the config.
+///
+/// # Errors
+/// [`MilterError::Key`] when it is missing or unreadable.
+pub fn load_signer(config: &Config) -> Result<Signer> {
+    let path = config.key_file();
+    Signer::from_key_file(&path, &config.signing.domain, &config.signing.selector).map_err(|e| {
+        MilterError::Key {
+            path,
+            cause: e.to_string(),
+        }
+    })
+}
+
+/// A milter started by [`start`].
+pub struct Running {
+    socket: String,
+    metrics_addr: Option<std::net::SocketAddr>,
+    milter: Arc<Milter>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The milter socket as an MTA names it (`inet:127.0.0.1:8890`).
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    /// The address of the `/metrics` endpoint, when it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The milter's shared state.
+    pub fn milter(&self) -> &Arc<Milter> {
+        &self.milter
+    }
+
+    /// Stops accepting, lets the sessions under way finish, and returns.
+    ///
+    /// # Errors
+    /// When the milter had failed.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the milter ends by itself (it only does on a fatal error).
+    ///
+    /// # Errors
+    /// The fatal error.
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Opens the store (and migrates it), loads the key, binds `[milter] listen` and the metrics
+/// endpoint, and starts serving in the background.
+///
+/// # Errors
+/// When any of these fails; the message says which and why.
+pub async fn start(config: Config) -> Result<Running> {
+    let keys = DnsKeys::new(&config.milter.resolver, config.milter.dns_timeout())?;
+    start_with_keys(config, Arc::new(keys)).await
+}
+
+/// As [`start`], with public keys and host names from `keys` instead of DNS.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_keys(config: Config, keys: Arc<dyn KeySource>) -> Result<Running> {
+    let store = open_store(&config.store_url(), config.store.pool_size).await?;
+    tokio::time::timeout(config.store.timeout() * 6, store.migrate())
+        .await
+        .map_err(|_| {
+            chmail::store::StoreError::Connect("migrating the store timed out".into())
+        })??;
+    let signer = load_signer(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = MilterListener::bind(&config.milter.listen).await?;
+    let socket = listener.socket_name();
+    let (stop, stopped) = watch::channel(false);
+    let metrics_addr = if config.milter.metrics_listen.is_empty() {
+        None
+    } else {
+        let spec = config.milter.metrics_listen.clone();
+        let l = TcpListener::bind(spec.as_str())
+            .await
+            .map_err(|source| MilterError::Bind { spec, source })?;
+        let addr = l.local_addr()?;
+        let mut stopped = stopped.clone();
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = metrics::serve(l, m, shutdown).await {
+                error!(cause = %e, "metrics endpoint stopped");
+            }
+        });
+        Some(addr)
+    };
+    let milter = Arc::new(Milter::new(config, store, signer, keys, metrics)?);
+    let mut stopped_milter = stopped;
+    let task = tokio::spawn(run(listener, milter.clone(), async move {
+        let _ = stopped_milter.wait_for(|s| *s).await;
+    }));
+    info!(socket = %socket, "milter listening");
+    Ok(Running {
+        socket,
+        metrics_addr,
+        milter,
+        stop,
+        task,
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

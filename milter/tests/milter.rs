@@ -1,0 +1,303 @@
+//! The milter against `indymilter-test` playing the MTA: signing, stripping, verifying, failure
+//! policy and hostile input.
+
+mod common;
+
+use chmail::header::{link_value, RoomId};
+use chmail::store::Role;
+use common::{added, deleted, parse, tempfail, TestMilter, Transaction, FOREIGN};
+use indymilter::Status;
+
+const FROM: &str = "Alice Example <alice@example.com>";
+
+#[tokio::test]
+async fn authenticated_mail_gets_both_headers_and_the_tables_are_filled() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::authenticated(
+        "alice",
+        &[
+            ("From", FROM),
+            ("To", "Bob <bob@b.example>, team: carol@c.example;"),
+            ("Cc", "dan@d.example"),
+            ("Subject", "=?UTF-8?Q?Caf=C3=A9?= plans"),
+            ("Message-ID", "<m1@example.com>"),
+        ],
+    );
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    let headers = added(&actions, "CHmail");
+    let links = added(&actions, "CHmail-Link");
+    assert_eq!(headers.len(), 1, "{actions:?}");
+    assert_eq!(links.len(), 1, "{actions:?}");
+    let header = parse(&headers[0]);
+    assert!(header.verify("alice@example.com", &m.signer.public_key()).is_pass());
+    assert_eq!(header.login, "alice@example.com");
+    assert_eq!(header.host, "chat.example.com");
+    assert_eq!(links[0], link_value("https://chat.example.com", header.port, &header.room));
+
+    let login = m.store.login("alice@example.com").await.expect("store").expect("row");
+    assert_eq!(login.ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(login.hostname.as_deref(), Some("client.example.net"));
+    let port = m.store.port_of("alice@example.com").await.expect("store").expect("port");
+    assert_eq!(port.port, header.port);
+    let room = m.store.room(header.room.as_str()).await.expect("store").expect("room");
+    assert_eq!(room.port, header.port);
+    assert_eq!(room.subject.as_deref(), Some("Café plans"));
+    assert_eq!(room.message_id.as_deref(), Some("m1@example.com"));
+    let people: Vec<(&str, Role)> = room
+        .participants
+        .iter()
+        .map(|p| (p.address.as_str(), p.role))
+        .collect();
+    assert_eq!(
+        people,
+        vec![
+            ("alice@example.com", Role::From),
+            ("bob@b.example", Role::To),
+            ("carol@c.example", Role::To),
+            ("dan@d.example", Role::Cc),
+        ]
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn the_port_is_sticky_and_each_mail_gets_its_own_room() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::authenticated("alice@example.com", &[("From", FROM), ("To", "b@b.example")]);
+    let first = parse(&added(&tx.run(m.addr).await.0, "CHmail")[0]);
+    let second = parse(&added(&tx.run(m.addr).await.0, "CHmail")[0]);
+    assert_eq!(first.port, second.port);
+    assert_ne!(first.room, second.room);
+    let other = Transaction::authenticated("bob", &[("From", "bob@example.com")]);
+    let third = parse(&added(&other.run(m.addr).await.0, "CHmail")[0]);
+    assert_ne!(third.port, first.port);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn forged_copies_in_any_case_several_and_folded_are_all_removed_highest_first() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::authenticated(
+        "alice",
+        &[
+            ("chmail", "v=1; d=example.com; forged"),
+            ("From", FROM),
+            ("CHMAIL", "v=1;\n\td=example.com; s=x"),
+            ("CHmail-link", "<https://evil.example/c/1/x>"),
+            ("cHmAiL", "garbage"),
+            ("CHmail-Link", "<https://evil.example/c/2/y>"),
+        ],
+    );
+    let (actions, _) = tx.run(m.addr).await;
+    assert_eq!(
+        deleted(&actions),
+        vec![
+            ("CHmail".to_owned(), 3),
+            ("CHmail".to_owned(), 2),
+            ("CHmail".to_owned(), 1),
+            ("CHmail-Link".to_owned(), 2),
+            ("CHmail-Link".to_owned(), 1),
+        ]
+    );
+    assert_eq!(added(&actions, "CHmail").len(), 1);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn unauthenticated_mail_never_gets_a_header_and_loses_forged_ones() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::inbound(&[
+        ("From", "mallory@example.com"),
+        ("CHmail", "v=1; d=example.com; s=sel1; l=alice@example.com"),
+        ("CHmail-Link", "<https://chat.example.com/c/20000/abc>"),
+    ]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert!(added(&actions, "CHmail").is_empty());
+    assert!(added(&actions, "CHmail-Link").is_empty());
+    assert_eq!(
+        deleted(&actions),
+        vec![("CHmail".to_owned(), 1), ("CHmail-Link".to_owned(), 1)]
+    );
+    assert!(m.store.login("mallory@example.com").await.expect("store").is_none());
+    m.stop().await;
+}
+
+fn foreign_header(m: &TestMilter, from: &str) -> (String, String) {
+    let room = RoomId::generate();
+    let header = m
+        .foreign
+        .sign("zed@foreign.example", "chat.foreign.example", 31000, &room, 1_700_000_000, from)
+        .expect("sign");
+    (
+        header.to_value(),
+        link_value("https://chat.foreign.example", 31000, &room),
+    )
+}
+
+#[tokio::test]
+async fn a_valid_foreign_header_is_kept_with_its_link() {
+    let m = TestMilter::start().await;
+    let (value, link) = foreign_header(&m, "zed@foreign.example");
+    let tx = Transaction::inbound(&[
+        ("From", "Zed <zed@foreign.example>"),
+        ("CHmail", &value),
+        ("CHmail-Link", &link),
+    ]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert!(actions.actions.is_empty(), "nothing must change: {actions:?}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_misaligned_and_keyless_foreign_headers_are_removed() {
+    let m = TestMilter::start().await;
+    let (value, _) = foreign_header(&m, "zed@foreign.example");
+    let tampered = value.replace("p=31000", "p=31001");
+    assert_ne!(tampered, value);
+    let (other_from, _) = foreign_header(&m, "someone@else.example");
+    let unknown_selector = value.replace("s=f1", "s=f2");
+    let tx = Transaction::inbound(&[
+        ("From", "zed@foreign.example"),
+        ("CHmail", &tampered),
+        ("CHmail", &value),
+        ("CHmail", &other_from),
+        ("CHmail", &unknown_selector),
+    ]);
+    let (actions, _) = tx.run(m.addr).await;
+    assert_eq!(
+        deleted(&actions),
+        vec![
+            ("CHmail".to_owned(), 4),
+            ("CHmail".to_owned(), 3),
+            ("CHmail".to_owned(), 1),
+        ],
+        "only the valid second header stays"
+    );
+    // A header that names a From outside its signing domain is misaligned.
+    let tx = Transaction::inbound(&[("From", "someone@else.example"), ("CHmail", &other_from)]);
+    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn our_own_header_on_incoming_mail_is_kept_only_with_our_valid_signature() {
+    let m = TestMilter::start().await;
+    let room = RoomId::generate();
+    let ours = m
+        .signer
+        .sign("alice@example.com", "chat.example.com", 20001, &room, 1_700_000_000, "alice@example.com")
+        .expect("sign")
+        .to_value();
+    let tx = Transaction::inbound(&[("From", "alice@example.com"), ("CHmail", &ours)]);
+    assert!(deleted(&tx.run(m.addr).await.0).is_empty(), "our own valid header stays");
+
+    // Signed by another key under our domain and selector: forged.
+    let impostor = chmail::header::Signer::from_seed(common::DOMAIN, "sel1", [1; 32])
+        .sign("alice@example.com", "chat.example.com", 20001, &room, 1_700_000_000, "alice@example.com")
+        .expect("sign")
+        .to_value();
+    let tx = Transaction::inbound(&[("From", "alice@example.com"), ("CHmail", &impostor)]);
+    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+
+    // A foreign signature that names our login: forged.
+    let claims = m
+        .foreign
+        .sign("alice@example.com", "chat.foreign.example", 31000, &room, 1_700_000_000, "x@foreign.example")
+        .expect("sign")
+        .to_value();
+    let tx = Transaction::inbound(&[("From", "x@foreign.example"), ("CHmail", &claims)]);
+    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+    let _ = FOREIGN;
+    m.stop().await;
+}
+
+const DEAD_STORE: &str = "postgres://postgres@127.0.0.1:1/none";
+
+#[tokio::test]
+async fn with_the_store_down_the_mail_goes_on_unsigned() {
+    let m = TestMilter::start_with(|c| c.store.url = DEAD_STORE.into()).await;
+    let tx = Transaction::authenticated("alice", &[("From", FROM), ("To", "b@b.example")]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert!(added(&actions, "CHmail").is_empty(), "{actions:?}");
+    assert!(m.milter.metrics().render().contains("chmail_milter_errors_total{kind=\"store\"} 1"));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_store_down_and_on_error_tempfail_the_mail_is_temp_failed() {
+    let m = TestMilter::start_with(|c| {
+        c.store.url = DEAD_STORE.into();
+        tempfail(c);
+    })
+    .await;
+    let tx = Transaction::authenticated("alice", &[("From", FROM), ("CHmail", "forged")]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Tempfail);
+    assert!(actions.actions.is_empty(), "{actions:?}");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_several_from_fields_leave_the_mail_unsigned_but_cleaned() {
+    let m = TestMilter::start().await;
+    for headers in [
+        vec![("To", "b@b.example"), ("CHmail", "x")],
+        vec![("From", "a@example.com"), ("From", "c@example.com"), ("CHmail", "x")],
+        vec![("From", "a@example.com, c@example.com"), ("CHmail", "x")],
+    ] {
+        let tx = Transaction::authenticated("alice", &headers);
+        let (actions, status) = tx.run(m.addr).await;
+        assert_eq!(status, Status::Continue);
+        assert!(added(&actions, "CHmail").is_empty(), "{headers:?}");
+        assert_eq!(deleted(&actions), vec![("CHmail".to_owned(), 1)], "{headers:?}");
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn eight_bit_garbage_and_huge_headers_never_break_the_milter() {
+    let m = TestMilter::start().await;
+    let garbage = String::from_utf8_lossy(&[0xff, 0xfe, b'<', 0x80, b'@', b'>']).into_owned();
+    let huge = "x".repeat(300_000);
+    let tx = Transaction::authenticated(
+        "alice",
+        &[("From", &garbage), ("To", &huge), ("CHmail", &garbage), ("Subject", &huge)],
+    );
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert_eq!(deleted(&actions), vec![("CHmail".to_owned(), 1)]);
+    // Still serving.
+    let tx = Transaction::authenticated("alice", &[("From", FROM)]);
+    assert_eq!(added(&tx.run(m.addr).await.0, "CHmail").len(), 1);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_message_does_not_disturb_the_next() {
+    let m = TestMilter::start().await;
+    {
+        let mut conn = indymilter_test::TestConnection::open(m.addr).await.expect("open");
+        conn.mail(["<a@example.com>"]).await.expect("mail");
+        conn.header("From", "a@example.com").await.expect("header");
+        // Dropped here without end-of-message or quit.
+    }
+    let tx = Transaction::authenticated("alice", &[("From", FROM)]);
+    assert_eq!(added(&tx.run(m.addr).await.0, "CHmail").len(), 1);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_signed_mails_and_stripped_headers() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::authenticated("alice", &[("From", FROM), ("CHmail", "x"), ("CHmail", "y")]);
+    tx.run(m.addr).await;
+    let text = m.milter.metrics().render();
+    assert!(text.contains("chmail_milter_mails_total{action=\"signed\"} 1"), "{text}");
+    assert!(text.contains("chmail_milter_headers_added_total 2"), "{text}");
+    assert!(text.contains("chmail_milter_headers_stripped_total 2"), "{text}");
+    m.stop().await;
+}
