@@ -4,7 +4,7 @@
 use std::{ffi::CString, sync::Arc, time::Instant};
 
 use indymilter::{
-    Actions, Callbacks, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
+    Actions, Callbacks, ContextActions, EomContext, SetErrorReply, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SocketInfo, Status,
 };
 use tracing::{info, warn};
@@ -145,6 +145,12 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
 /// Carries out `outcome`. A failed action is logged and counted; the mail still goes on.
 async fn apply(cx: &mut EomContext<Session>, milter: &Milter, outcome: &Outcome) -> Status {
     if outcome.tempfail {
+        // The text is fixed and valid, so this cannot fail; without it the MTA uses its own.
+        let _ = cx.reply.set_error_reply(
+            "451",
+            Some("4.3.0"),
+            ["CHmail is temporarily unavailable, please try again later"],
+        );
         return Status::Tempfail;
     }
     let metrics = milter.metrics();

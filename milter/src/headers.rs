@@ -160,10 +160,9 @@ impl Headers {
                 summary.from.extend(addresses(address));
             }
         }
-        for (role, list) in [(Role::To, message.all_to()), (Role::Cc, message.all_cc())]
-            .into_iter()
-            .map(|(r, it)| (r, it.collect::<Vec<_>>()))
-        {
+        let to = message.all_to().collect::<Vec<_>>();
+        let cc = message.all_cc().collect::<Vec<_>>();
+        for (role, list) in [(Role::To, to), (Role::Cc, cc)] {
             for address in list {
                 summary
                     .recipients

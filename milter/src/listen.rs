@@ -115,14 +115,13 @@ impl Listener for MilterListener {
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
         match self {
-            Self::Tcp(l) => l.poll_accept(cx).map_ok(|(stream, _)| {
+            Self::Tcp(l) => TcpListener::poll_accept(l, cx).map_ok(|(stream, _)| {
                 // Best effort: a socket that refuses NODELAY still works, only slower.
                 let _ = stream.set_nodelay(true);
-                EitherStream::Left(stream)
+                EitherStream::Tcp(stream)
             }),
-            Self::Unix(l, _) => l
-                .poll_accept(cx)
-                .map_ok(|(stream, _)| EitherStream::Right(stream)),
+            Self::Unix(l, _) => UnixListener::poll_accept(l, cx)
+                .map_ok(|(stream, _)| EitherStream::Unix(stream)),
         }
     }
 }

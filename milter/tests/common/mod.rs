@@ -129,7 +129,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Plays the transaction against the milter at `addr`; returns the end-of-message answer.
-    pub async fn run(&self, addr: std::net::SocketAddr) -> (EomActions, indymilter::Status) {
+    pub async fn run(&self, addr: std::net::SocketAddr) -> (EomActions, indymilter_test::Status) {
         let mut conn = TestConnection::open(addr).await.expect("open");
         conn.macros(
             MacroStage::Connect,
