@@ -1,6 +1,6 @@
 //! `chmail-milter`: reads the config, sets up logging and runs the command.
 
-use std::path::PathBuf;
+use std::{io::IsTerminal, path::PathBuf};
 
 use anyhow::Context as _;
 use chmail::Config;
@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     match cli.command.unwrap_or(Command::Serve) {

@@ -1,0 +1,143 @@
+//! The `chmail-milter` binary: `keygen`, `migrate`, `serve` with a clean stop on SIGTERM, `--help`.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chmail-milter");
+
+fn write_config(dir: &Path, listen: &str) -> std::path::PathBuf {
+    let path = dir.join("chmail.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {data:?}\n\
+             [milter]\nlisten = {listen:?}\nmetrics_listen = \"127.0.0.1:0\"\n\
+             [signing]\ndomain = \"example.com\"\nselector = \"sel1\"\n",
+            data = dir.join("data").display().to_string(),
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_prints_the_dns_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "inet:127.0.0.1:0");
+    let out = Command::new(BIN)
+        .args(["--config"])
+        .arg(&config)
+        .arg("keygen")
+        .output()
+        .expect("run keygen");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("sel1._chmail.example.com. IN TXT \"v=CHmail1; k=ed25519; p="),
+        "{stdout}"
+    );
+    let key = dir.path().join("data/chmail.key");
+    let mode = std::fs::metadata(&key).expect("key file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The printed key is the one in the file.
+    let signer = chmail::header::Signer::from_key_file(&key, "example.com", "sel1").expect("load");
+    assert!(stdout.contains(&signer.dns_record()), "{stdout}");
+
+    // A second keygen refuses to overwrite it.
+    let again = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("keygen")
+        .output()
+        .expect("run keygen");
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("chmail.key"), "{stderr}");
+    let after = chmail::header::Signer::from_key_file(&key, "example.com", "sel1").expect("load");
+    assert_eq!(after.public_key(), signer.public_key());
+}
+
+#[test]
+fn serve_without_a_key_says_how_to_make_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "inet:127.0.0.1:0");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chmail-milter keygen"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_key_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[milter]\nlisen = \"inet:127.0.0.1:1\"\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("milter.sock");
+    let config = write_config(dir.path(), &format!("unix:{}", sock.display()));
+    let status = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("keygen")
+        .stdout(Stdio::null())
+        .status()
+        .expect("keygen");
+    assert!(status.success());
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the milter socket never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let log: Vec<String> = BufReader::new(child.stderr.take().expect("stderr"))
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{log:?}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = Command::new(BIN).arg("--help").output().expect("help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "keygen", "migrate", "quickstart", "--config"] {
+        assert!(text.contains(command), "{text}");
+    }
+}
