@@ -1,0 +1,598 @@
+//! The PostgreSQL store: a deadpool pool of tokio-postgres connections.
+//!
+//! Grants serialize on a transaction-scoped advisory lock, so milters on different hosts never
+//! hand one port to two logins; `PRIMARY KEY (port)` and `UNIQUE (login)` are the safety net.
+//! Every wait is bounded: connecting, waiting for a pooled connection, locks, statements, and each
+//! whole call.
+
+use std::{error::Error as StdError, future::Future, time::Duration};
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
+use tokio_postgres::{types::ToSql, NoTls};
+
+use super::{
+    check_login, check_login_record, check_range, migrate, normalize_room, reclaim_cutoff,
+    sort_participants, unix_now, LoginRecord, Participant, PortGrant, Result, Role, Room, Store,
+    StoreError, Submission,
+};
+use crate::config::PortRange;
+
+/// Advisory lock key of port grants ("CHmail" + 1); any constant works as long as every milter
+/// uses the same one.
+const GRANT_LOCK_KEY: i64 = 0x4348_6d61_696c_0001;
+/// Advisory lock key of migrations ("CHmail" + 2).
+const MIGRATE_LOCK_KEY: i64 = 0x4348_6d61_696c_0002;
+/// Longest wait for a TCP connection and for the pool to create, hand out or recycle one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Server-side limit on waiting for a lock (the grant lock included), in milliseconds.
+const LOCK_TIMEOUT_MS: u64 = 5_000;
+/// Server-side limit on one statement, in milliseconds.
+const STATEMENT_TIMEOUT_MS: u64 = 10_000;
+/// Client-side limit on one whole call: covers a server that stops answering mid-call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The lowest free port of `$1..=$2` (see the SQLite twin for the reasoning).
+const FREE_PORT_SQL: &str = "SELECT CASE
+    WHEN NOT EXISTS (SELECT 1 FROM ports WHERE port = $1::int4) THEN $1::int4
+    ELSE (SELECT p.port + 1 FROM ports p
+          WHERE p.port >= $1::int4 AND p.port < $2::int4
+            AND NOT EXISTS (SELECT 1 FROM ports q WHERE q.port = p.port + 1)
+          ORDER BY p.port LIMIT 1)
+END";
+
+/// The port of `$1..=$2` unused the longest (ties: the lowest port).
+const OLDEST_PORT_SQL: &str = "SELECT port, login, last_used FROM ports
+    WHERE port BETWEEN $1 AND $2 ORDER BY last_used, port LIMIT 1";
+
+/// First table upsert; a record older than the stored one is ignored, so the latest wins.
+const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (login) DO UPDATE SET
+        ip = excluded.ip, hostname = excluded.hostname, last_seen = excluded.last_seen
+    WHERE excluded.last_seen >= logins.last_seen";
+
+/// The PostgreSQL implementation of [`Store`].
+pub(crate) struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Builds the pool for `url` (`postgres://` or `postgresql://`); connects lazily.
+    pub(crate) fn open(url: &str, pool_size: usize) -> Result<Self> {
+        // The URL may hold a password: name the problem, never echo the URL.
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Url(format!(
+                "cannot parse the PostgreSQL URL ({}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB",
+                describe(&e)
+            ))
+        })?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("chmail");
+        }
+        // Ours first, so that options given in the URL override them.
+        let options = format!(
+            "-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} {}",
+            cfg.get_options().unwrap_or_default()
+        );
+        cfg.options(options.trim_end());
+        let manager = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Connect(format!("cannot build the PostgreSQL pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => StoreError::Connect(describe(&e)),
+            PoolError::Timeout(what) => StoreError::Connect(format!(
+                "no PostgreSQL connection within {} s ({what:?})",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+            other => StoreError::Connect(other.to_string()),
+        })
+    }
+}
+
+/// An error with its causes, which tokio-postgres keeps out of its `Display`.
+fn describe(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A failed query.
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(describe(&e))
+}
+
+/// Runs one whole call within [`CALL_TIMEOUT`].
+async fn bounded<T>(call: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| {
+            StoreError::Backend(format!(
+                "PostgreSQL did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            ))
+        })?
+}
+
+/// A port as read from the database.
+fn to_port(port: i32) -> Result<u16> {
+    u16::try_from(port)
+        .map_err(|_| StoreError::Backend(format!("port {port} in the database is not a port")))
+}
+
+/// Runs a cached statement and returns at most one row.
+async fn query_opt(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>> {
+    let stmt = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query_opt(&stmt, params).await.map_err(backend)
+}
+
+/// Runs a cached statement and returns the number of rows it touched.
+async fn execute(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    let stmt = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.execute(&stmt, params).await.map_err(backend)
+}
+
+/// Reads one `ports` row: (port, login, granted_at, last_used).
+fn grant_from_row(row: &tokio_postgres::Row) -> Result<PortGrant> {
+    Ok(PortGrant {
+        port: to_port(row.try_get(0).map_err(backend)?)?,
+        login: row.try_get(1).map_err(backend)?,
+        granted_at: row.try_get(2).map_err(backend)?,
+        last_used: row.try_get(3).map_err(backend)?,
+        fresh: false,
+        reclaimed_from: None,
+    })
+}
+
+/// Takes the grant lock until the end of the transaction: first thing in every transaction that
+/// grants, so that no row lock is ever held while waiting for it.
+async fn lock_grants(tx: &Transaction<'_>) -> Result<()> {
+    execute(tx, "SELECT pg_advisory_xact_lock($1)", &[&GRANT_LOCK_KEY]).await?;
+    Ok(())
+}
+
+/// The grant, inside a transaction that holds the grant lock (see [`Store::grant_port`]).
+async fn grant_in(
+    tx: &Transaction<'_>,
+    login: &str,
+    ports: PortRange,
+    reclaim_after: Duration,
+    now: i64,
+) -> Result<PortGrant> {
+    let current = query_opt(
+        tx,
+        "SELECT port, granted_at, last_used FROM ports WHERE login = $1",
+        &[&login],
+    )
+    .await?;
+    if let Some(row) = current {
+        let port: i32 = row.try_get(0).map_err(backend)?;
+        let granted_at: i64 = row.try_get(1).map_err(backend)?;
+        let last_used: i64 = row.try_get(2).map_err(backend)?;
+        let port16 = to_port(port)?;
+        if ports.contains(port16) {
+            // max: a milter whose clock lags must not make the port look older.
+            let last_used = last_used.max(now);
+            execute(
+                tx,
+                "UPDATE ports SET last_used = $2 WHERE port = $1",
+                &[&port, &last_used],
+            )
+            .await?;
+            return Ok(PortGrant {
+                port: port16,
+                login: login.to_owned(),
+                granted_at,
+                last_used,
+                fresh: false,
+                reclaimed_from: None,
+            });
+        }
+        tracing::debug!(login, port, range = %ports, "port outside the range, granting a new one");
+        execute(tx, "DELETE FROM ports WHERE port = $1", &[&port]).await?;
+    }
+
+    let (first, last) = (i32::from(ports.first), i32::from(ports.last));
+    let free: Option<i32> = query_opt(tx, FREE_PORT_SQL, &[&first, &last])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(backend)?
+        .flatten();
+    if let Some(port) = free {
+        execute(
+            tx,
+            "INSERT INTO ports (port, login, granted_at, last_used) VALUES ($1, $2, $3, $3)",
+            &[&port, &login, &now],
+        )
+        .await?;
+        return Ok(PortGrant {
+            port: to_port(port)?,
+            login: login.to_owned(),
+            granted_at: now,
+            last_used: now,
+            fresh: true,
+            reclaimed_from: None,
+        });
+    }
+
+    let Some(row) = query_opt(tx, OLDEST_PORT_SQL, &[&first, &last]).await? else {
+        return Err(StoreError::PortsExhausted { range: ports });
+    };
+    let port: i32 = row.try_get(0).map_err(backend)?;
+    let owner: String = row.try_get(1).map_err(backend)?;
+    let last_used: i64 = row.try_get(2).map_err(backend)?;
+    if last_used > reclaim_cutoff(now, reclaim_after) {
+        return Err(StoreError::PortsExhausted { range: ports });
+    }
+    execute(
+        tx,
+        "UPDATE ports SET login = $2, granted_at = $3, last_used = $3 WHERE port = $1",
+        &[&port, &login, &now],
+    )
+    .await?;
+    tracing::info!(login, port, from = %owner, last_used, "chat port reclaimed");
+    Ok(PortGrant {
+        port: to_port(port)?,
+        login: login.to_owned(),
+        granted_at: now,
+        last_used: now,
+        fresh: true,
+        reclaimed_from: Some(owner),
+    })
+}
+
+/// Inserts a normalized room and its participants in one statement each (see
+/// [`Store::create_room`]).
+async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
+    let port = i32::from(room.port);
+    let inserted = execute(
+        tx,
+        "INSERT INTO rooms (id, port, login, message_id, subject, created)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        &[
+            &room.id,
+            &port,
+            &room.login,
+            &room.message_id,
+            &room.subject,
+            &room.created,
+        ],
+    )
+    .await?;
+    let mut next: i32 = 0;
+    if inserted == 0 {
+        let row = query_opt(
+            tx,
+            "SELECT r.login, (SELECT COALESCE(MAX(position) + 1, 0) FROM room_participants
+                              WHERE room_id = r.id)
+             FROM rooms r WHERE r.id = $1",
+            &[&room.id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Backend(format!("room {:?} vanished", room.id)))?;
+        let owner: String = row.try_get(0).map_err(backend)?;
+        if owner != room.login {
+            return Err(StoreError::Invalid(format!(
+                "room id {:?} belongs to another login",
+                room.id
+            )));
+        }
+        next = row.try_get(1).map_err(backend)?;
+    }
+    if room.participants.is_empty() {
+        return Ok(());
+    }
+    let addresses: Vec<&str> = room
+        .participants
+        .iter()
+        .map(|p| p.address.as_str())
+        .collect();
+    let roles: Vec<&str> = room.participants.iter().map(|p| p.role.as_str()).collect();
+    execute(
+        tx,
+        "INSERT INTO room_participants (room_id, address, role, position)
+         SELECT $1, a, r, $4::int4 + (n - 1)::int4
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t(a, r, n)
+         ON CONFLICT DO NOTHING",
+        &[&room.id, &addresses, &roles, &next],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies the PostgreSQL migrations (see [`Store::migrate`]).
+async fn migrate_all(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let bookkeeping = |e: tokio_postgres::Error| {
+        StoreError::Migrate(format!("schema_migrations: {}", describe(&e)))
+    };
+    let tx = client.transaction().await.map_err(bookkeeping)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK_KEY])
+        .await
+        .map_err(bookkeeping)?;
+    tx.batch_execute(migrate::CREATE_SCHEMA_MIGRATIONS)
+        .await
+        .map_err(bookkeeping)?;
+    tx.commit().await.map_err(bookkeeping)?;
+
+    for m in migrate::POSTGRES_MIGRATIONS {
+        let label = format!("{:04}_{}", m.version, m.name);
+        let fail =
+            |e: tokio_postgres::Error| StoreError::Migrate(format!("{label}: {}", describe(&e)));
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK_KEY])
+            .await
+            .map_err(fail)?;
+        let done: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+                &[&m.version],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(fail)?;
+        if !done {
+            tx.batch_execute(m.sql).await.map_err(fail)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &unix_now()],
+            )
+            .await
+            .map_err(fail)?;
+            tracing::info!(migration = %label, "PostgreSQL migration applied");
+        }
+        tx.commit().await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        bounded(async {
+            let mut client = self.client().await?;
+            migrate_all(&mut client).await
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        bounded(async {
+            let client = self.client().await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| StoreError::Connect(describe(&e)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_login(
+        &self,
+        login: &str,
+        ip: Option<&str>,
+        hostname: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        check_login_record(login, ip, hostname)?;
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(UPSERT_LOGIN_SQL)
+                .await
+                .map_err(backend)?;
+            client
+                .execute(&stmt, &[&login, &ip, &hostname, &now])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login(&self, login: &str) -> Result<Option<LoginRecord>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT login, ip, hostname, last_seen FROM logins WHERE login = $1",
+                )
+                .await
+                .map_err(backend)?;
+            let Some(row) = client.query_opt(&stmt, &[&login]).await.map_err(backend)? else {
+                return Ok(None);
+            };
+            Ok(Some(LoginRecord {
+                login: row.try_get(0).map_err(backend)?,
+                ip: row.try_get(1).map_err(backend)?,
+                hostname: row.try_get(2).map_err(backend)?,
+                last_seen: row.try_get(3).map_err(backend)?,
+            }))
+        })
+        .await
+    }
+
+    async fn grant_port(
+        &self,
+        login: &str,
+        ports: PortRange,
+        reclaim_after: Duration,
+        now: i64,
+    ) -> Result<PortGrant> {
+        check_login(login)?;
+        check_range(ports)?;
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            lock_grants(&tx).await?;
+            let grant = grant_in(&tx, login, ports, reclaim_after, now).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(grant)
+        })
+        .await
+    }
+
+    async fn port_owner(&self, port: u16) -> Result<Option<PortGrant>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT port, login, granted_at, last_used FROM ports WHERE port = $1",
+                )
+                .await
+                .map_err(backend)?;
+            let port = i32::from(port);
+            client
+                .query_opt(&stmt, &[&port])
+                .await
+                .map_err(backend)?
+                .map(|row| grant_from_row(&row))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn port_of(&self, login: &str) -> Result<Option<PortGrant>> {
+        bounded(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT port, login, granted_at, last_used FROM ports WHERE login = $1",
+                )
+                .await
+                .map_err(backend)?;
+            client
+                .query_opt(&stmt, &[&login])
+                .await
+                .map_err(backend)?
+                .map(|row| grant_from_row(&row))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn create_room(&self, room: &Room) -> Result<()> {
+        let room = normalize_room(room)?;
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            create_room_in(&tx, &room).await?;
+            tx.commit().await.map_err(backend)
+        })
+        .await
+    }
+
+    async fn room(&self, id: &str) -> Result<Option<Room>> {
+        bounded(async {
+            let mut client = self.client().await?;
+            // REPEATABLE READ: the room and its participants from one snapshot.
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(backend)?;
+            let Some(row) = query_opt(
+                &tx,
+                "SELECT id, port, login, message_id, subject, created FROM rooms WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT address, role, position FROM room_participants WHERE room_id = $1",
+                )
+                .await
+                .map_err(backend)?;
+            let rows = tx.query(&stmt, &[&id]).await.map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            let mut parts = Vec::with_capacity(rows.len());
+            for r in rows {
+                let address: String = r.try_get(0).map_err(backend)?;
+                let role: String = r.try_get(1).map_err(backend)?;
+                let position: i32 = r.try_get(2).map_err(backend)?;
+                let role: Role = role
+                    .parse()
+                    .map_err(|e: StoreError| StoreError::Backend(e.to_string()))?;
+                parts.push((role, i64::from(position), address));
+            }
+            sort_participants(&mut parts);
+            Ok(Some(Room {
+                id: row.try_get(0).map_err(backend)?,
+                port: to_port(row.try_get(1).map_err(backend)?)?,
+                login: row.try_get(2).map_err(backend)?,
+                message_id: row.try_get(3).map_err(backend)?,
+                subject: row.try_get(4).map_err(backend)?,
+                created: row.try_get(5).map_err(backend)?,
+                participants: parts
+                    .into_iter()
+                    .map(|(role, _, address)| Participant { address, role })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn record_submission(&self, sub: &Submission) -> Result<PortGrant> {
+        check_login_record(&sub.login, sub.ip.as_deref(), sub.hostname.as_deref())?;
+        check_range(sub.ports)?;
+        // Validated before the transaction; the port is filled in once granted.
+        let mut room = normalize_room(&sub.room(sub.ports.first))?;
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            lock_grants(&tx).await?;
+            execute(
+                &tx,
+                UPSERT_LOGIN_SQL,
+                &[&sub.login, &sub.ip, &sub.hostname, &sub.now],
+            )
+            .await?;
+            let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now).await?;
+            room.port = grant.port;
+            create_room_in(&tx, &room).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(grant)
+        })
+        .await
+    }
+}

@@ -1,0 +1,556 @@
+//! The embedded store: one SQLite file, used from blocking threads.
+//!
+//! SQLite calls block, so every call runs in `spawn_blocking` on the store's one connection,
+//! behind a `std::sync::Mutex` that is never held across an `.await`. One connection is plenty for
+//! a milter (a grant is a few index look-ups) and makes the in-memory database possible. Other
+//! processes on the same file serialize through `BEGIN IMMEDIATE` and `busy_timeout`.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::{
+    check_login, check_login_record, check_range, migrate, normalize_room, reclaim_cutoff,
+    sort_participants, unix_now, LoginRecord, Participant, PortGrant, Result, Role, Room, Store,
+    StoreError, Submission,
+};
+use crate::config::PortRange;
+
+/// How long a connection waits for another process's write lock before giving up: long enough
+/// for any grant, short enough to stay inside the milter's time budget.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5_000);
+
+/// The lowest free port of `?1..=?2`: `?1` itself, or the port after the first taken port whose
+/// successor is free (one ordered walk of the primary key; fast for 10k ports).
+const FREE_PORT_SQL: &str = "SELECT CASE
+    WHEN NOT EXISTS (SELECT 1 FROM ports WHERE port = ?1) THEN ?1
+    ELSE (SELECT p.port + 1 FROM ports p
+          WHERE p.port >= ?1 AND p.port < ?2
+            AND NOT EXISTS (SELECT 1 FROM ports q WHERE q.port = p.port + 1)
+          ORDER BY p.port LIMIT 1)
+END";
+
+/// The port of `?1..=?2` unused the longest (ties: the lowest port).
+const OLDEST_PORT_SQL: &str = "SELECT port, login, last_used FROM ports
+    WHERE port BETWEEN ?1 AND ?2 ORDER BY last_used, port LIMIT 1";
+
+/// First table upsert; a record older than the stored one is ignored, so the latest wins.
+const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (login) DO UPDATE SET
+        ip = excluded.ip, hostname = excluded.hostname, last_seen = excluded.last_seen
+    WHERE excluded.last_seen >= logins.last_seen";
+
+/// The SQLite implementation of [`Store`].
+pub(crate) struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directory) the file at `path`.
+    pub(crate) async fn open_file(path: PathBuf) -> Result<Self> {
+        let conn = blocking(move || {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Connect(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let conn = Connection::open(&path).map_err(|e| {
+                StoreError::Connect(format!("cannot open SQLite file {}: {e}", path.display()))
+            })?;
+            configure(&conn)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Opens a private in-memory database.
+    pub(crate) async fn open_memory() -> Result<Self> {
+        let conn = blocking(|| {
+            let conn = Connection::open_in_memory()
+                .map_err(|e| StoreError::Connect(format!("cannot open SQLite in memory: {e}")))?;
+            configure(&conn)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection in a blocking thread.
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        blocking(move || {
+            // A panic in another call cannot leave a transaction open (rusqlite rolls back on
+            // drop), so a poisoned lock still guards a usable connection.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+    }
+}
+
+/// Runs `f` on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("SQLite task failed: {e}")))?
+}
+
+/// The pragmas every connection needs: wait for other writers, WAL so readers never block the
+/// writer, foreign keys (off by default in SQLite), and NORMAL sync (safe with WAL).
+fn configure(conn: &Connection) -> Result<()> {
+    let connect = |e: rusqlite::Error| StoreError::Connect(format!("cannot configure SQLite: {e}"));
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(connect)?;
+    if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+        return Err(StoreError::Connect(format!(
+            "SQLite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+        .map_err(connect)
+}
+
+/// A failed query.
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A port as read from the database.
+fn to_port(port: i64) -> Result<u16> {
+    u16::try_from(port)
+        .map_err(|_| StoreError::Backend(format!("port {port} in the database is not a port")))
+}
+
+/// Reads one `ports` row: (port, login, granted_at, last_used).
+fn read_grant(
+    conn: &Connection,
+    sql: &str,
+    key: &dyn rusqlite::ToSql,
+) -> Result<Option<PortGrant>> {
+    let row = conn
+        .query_row(sql, [key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()
+        .map_err(backend)?;
+    row.map(|(port, login, granted_at, last_used)| {
+        Ok(PortGrant {
+            port: to_port(port)?,
+            login,
+            granted_at,
+            last_used,
+            fresh: false,
+            reclaimed_from: None,
+        })
+    })
+    .transpose()
+}
+
+/// The grant, inside a `BEGIN IMMEDIATE` transaction (see [`Store::grant_port`]).
+fn grant_in(
+    tx: &Connection,
+    login: &str,
+    ports: PortRange,
+    reclaim_after: Duration,
+    now: i64,
+) -> Result<PortGrant> {
+    let current = tx
+        .query_row(
+            "SELECT port, granted_at, last_used FROM ports WHERE login = ?1",
+            [login],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((port, granted_at, last_used)) = current {
+        let port16 = to_port(port)?;
+        if ports.contains(port16) {
+            // max: a milter whose clock lags must not make the port look older.
+            let last_used = last_used.max(now);
+            tx.execute(
+                "UPDATE ports SET last_used = ?2 WHERE port = ?1",
+                (port, last_used),
+            )
+            .map_err(backend)?;
+            return Ok(PortGrant {
+                port: port16,
+                login: login.to_owned(),
+                granted_at,
+                last_used,
+                fresh: false,
+                reclaimed_from: None,
+            });
+        }
+        tracing::debug!(login, port, range = %ports, "port outside the range, granting a new one");
+        tx.execute("DELETE FROM ports WHERE port = ?1", [port])
+            .map_err(backend)?;
+    }
+
+    let (first, last) = (i64::from(ports.first), i64::from(ports.last));
+    let free: Option<i64> = tx
+        .query_row(FREE_PORT_SQL, (first, last), |r| r.get(0))
+        .map_err(backend)?;
+    if let Some(port) = free {
+        tx.execute(
+            "INSERT INTO ports (port, login, granted_at, last_used) VALUES (?1, ?2, ?3, ?3)",
+            (port, login, now),
+        )
+        .map_err(backend)?;
+        return Ok(PortGrant {
+            port: to_port(port)?,
+            login: login.to_owned(),
+            granted_at: now,
+            last_used: now,
+            fresh: true,
+            reclaimed_from: None,
+        });
+    }
+
+    let oldest = tx
+        .query_row(OLDEST_PORT_SQL, (first, last), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .optional()
+        .map_err(backend)?;
+    match oldest {
+        Some((port, owner, last_used)) if last_used <= reclaim_cutoff(now, reclaim_after) => {
+            tx.execute(
+                "UPDATE ports SET login = ?2, granted_at = ?3, last_used = ?3 WHERE port = ?1",
+                (port, login, now),
+            )
+            .map_err(backend)?;
+            tracing::info!(login, port, from = %owner, last_used, "chat port reclaimed");
+            Ok(PortGrant {
+                port: to_port(port)?,
+                login: login.to_owned(),
+                granted_at: now,
+                last_used: now,
+                fresh: true,
+                reclaimed_from: Some(owner),
+            })
+        }
+        _ => Err(StoreError::PortsExhausted { range: ports }),
+    }
+}
+
+/// Inserts a normalized room and its participants (see [`Store::create_room`]).
+fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO rooms (id, port, login, message_id, subject, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            (
+                &room.id,
+                room.port,
+                &room.login,
+                &room.message_id,
+                &room.subject,
+                room.created,
+            ),
+        )
+        .map_err(backend)?;
+    let mut next: i64 = 0;
+    if inserted == 0 {
+        let owner: String = tx
+            .query_row("SELECT login FROM rooms WHERE id = ?1", [&room.id], |r| {
+                r.get(0)
+            })
+            .map_err(backend)?;
+        if owner != room.login {
+            return Err(StoreError::Invalid(format!(
+                "room id {:?} belongs to another login",
+                room.id
+            )));
+        }
+        next = tx
+            .query_row(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM room_participants WHERE room_id = ?1",
+                [&room.id],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO room_participants (room_id, address, role, position)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )
+        .map_err(backend)?;
+    for p in &room.participants {
+        insert
+            .execute((&room.id, &p.address, p.role.as_str(), next))
+            .map_err(backend)?;
+        next += 1;
+    }
+    Ok(())
+}
+
+/// Applies the SQLite migrations (see [`Store::migrate`]).
+fn migrate_all(conn: &mut Connection) -> Result<()> {
+    for m in migrate::SQLITE_MIGRATIONS {
+        let label = format!("{:04}_{}", m.version, m.name);
+        let fail = |e: rusqlite::Error| StoreError::Migrate(format!("{label}: {e}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        tx.execute_batch(migrate::CREATE_SCHEMA_MIGRATIONS)
+            .map_err(fail)?;
+        let done: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [m.version],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
+        if !done {
+            tx.execute_batch(m.sql).map_err(fail)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                (m.version, m.name, unix_now()),
+            )
+            .map_err(fail)?;
+            tracing::info!(migration = %label, "SQLite migration applied");
+        }
+        tx.commit().map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.run(migrate_all).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.run(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| StoreError::Connect(e.to_string()))
+        })
+        .await
+    }
+
+    async fn record_login(
+        &self,
+        login: &str,
+        ip: Option<&str>,
+        hostname: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        check_login_record(login, ip, hostname)?;
+        let (login, ip, hostname) = (
+            login.to_owned(),
+            ip.map(str::to_owned),
+            hostname.map(str::to_owned),
+        );
+        self.run(move |c| {
+            c.execute(UPSERT_LOGIN_SQL, (login, ip, hostname, now))
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login(&self, login: &str) -> Result<Option<LoginRecord>> {
+        let login = login.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT login, ip, hostname, last_seen FROM logins WHERE login = ?1",
+                [login],
+                |r| {
+                    Ok(LoginRecord {
+                        login: r.get(0)?,
+                        ip: r.get(1)?,
+                        hostname: r.get(2)?,
+                        last_seen: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn grant_port(
+        &self,
+        login: &str,
+        ports: PortRange,
+        reclaim_after: Duration,
+        now: i64,
+    ) -> Result<PortGrant> {
+        check_login(login)?;
+        check_range(ports)?;
+        let login = login.to_owned();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let grant = grant_in(&tx, &login, ports, reclaim_after, now)?;
+            tx.commit().map_err(backend)?;
+            Ok(grant)
+        })
+        .await
+    }
+
+    async fn port_owner(&self, port: u16) -> Result<Option<PortGrant>> {
+        self.run(move |c| {
+            read_grant(
+                c,
+                "SELECT port, login, granted_at, last_used FROM ports WHERE port = ?1",
+                &port,
+            )
+        })
+        .await
+    }
+
+    async fn port_of(&self, login: &str) -> Result<Option<PortGrant>> {
+        let login = login.to_owned();
+        self.run(move |c| {
+            read_grant(
+                c,
+                "SELECT port, login, granted_at, last_used FROM ports WHERE login = ?1",
+                &login,
+            )
+        })
+        .await
+    }
+
+    async fn create_room(&self, room: &Room) -> Result<()> {
+        let room = normalize_room(room)?;
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            create_room_in(&tx, &room)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn room(&self, id: &str) -> Result<Option<Room>> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let room = tx
+                .query_row(
+                    "SELECT id, port, login, message_id, subject, created FROM rooms WHERE id = ?1",
+                    [&id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((id, port, login, message_id, subject, created)) = room else {
+                return Ok(None);
+            };
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT address, role, position FROM room_participants WHERE room_id = ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut parts = Vec::new();
+            for row in rows {
+                let (address, role, position) = row.map_err(backend)?;
+                let role: Role = role
+                    .parse()
+                    .map_err(|e: StoreError| StoreError::Backend(e.to_string()))?;
+                parts.push((role, position, address));
+            }
+            sort_participants(&mut parts);
+            Ok(Some(Room {
+                id,
+                port: to_port(port)?,
+                login,
+                message_id,
+                subject,
+                created,
+                participants: parts
+                    .into_iter()
+                    .map(|(role, _, address)| Participant { address, role })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn record_submission(&self, sub: &Submission) -> Result<PortGrant> {
+        check_login_record(&sub.login, sub.ip.as_deref(), sub.hostname.as_deref())?;
+        check_range(sub.ports)?;
+        // Validated before the transaction; the port is filled in once granted.
+        let mut room = normalize_room(&sub.room(sub.ports.first))?;
+        let sub = sub.clone();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute(
+                UPSERT_LOGIN_SQL,
+                (&sub.login, &sub.ip, &sub.hostname, sub.now),
+            )
+            .map_err(backend)?;
+            let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now)?;
+            room.port = grant.port;
+            create_room_in(&tx, &room)?;
+            tx.commit().map_err(backend)?;
+            Ok(grant)
+        })
+        .await
+    }
+}
