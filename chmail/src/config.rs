@@ -402,7 +402,12 @@ impl Config {
     /// Our own domains, lowercased: `[signing] domain` and `own_domains`.
     pub fn own_domains(&self) -> Vec<String> {
         let mut all = vec![self.signing.domain.to_ascii_lowercase()];
-        all.extend(self.signing.own_domains.iter().map(|d| d.to_ascii_lowercase()));
+        all.extend(
+            self.signing
+                .own_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase()),
+        );
         all.dedup();
         all
     }
@@ -434,7 +439,13 @@ mod tests {
     fn empty_file_gives_the_documented_defaults() {
         let c = Config::from_toml_and_env("", env(&[])).expect("valid");
         assert_eq!(c.milter.listen, "inet:127.0.0.1:8890");
-        assert_eq!(c.chat.ports, PortRange { first: 20_000, last: 29_999 });
+        assert_eq!(
+            c.chat.ports,
+            PortRange {
+                first: 20_000,
+                last: 29_999
+            }
+        );
         assert_eq!(c.store_url(), "sqlite://data/chmail.db");
         assert_eq!(c.key_file(), PathBuf::from("data/chmail.key"));
         assert_eq!(c.milter.on_error, OnError::Accept);
@@ -449,7 +460,10 @@ mod tests {
                 ("CHMAIL_MILTER_ON_ERROR", "tempfail"),
                 ("CHMAIL_STORE_TIMEOUT_MS", "250"),
                 ("CHMAIL_DATA_DIR", "/var/lib/chmail"),
-                ("CHMAIL_SIGNING_OWN_DOMAINS", "[\"a.example\", \"b.example\"]"),
+                (
+                    "CHMAIL_SIGNING_OWN_DOMAINS",
+                    "[\"a.example\", \"b.example\"]",
+                ),
                 ("CHMAIL_UNRELATED", "ignored"),
                 ("OTHER_STORE_URL", "ignored"),
             ]),
@@ -468,7 +482,8 @@ mod tests {
         assert!(e.to_string().contains("lisen"), "{e}");
         let e = Config::from_toml_and_env("[chat]\nports = \"300-200\"\n", env(&[])).unwrap_err();
         assert!(e.to_string().contains("300-200"), "{e}");
-        let e = Config::from_toml_and_env("[chat]\npublic_url = \"ftp://x\"\n", env(&[])).unwrap_err();
+        let e =
+            Config::from_toml_and_env("[chat]\npublic_url = \"ftp://x\"\n", env(&[])).unwrap_err();
         assert!(e.to_string().contains("public_url"), "{e}");
     }
 

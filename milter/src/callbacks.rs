@@ -4,8 +4,8 @@
 use std::{ffi::CString, sync::Arc, time::Instant};
 
 use indymilter::{
-    Actions, Callbacks, ContextActions, EomContext, SetErrorReply, MacroStage, Macros, NegotiateContext,
-    ProtoOpts, SocketInfo, Status,
+    Actions, Callbacks, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
 use tracing::{info, warn};
 

@@ -34,12 +34,10 @@ pub async fn serve(config: Config) -> Result<()> {
 pub fn keygen(config: &Config, out: &mut impl Write) -> Result<()> {
     let path = config.key_file();
     let signer = Signer::generate(&config.signing.domain, &config.signing.selector);
-    signer
-        .write_key_file(&path)
-        .map_err(|e| MilterError::Key {
-            path: path.clone(),
-            cause: e.to_string(),
-        })?;
+    signer.write_key_file(&path).map_err(|e| MilterError::Key {
+        path: path.clone(),
+        cause: e.to_string(),
+    })?;
     info!(path = %path.display(), "wrote a new signing key");
     writeln!(out, "{}", zone_line(&signer))?;
     Ok(())

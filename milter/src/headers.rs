@@ -251,15 +251,24 @@ mod tests {
         let h = block(&[
             ("From", " \"Alice A.\" <Alice@Example.COM>"),
             ("To", " undisclosed-recipients:;"),
-            ("To", " friends: bob@b.example, =?UTF-8?B?7LKg7IiY?= <chul@c.example>;"),
-            ("Cc", " (comment) carol@c.example,\n\t\"Dan, Jr.\" <dan@d.example>"),
+            (
+                "To",
+                " friends: bob@b.example, =?UTF-8?B?7LKg7IiY?= <chul@c.example>;",
+            ),
+            (
+                "Cc",
+                " (comment) carol@c.example,\n\t\"Dan, Jr.\" <dan@d.example>",
+            ),
             ("Subject", " =?UTF-8?Q?Caf=C3=A9?= menu"),
             ("Message-ID", " <abc@example.com>"),
         ]);
         let s = h.summary();
         assert_eq!(s.sole_from(), Some("Alice@example.com"));
         assert_eq!(addrs(&s, Role::To), vec!["bob@b.example", "chul@c.example"]);
-        assert_eq!(addrs(&s, Role::Cc), vec!["carol@c.example", "dan@d.example"]);
+        assert_eq!(
+            addrs(&s, Role::Cc),
+            vec!["carol@c.example", "dan@d.example"]
+        );
         assert_eq!(s.subject.as_deref(), Some("Café menu"));
         assert_eq!(s.message_id.as_deref(), Some("abc@example.com"));
     }

@@ -27,7 +27,12 @@ impl Milter {
         let mut kept = Vec::new();
         let mut remove = Vec::new();
         let mut unknown = None;
-        for field in mail.headers.fields.iter().filter(|f| f.kind == Kind::Header) {
+        for field in mail
+            .headers
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::Header)
+        {
             let check = match (&field.value, from) {
                 (None, _) => Check::Remove("over the size cap".into()),
                 (Some(_), None) => Check::Remove("the mail has no single From address".into()),

@@ -85,7 +85,10 @@ impl DnsKeys {
 #[async_trait]
 impl KeySource for DnsKeys {
     async fn key(&self, selector: &str, domain: &str) -> KeyLookup {
-        let name = format!("{}.", key_record_name(selector, domain).to_ascii_lowercase());
+        let name = format!(
+            "{}.",
+            key_record_name(selector, domain).to_ascii_lowercase()
+        );
         let answer = tokio::time::timeout(self.timeout, self.resolver.txt_lookup(name.as_str()));
         let txt = match answer.await {
             Err(_) => return KeyLookup::Unavailable(format!("DNS time-out for {name}")),

@@ -84,7 +84,10 @@ impl MilterListener {
                 if path.exists() {
                     std::fs::remove_file(&path).map_err(bind_err)?;
                 }
-                Ok(Self::Unix(UnixListener::bind(&path).map_err(bind_err)?, path))
+                Ok(Self::Unix(
+                    UnixListener::bind(&path).map_err(bind_err)?,
+                    path,
+                ))
             }
         }
     }
@@ -120,8 +123,9 @@ impl Listener for MilterListener {
                 let _ = stream.set_nodelay(true);
                 EitherStream::Tcp(stream)
             }),
-            Self::Unix(l, _) => UnixListener::poll_accept(l, cx)
-                .map_ok(|(stream, _)| EitherStream::Unix(stream)),
+            Self::Unix(l, _) => {
+                UnixListener::poll_accept(l, cx).map_ok(|(stream, _)| EitherStream::Unix(stream))
+            }
         }
     }
 }
@@ -148,7 +152,14 @@ mod tests {
             SocketSpec::parse("unix:/run/chmail/milter.sock").ok(),
             Some(SocketSpec::Unix("/run/chmail/milter.sock".into()))
         );
-        for bad in ["", "127.0.0.1:8890", "inet:", "inet:host", "inet:host:99999", "unix:"] {
+        for bad in [
+            "",
+            "127.0.0.1:8890",
+            "inet:",
+            "inet:host",
+            "inet:host:99999",
+            "unix:",
+        ] {
             assert!(SocketSpec::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

@@ -43,7 +43,11 @@ impl Metrics {
             0.0005, 2.0, 14,
         ));
         registry.register("mails", "Mails seen, by what the milter did", mails.clone());
-        registry.register("headers_added", "CHmail and CHmail-Link headers added", added.clone());
+        registry.register(
+            "headers_added",
+            "CHmail and CHmail-Link headers added",
+            added.clone(),
+        );
         registry.register(
             "headers_stripped",
             "CHmail and CHmail-Link headers removed (forged, failing or unverifiable)",
@@ -131,7 +135,9 @@ pub async fn serve(
         .await
 }
 
-async fn render(State(metrics): State<Arc<Metrics>>) -> ([(header::HeaderName, &'static str); 1], String) {
+async fn render(
+    State(metrics): State<Arc<Metrics>>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
     (
         [(
             header::CONTENT_TYPE,
@@ -155,11 +161,29 @@ mod tests {
         m.error("store");
         m.eom_time(Duration::from_millis(2));
         let text = m.render();
-        assert!(text.contains("chmail_milter_mails_total{action=\"signed\"} 1"), "{text}");
-        assert!(text.contains("chmail_milter_headers_added_total 2"), "{text}");
-        assert!(text.contains("chmail_milter_headers_stripped_total 3"), "{text}");
-        assert!(text.contains("chmail_milter_headers_verified_total{result=\"fail\"} 1"), "{text}");
-        assert!(text.contains("chmail_milter_errors_total{kind=\"store\"} 1"), "{text}");
-        assert!(text.contains("chmail_milter_eom_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("chmail_milter_mails_total{action=\"signed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmail_milter_headers_added_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmail_milter_headers_stripped_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmail_milter_headers_verified_total{result=\"fail\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmail_milter_errors_total{kind=\"store\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chmail_milter_eom_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -41,9 +41,12 @@ impl Network {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask_eq(u128::from(u32::from(net)), u128::from(u32::from(ip)), 32, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_eq(
+                u128::from(u32::from(net)),
+                u128::from(u32::from(ip)),
+                32,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 mask_eq(u128::from(net), u128::from(ip), 128, self.prefix)
             }
@@ -97,7 +100,10 @@ mod tests {
     #[test]
     fn client_addresses_in_mta_forms_parse() {
         assert_eq!(parse_client_addr("192.0.2.1"), Some(ip("192.0.2.1")));
-        assert_eq!(parse_client_addr("IPv6:2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(
+            parse_client_addr("IPv6:2001:db8::1"),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(parse_client_addr("[IPv6:::1]"), Some(ip("::1")));
         assert_eq!(parse_client_addr("unknown"), None);
     }

@@ -35,14 +35,21 @@ fn keygen_writes_a_private_key_file_and_prints_the_dns_record() {
         .arg("keygen")
         .output()
         .expect("run keygen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.starts_with("sel1._chmail.example.com. IN TXT \"v=CHmail1; k=ed25519; p="),
         "{stdout}"
     );
     let key = dir.path().join("data/chmail.key");
-    let mode = std::fs::metadata(&key).expect("key file").permissions().mode();
+    let mode = std::fs::metadata(&key)
+        .expect("key file")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     // The printed key is the one in the file.
@@ -116,7 +123,10 @@ fn serve_stops_cleanly_on_sigterm() {
         .expect("serve");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sock.exists() {
-        assert!(Instant::now() < deadline, "the milter socket never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the milter socket never appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let kill = Command::new("kill")

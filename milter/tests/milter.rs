@@ -30,17 +30,37 @@ async fn authenticated_mail_gets_both_headers_and_the_tables_are_filled() {
     assert_eq!(headers.len(), 1, "{actions:?}");
     assert_eq!(links.len(), 1, "{actions:?}");
     let header = parse(&headers[0]);
-    assert!(header.verify("alice@example.com", &m.signer.public_key()).is_pass());
+    assert!(header
+        .verify("alice@example.com", &m.signer.public_key())
+        .is_pass());
     assert_eq!(header.login, "alice@example.com");
     assert_eq!(header.host, "chat.example.com");
-    assert_eq!(links[0], link_value("https://chat.example.com", header.port, &header.room));
+    assert_eq!(
+        links[0],
+        link_value("https://chat.example.com", header.port, &header.room)
+    );
 
-    let login = m.store.login("alice@example.com").await.expect("store").expect("row");
+    let login = m
+        .store
+        .login("alice@example.com")
+        .await
+        .expect("store")
+        .expect("row");
     assert_eq!(login.ip.as_deref(), Some("192.0.2.7"));
     assert_eq!(login.hostname.as_deref(), Some("client.example.net"));
-    let port = m.store.port_of("alice@example.com").await.expect("store").expect("port");
+    let port = m
+        .store
+        .port_of("alice@example.com")
+        .await
+        .expect("store")
+        .expect("port");
     assert_eq!(port.port, header.port);
-    let room = m.store.room(header.room.as_str()).await.expect("store").expect("room");
+    let room = m
+        .store
+        .room(header.room.as_str())
+        .await
+        .expect("store")
+        .expect("room");
     assert_eq!(room.port, header.port);
     assert_eq!(room.subject.as_deref(), Some("Café plans"));
     assert_eq!(room.message_id.as_deref(), Some("m1@example.com"));
@@ -64,7 +84,10 @@ async fn authenticated_mail_gets_both_headers_and_the_tables_are_filled() {
 #[tokio::test]
 async fn the_port_is_sticky_and_each_mail_gets_its_own_room() {
     let m = TestMilter::start().await;
-    let tx = Transaction::authenticated("alice@example.com", &[("From", FROM), ("To", "b@b.example")]);
+    let tx = Transaction::authenticated(
+        "alice@example.com",
+        &[("From", FROM), ("To", "b@b.example")],
+    );
     let first = parse(&added(&tx.run(m.addr).await.0, "CHmail")[0]);
     let second = parse(&added(&tx.run(m.addr).await.0, "CHmail")[0]);
     assert_eq!(first.port, second.port);
@@ -120,7 +143,12 @@ async fn unauthenticated_mail_never_gets_a_header_and_loses_forged_ones() {
         deleted(&actions),
         vec![("CHmail".to_owned(), 1), ("CHmail-Link".to_owned(), 1)]
     );
-    assert!(m.store.login("mallory@example.com").await.expect("store").is_none());
+    assert!(m
+        .store
+        .login("mallory@example.com")
+        .await
+        .expect("store")
+        .is_none());
     m.stop().await;
 }
 
@@ -128,7 +156,14 @@ fn foreign_header(m: &TestMilter, from: &str) -> (String, String) {
     let room = RoomId::generate();
     let header = m
         .foreign
-        .sign("zed@foreign.example", "chat.foreign.example", 31000, &room, 1_700_000_000, from)
+        .sign(
+            "zed@foreign.example",
+            "chat.foreign.example",
+            31000,
+            &room,
+            1_700_000_000,
+            from,
+        )
         .expect("sign");
     (
         header.to_value(),
@@ -147,7 +182,10 @@ async fn a_valid_foreign_header_is_kept_with_its_link() {
     ]);
     let (actions, status) = tx.run(m.addr).await;
     assert_eq!(status, Status::Continue);
-    assert!(actions.actions.is_empty(), "nothing must change: {actions:?}");
+    assert!(
+        actions.actions.is_empty(),
+        "nothing must change: {actions:?}"
+    );
     m.stop().await;
 }
 
@@ -178,7 +216,10 @@ async fn tampered_misaligned_and_keyless_foreign_headers_are_removed() {
     );
     // A header that names a From outside its signing domain is misaligned.
     let tx = Transaction::inbound(&[("From", "someone@else.example"), ("CHmail", &other_from)]);
-    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+    assert_eq!(
+        deleted(&tx.run(m.addr).await.0),
+        vec![("CHmail".to_owned(), 1)]
+    );
     m.stop().await;
 }
 
@@ -188,28 +229,58 @@ async fn our_own_header_on_incoming_mail_is_kept_only_with_our_valid_signature()
     let room = RoomId::generate();
     let ours = m
         .signer
-        .sign("alice@example.com", "chat.example.com", 20001, &room, 1_700_000_000, "alice@example.com")
+        .sign(
+            "alice@example.com",
+            "chat.example.com",
+            20001,
+            &room,
+            1_700_000_000,
+            "alice@example.com",
+        )
         .expect("sign")
         .to_value();
     let tx = Transaction::inbound(&[("From", "alice@example.com"), ("CHmail", &ours)]);
-    assert!(deleted(&tx.run(m.addr).await.0).is_empty(), "our own valid header stays");
+    assert!(
+        deleted(&tx.run(m.addr).await.0).is_empty(),
+        "our own valid header stays"
+    );
 
     // Signed by another key under our domain and selector: forged.
     let impostor = chmail::header::Signer::from_seed(common::DOMAIN, "sel1", [1; 32])
-        .sign("alice@example.com", "chat.example.com", 20001, &room, 1_700_000_000, "alice@example.com")
+        .sign(
+            "alice@example.com",
+            "chat.example.com",
+            20001,
+            &room,
+            1_700_000_000,
+            "alice@example.com",
+        )
         .expect("sign")
         .to_value();
     let tx = Transaction::inbound(&[("From", "alice@example.com"), ("CHmail", &impostor)]);
-    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+    assert_eq!(
+        deleted(&tx.run(m.addr).await.0),
+        vec![("CHmail".to_owned(), 1)]
+    );
 
     // A foreign signature that names our login: forged.
     let claims = m
         .foreign
-        .sign("alice@example.com", "chat.foreign.example", 31000, &room, 1_700_000_000, "x@foreign.example")
+        .sign(
+            "alice@example.com",
+            "chat.foreign.example",
+            31000,
+            &room,
+            1_700_000_000,
+            "x@foreign.example",
+        )
         .expect("sign")
         .to_value();
     let tx = Transaction::inbound(&[("From", "x@foreign.example"), ("CHmail", &claims)]);
-    assert_eq!(deleted(&tx.run(m.addr).await.0), vec![("CHmail".to_owned(), 1)]);
+    assert_eq!(
+        deleted(&tx.run(m.addr).await.0),
+        vec![("CHmail".to_owned(), 1)]
+    );
     let _ = FOREIGN;
     m.stop().await;
 }
@@ -223,7 +294,11 @@ async fn with_the_store_down_the_mail_goes_on_unsigned() {
     let (actions, status) = tx.run(m.addr).await;
     assert_eq!(status, Status::Continue);
     assert!(added(&actions, "CHmail").is_empty(), "{actions:?}");
-    assert!(m.milter.metrics().render().contains("chmail_milter_errors_total{kind=\"store\"} 1"));
+    assert!(m
+        .milter
+        .metrics()
+        .render()
+        .contains("chmail_milter_errors_total{kind=\"store\"} 1"));
     m.stop().await;
 }
 
@@ -246,14 +321,22 @@ async fn missing_or_several_from_fields_leave_the_mail_unsigned_but_cleaned() {
     let m = TestMilter::start().await;
     for headers in [
         vec![("To", "b@b.example"), ("CHmail", "x")],
-        vec![("From", "a@example.com"), ("From", "c@example.com"), ("CHmail", "x")],
+        vec![
+            ("From", "a@example.com"),
+            ("From", "c@example.com"),
+            ("CHmail", "x"),
+        ],
         vec![("From", "a@example.com, c@example.com"), ("CHmail", "x")],
     ] {
         let tx = Transaction::authenticated("alice", &headers);
         let (actions, status) = tx.run(m.addr).await;
         assert_eq!(status, Status::Continue);
         assert!(added(&actions, "CHmail").is_empty(), "{headers:?}");
-        assert_eq!(deleted(&actions), vec![("CHmail".to_owned(), 1)], "{headers:?}");
+        assert_eq!(
+            deleted(&actions),
+            vec![("CHmail".to_owned(), 1)],
+            "{headers:?}"
+        );
     }
     m.stop().await;
 }
@@ -265,7 +348,12 @@ async fn eight_bit_garbage_and_huge_headers_never_break_the_milter() {
     let huge = "x".repeat(300_000);
     let tx = Transaction::authenticated(
         "alice",
-        &[("From", &garbage), ("To", &huge), ("CHmail", &garbage), ("Subject", &huge)],
+        &[
+            ("From", &garbage),
+            ("To", &huge),
+            ("CHmail", &garbage),
+            ("Subject", &huge),
+        ],
     );
     let (actions, status) = tx.run(m.addr).await;
     assert_eq!(status, Status::Continue);
@@ -280,7 +368,9 @@ async fn eight_bit_garbage_and_huge_headers_never_break_the_milter() {
 async fn a_connection_closed_mid_message_does_not_disturb_the_next() {
     let m = TestMilter::start().await;
     {
-        let mut conn = indymilter_test::TestConnection::open(m.addr).await.expect("open");
+        let mut conn = indymilter_test::TestConnection::open(m.addr)
+            .await
+            .expect("open");
         conn.mail(["<a@example.com>"]).await.expect("mail");
         conn.header("From", "a@example.com").await.expect("header");
         // Dropped here without end-of-message or quit.
@@ -293,11 +383,21 @@ async fn a_connection_closed_mid_message_does_not_disturb_the_next() {
 #[tokio::test]
 async fn metrics_count_signed_mails_and_stripped_headers() {
     let m = TestMilter::start().await;
-    let tx = Transaction::authenticated("alice", &[("From", FROM), ("CHmail", "x"), ("CHmail", "y")]);
+    let tx =
+        Transaction::authenticated("alice", &[("From", FROM), ("CHmail", "x"), ("CHmail", "y")]);
     tx.run(m.addr).await;
     let text = m.milter.metrics().render();
-    assert!(text.contains("chmail_milter_mails_total{action=\"signed\"} 1"), "{text}");
-    assert!(text.contains("chmail_milter_headers_added_total 2"), "{text}");
-    assert!(text.contains("chmail_milter_headers_stripped_total 2"), "{text}");
+    assert!(
+        text.contains("chmail_milter_mails_total{action=\"signed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chmail_milter_headers_added_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chmail_milter_headers_stripped_total 2"),
+        "{text}"
+    );
     m.stop().await;
 }

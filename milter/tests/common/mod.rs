@@ -34,8 +34,10 @@ pub struct TestMilter {
 
 /// The configuration of the tests: our domain, a small port range.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        ..Default::default()
+    };
     config.signing.domain = DOMAIN.into();
     config.signing.selector = "sel1".into();
     config.chat.public_url = "https://chat.example.com".into();
@@ -56,7 +58,9 @@ impl TestMilter {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        let store = open_store(&config.store_url(), 4).await.expect("open store");
+        let store = open_store(&config.store_url(), 4)
+            .await
+            .expect("open store");
         // A dead store cannot be migrated; the milter must cope with it anyway.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), store.migrate()).await;
         let signer = Signer::from_seed(DOMAIN, "sel1", [7; 32]);
@@ -72,7 +76,9 @@ impl TestMilter {
             )
             .expect("milter"),
         );
-        let listener = MilterListener::bind("inet:127.0.0.1:0").await.expect("bind");
+        let listener = MilterListener::bind("inet:127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("tcp");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(chmail_milter::run(listener, milter.clone(), stopped));
@@ -147,12 +153,17 @@ impl<'a> Transaction<'a> {
         if let Some(auth) = self.auth {
             mail_macros.push(("{auth_authen}", auth));
         }
-        conn.macros(MacroStage::Mail, mail_macros).await.expect("macros");
+        conn.macros(MacroStage::Mail, mail_macros)
+            .await
+            .expect("macros");
         conn.mail(["<sender@example.com>"]).await.expect("mail");
         for (name, value) in &self.headers {
-            conn.header(*name, CString::new(value.as_bytes()).expect("no NUL in test headers"))
-                .await
-                .expect("header");
+            conn.header(
+                *name,
+                CString::new(value.as_bytes()).expect("no NUL in test headers"),
+            )
+            .await
+            .expect("header");
         }
         let answer = conn.eom().await.expect("eom");
         conn.close().await.expect("close");
@@ -180,9 +191,10 @@ pub fn deleted(actions: &EomActions) -> Vec<(String, i32)> {
         .actions
         .iter()
         .filter_map(|a| match a {
-            EomAction::DeleteHeader { name, index } => {
-                Some((String::from_utf8_lossy(name.to_bytes()).into_owned(), *index))
-            }
+            EomAction::DeleteHeader { name, index } => Some((
+                String::from_utf8_lossy(name.to_bytes()).into_owned(),
+                *index,
+            )),
             _ => None,
         })
         .collect()
