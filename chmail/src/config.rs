@@ -45,8 +45,10 @@ pub struct Config {
     pub milter: MilterConfig,
     /// `[signing]`: the domain, selector and key of the CHmail header signature.
     pub signing: SigningConfig,
-    /// `[chat]`: the chat server's public address and the port range.
+    /// `[chat]`: the chat server and the port range.
     pub chat: ChatConfig,
+    /// `[smtp]`: how chatd sends mail.
+    pub smtp: SmtpConfig,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             milter: MilterConfig::default(),
             signing: SigningConfig::default(),
             chat: ChatConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -176,29 +179,107 @@ impl Default for SigningConfig {
     }
 }
 
-/// `[chat]`.
+/// `[chat]`: chatd, the chat server, and the ports the milter grants.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
-    /// The chat server's public base URL; its host goes into `h=` and the CHmail-Link. Default
-    /// `http://localhost:8080`.
+    /// The chat server's public base URL; its host goes into `h=` and the CHmail-Link, and
+    /// WebSocket Origins are checked against it. Default `http://localhost:8080`.
     pub public_url: String,
+    /// Where chatd listens for HTTP, `HOST:PORT`. Default `127.0.0.1:8080`.
+    pub listen: String,
     /// The range ports are granted from, `FIRST-LAST`. Default `20000-29999`.
     pub ports: PortRange,
     /// A port unused for this many days may be reclaimed for another login when the range is full.
     /// Default 180.
     pub reclaim_after_days: u64,
+    /// Seconds between rings of the sender's sessions. Default 10.
+    pub ring_interval_secs: u64,
+    /// Seconds a ring lasts unanswered before the sender is reminded by mail. Default 90.
+    pub ring_timeout_secs: u64,
+    /// Seconds from "the sender is offline" (or a ring timing out) to the reminder mail. Default
+    /// 60; 0 sends at once.
+    pub reminder_delay_secs: u64,
+    /// Least seconds between two reminders of one room; messages meanwhile wait for the next.
+    /// Default 1800 (30 min).
+    pub reminder_interval_secs: u64,
+    /// Seconds a login stays online after its last connection closed, so a reload does not flap.
+    /// Default 10.
+    pub presence_grace_secs: u64,
+    /// Largest chat message, in bytes. Default 4096.
+    pub max_message_bytes: usize,
+    /// Most messages one connection may send per minute. Default 30.
+    pub messages_per_minute: u32,
+    /// Most connections in one room at once. Default 50.
+    pub max_room_connections: usize,
+    /// Messages per history page. Default 50.
+    pub history_page: u32,
+    /// Largest WebSocket frame accepted, in bytes. Default 16384.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one slow connection before it is dropped. Default 256.
+    pub send_queue: usize,
+    /// Minutes a mailed sign-in link works. Default 15.
+    pub signin_ttl_minutes: u64,
+    /// Most sign-in links mailed to one login per hour. Default 5.
+    pub signins_per_hour: u32,
+    /// Days a sign-in session lasts. Default 30.
+    pub session_days: u64,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
         Self {
             public_url: "http://localhost:8080".into(),
+            listen: "127.0.0.1:8080".into(),
             ports: PortRange {
                 first: 20_000,
                 last: 29_999,
             },
             reclaim_after_days: 180,
+            ring_interval_secs: 10,
+            ring_timeout_secs: 90,
+            reminder_delay_secs: 60,
+            reminder_interval_secs: 1_800,
+            presence_grace_secs: 10,
+            max_message_bytes: 4_096,
+            messages_per_minute: 30,
+            max_room_connections: 50,
+            history_page: 50,
+            max_frame_bytes: 16_384,
+            send_queue: 256,
+            signin_ttl_minutes: 15,
+            signins_per_hour: 5,
+            session_days: 30,
+        }
+    }
+}
+
+/// `[smtp]`: how chatd sends mail (reminders, sign-in links).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The relay, `HOST:PORT`, spoken to in plain SMTP. Default `127.0.0.1:25`: the local MTA,
+    /// so chatd's mail passes the milter like any other.
+    pub relay: String,
+    /// The From address of chatd's mail. Default empty: `chmail@<[signing] domain>`.
+    pub from: String,
+    /// Longest wait for the relay, per mail, in milliseconds. Default 10000.
+    pub timeout_ms: u64,
+}
+
+impl SmtpConfig {
+    /// The time limit of sending one mail.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            relay: "127.0.0.1:25".into(),
+            from: String::new(),
+            timeout_ms: 10_000,
         }
     }
 }
@@ -207,6 +288,41 @@ impl ChatConfig {
     /// How long a port must be unused before it can be reclaimed.
     pub fn reclaim_after(&self) -> Duration {
         Duration::from_secs(self.reclaim_after_days * 86_400)
+    }
+
+    /// Time between rings.
+    pub fn ring_interval(&self) -> Duration {
+        Duration::from_secs(self.ring_interval_secs)
+    }
+
+    /// How long a ring lasts unanswered.
+    pub fn ring_timeout(&self) -> Duration {
+        Duration::from_secs(self.ring_timeout_secs)
+    }
+
+    /// Delay before a reminder mail.
+    pub fn reminder_delay(&self) -> Duration {
+        Duration::from_secs(self.reminder_delay_secs)
+    }
+
+    /// Least time between two reminders of one room.
+    pub fn reminder_interval(&self) -> Duration {
+        Duration::from_secs(self.reminder_interval_secs)
+    }
+
+    /// How long a login stays online after its last connection closed.
+    pub fn presence_grace(&self) -> Duration {
+        Duration::from_secs(self.presence_grace_secs)
+    }
+
+    /// How long a mailed sign-in link works.
+    pub fn signin_ttl(&self) -> Duration {
+        Duration::from_secs(self.signin_ttl_minutes * 60)
+    }
+
+    /// How long a sign-in session lasts.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_days * 86_400)
     }
 
     /// The host (and port, if any) of `public_url`, as it goes into the `h=` tag.
@@ -373,6 +489,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.chat.public_host()?;
+        let chat = &self.chat;
+        if chat.ring_interval_secs == 0 || chat.ring_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "[chat] ring_interval_secs and ring_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if chat.max_message_bytes == 0 || chat.max_message_bytes > crate::store::MAX_BODY_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "[chat] max_message_bytes must be 1..={}",
+                crate::store::MAX_BODY_LEN
+            )));
+        }
+        if chat.max_frame_bytes < chat.max_message_bytes + 1024 {
+            return Err(ConfigError::Invalid(
+                "[chat] max_frame_bytes must exceed max_message_bytes by at least 1024".into(),
+            ));
+        }
+        if chat.send_queue == 0 || chat.history_page == 0 || chat.messages_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "[chat] send_queue, history_page and messages_per_minute must be at least 1".into(),
+            ));
+        }
         if self.signing.domain.is_empty() || self.signing.selector.is_empty() {
             return Err(ConfigError::Invalid(
                 "[signing] domain and selector must not be empty".into(),
@@ -399,6 +537,15 @@ impl Config {
         }
     }
 
+    /// The From address of chatd's mail: `[smtp] from`, else `chmail@<[signing] domain>`.
+    pub fn smtp_from(&self) -> String {
+        if self.smtp.from.is_empty() {
+            format!("chmail@{}", self.signing.domain)
+        } else {
+            self.smtp.from.clone()
+        }
+    }
+
     /// Our own domains, lowercased: `[signing] domain` and `own_domains`.
     pub fn own_domains(&self) -> Vec<String> {
         let mut all = vec![self.signing.domain.to_ascii_lowercase()];
@@ -414,7 +561,7 @@ impl Config {
 }
 
 /// The sections an environment override may name.
-const SECTIONS: &[&str] = &["store", "milter", "signing", "chat"];
+const SECTIONS: &[&str] = &["store", "milter", "signing", "chat", "smtp"];
 
 fn parse_env_value(raw: &str) -> toml::Value {
     format!("v = {raw}")

@@ -10,6 +10,7 @@
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
 //! (`chmail/tests/store.rs`). Migrations are the files under `sql/`, embedded in the binary.
 
+mod chat;
 mod migrate;
 mod postgres;
 mod sqlite;
@@ -18,6 +19,10 @@ use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 
 use crate::config::PortRange;
 
+pub use chat::{
+    ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring, RingState, RoomSummary,
+    Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN,
+};
 pub use migrate::{Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// The result of a store call.

@@ -1,0 +1,379 @@
+//! The chat side of the store (chatd): who joined which room, the messages, the rings, the
+//! reminder schedule, sign-in tokens and sessions.
+//!
+//! Times here are unix **milliseconds** (messages and rings need the order within a second).
+//! Every write is a single statement or one short transaction, so several chatd nodes can share
+//! one PostgreSQL: reminder jobs are claimed with a lease so that one node works each.
+
+use super::{Result, Role};
+
+/// Longest message body accepted by the store, in bytes; chatd's own limit
+/// (`[chat] max_message_bytes`) is lower.
+pub const MAX_BODY_LEN: usize = 64 * 1024;
+/// Longest client-chosen message id, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// A participant of a room as chatd sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The room.
+    pub room_id: String,
+    /// The address (lowercased), one of the mail's From/To/Cc addresses.
+    pub address: String,
+    /// Its role in the mail.
+    pub role: Role,
+    /// When someone first joined the room as this address (ms), if ever.
+    pub joined_at: Option<i64>,
+    /// The id of the last message this address has read.
+    pub last_read: Option<i64>,
+    /// Whether the address was proven (a mailed code; the mail-loop issue). Always false for now.
+    pub verified: bool,
+}
+
+/// How a message reached the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Typed in a chat page or client.
+    Web,
+    /// A reply by mail.
+    Mail,
+    /// Written by chatd itself (a ring missed, a reminder sent).
+    System,
+}
+
+impl Via {
+    /// The name stored: `web`, `mail`, `system`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Web => "web",
+            Via::Mail => "mail",
+            Via::System => "system",
+        }
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its id: increasing in the order messages were stored, across all rooms.
+    pub id: i64,
+    /// The room.
+    pub room_id: String,
+    /// The author's address (for `Via::System`, empty).
+    pub author: String,
+    /// The text.
+    pub body: String,
+    /// When it was stored (ms).
+    pub created_ms: i64,
+    /// How it came.
+    pub via: Via,
+    /// The author's own id for it, if given (retries with the same id store it once).
+    pub client_id: Option<String>,
+}
+
+/// A message to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The room.
+    pub room_id: String,
+    /// The author's address.
+    pub author: String,
+    /// The text (at most [`MAX_BODY_LEN`] bytes).
+    pub body: String,
+    /// When (ms).
+    pub created_ms: i64,
+    /// How it came.
+    pub via: Via,
+    /// The author's own id, for idempotent retries.
+    pub client_id: Option<String>,
+}
+
+/// The state of a ring (S107-S115).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingState {
+    /// The sender's sessions are ringing.
+    Ringing,
+    /// A session of the sender accepted.
+    Accepted,
+    /// The sender declined.
+    Declined,
+    /// Nobody answered within `ring_timeout`.
+    TimedOut,
+    /// The sender was offline: no ring, a reminder instead.
+    Offline,
+    /// The caller left before an answer.
+    Cancelled,
+}
+
+impl RingState {
+    /// The name stored: `ringing`, `accepted`, `declined`, `timed_out`, `offline`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingState::Ringing => "ringing",
+            RingState::Accepted => "accepted",
+            RingState::Declined => "declined",
+            RingState::TimedOut => "timed_out",
+            RingState::Offline => "offline",
+            RingState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the ring is over.
+    pub fn is_final(self) -> bool {
+        self != RingState::Ringing
+    }
+}
+
+/// A ring: a recipient pressed Chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    /// Its id.
+    pub id: i64,
+    /// The room.
+    pub room_id: String,
+    /// Who pressed Chat (their address).
+    pub caller: String,
+    /// Where it stands.
+    pub state: RingState,
+    /// How many times the sender's sessions were rung so far.
+    pub attempts: u32,
+    /// When Chat was pressed (ms).
+    pub started_ms: i64,
+    /// When the state or attempts last changed (ms).
+    pub updated_ms: i64,
+}
+
+/// The reminder schedule of one room (S117).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reminder {
+    /// The room.
+    pub room_id: String,
+    /// When the next reminder is due (ms); `None` when none is pending.
+    pub due_ms: Option<i64>,
+    /// Who tried to reach the sender (the first caller since the last reminder).
+    pub caller: Option<String>,
+    /// When the last reminder was sent (ms).
+    pub last_sent_ms: Option<i64>,
+    /// The last message id that a sent reminder included.
+    pub last_message_id: Option<i64>,
+    /// How many reminders were sent for this room.
+    pub sent_count: u32,
+}
+
+/// A reminder claimed for sending: the lease keeps other nodes off it until `lease_until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderJob {
+    /// The schedule as claimed.
+    pub reminder: Reminder,
+    /// The claim's owner (a random id per chatd process).
+    pub owner: String,
+    /// Until when the claim holds (ms).
+    pub lease_until_ms: i64,
+}
+
+/// A single-use sign-in token (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigninToken {
+    /// The login it signs in.
+    pub login: String,
+    /// The room to open after signing in, if any.
+    pub room_id: Option<String>,
+    /// When it was made (ms).
+    pub created_ms: i64,
+    /// When it stops working (ms).
+    pub expires_ms: i64,
+}
+
+/// A signed-in session (only the hash of its cookie is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The login.
+    pub login: String,
+    /// When it was made (ms).
+    pub created_ms: i64,
+    /// When it ends (ms).
+    pub expires_ms: i64,
+}
+
+/// One of a login's rooms, for the sender's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room id.
+    pub room_id: String,
+    /// The port the room is on.
+    pub port: u16,
+    /// The mail's subject.
+    pub subject: Option<String>,
+    /// When the room was made (unix seconds, as [`super::Room::created`]).
+    pub created: i64,
+    /// Messages not written by the sender and newer than the sender's `last_read`.
+    pub unread: i64,
+    /// The newest message's time (ms), if any.
+    pub last_message_ms: Option<i64>,
+}
+
+/// The chat tables. Part of every [`super::Store`].
+#[async_trait::async_trait]
+pub trait ChatStore: Send + Sync {
+    /// Marks `address` as joined to `room_id` (first join time kept). `None` when the address is
+    /// not one of the room's participants (or the room does not exist).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn join_room(&self, room_id: &str, address: &str, now_ms: i64) -> Result<Option<Member>>;
+
+    /// The participants of a room with their chat state, in the room's participant order.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn members(&self, room_id: &str) -> Result<Vec<Member>>;
+
+    /// Records that `address` has read up to `message_id` (never moves backwards).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn mark_read(&self, room_id: &str, address: &str, message_id: i64) -> Result<()>;
+
+    /// Stores a message. A second call with the same (room, author, client id) returns the first
+    /// message unchanged instead of storing it twice.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Invalid`] for an empty or oversized body or an unknown room.
+    async fn add_message(&self, message: &NewMessage) -> Result<Message>;
+
+    /// A page of a room's history: the `limit` newest messages older than `before_id` (all when
+    /// `None`), returned oldest first.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn messages(
+        &self,
+        room_id: &str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+
+    /// Messages newer than `after_id`, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn messages_after(
+        &self,
+        room_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+
+    /// The rooms of `login`'s mails, newest first, with the unread count for `address` (the
+    /// sender's From address in those rooms is their login).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn rooms_of_login(&self, login: &str, limit: u32) -> Result<Vec<RoomSummary>>;
+
+    /// Starts a ring in `room_id` by `caller`; if one is already ringing there, returns it.
+    ///
+    /// # Errors
+    /// On a store failure or an unknown room.
+    async fn start_ring(&self, room_id: &str, caller: &str, now_ms: i64) -> Result<Ring>;
+
+    /// Moves a ringing ring to `state` with `attempts`; `None` when the ring is already over (the
+    /// first accept wins: a later accept or decline changes nothing).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn update_ring(
+        &self,
+        ring_id: i64,
+        state: RingState,
+        attempts: u32,
+        now_ms: i64,
+    ) -> Result<Option<Ring>>;
+
+    /// The ring that is ringing in `room_id`, if any.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn active_ring(&self, room_id: &str) -> Result<Option<Ring>>;
+
+    /// Asks for a reminder in `room_id` no earlier than `due_ms`, naming `caller`. If one is
+    /// already pending the earlier due time stays (and its caller).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn schedule_reminder(&self, room_id: &str, caller: &str, due_ms: i64) -> Result<()>;
+
+    /// The reminder schedule of a room.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn reminder(&self, room_id: &str) -> Result<Option<Reminder>>;
+
+    /// Claims up to `limit` due reminders (due <= now, not leased by anyone else) for `owner`
+    /// until `now + lease_ms`. Across processes each due reminder is claimed by one.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn claim_reminders(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ReminderJob>>;
+
+    /// Records that the claimed reminder of `room_id` was sent at `sent_ms`, covering messages up
+    /// to `last_message_id`; clears the pending due time and the lease. Does nothing when `owner`
+    /// no longer holds the claim.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn finish_reminder(
+        &self,
+        room_id: &str,
+        owner: &str,
+        sent_ms: i64,
+        last_message_id: Option<i64>,
+    ) -> Result<bool>;
+
+    /// Stores a sign-in token's hash.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn create_signin_token(&self, token_hash: &str, token: &SigninToken) -> Result<()>;
+
+    /// How many sign-in tokens `login` was given since `since_ms` (for the rate limit).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn count_signin_tokens(&self, login: &str, since_ms: i64) -> Result<u32>;
+
+    /// Uses a sign-in token: returns it once if it exists and has not expired; afterwards it is
+    /// gone.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn consume_signin_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<SigninToken>>;
+
+    /// Stores a session under its cookie's hash.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn create_session(&self, session_hash: &str, session: &Session) -> Result<()>;
+
+    /// The session for a cookie hash, if it exists and has not expired.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn session(&self, session_hash: &str, now_ms: i64) -> Result<Option<Session>>;
+
+    /// Ends a session.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn delete_session(&self, session_hash: &str) -> Result<()>;
+}
