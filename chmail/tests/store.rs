@@ -17,7 +17,11 @@ use std::{
 use chmail::{
     config::PortRange,
     open_store,
-    store::{Participant, PortGrant, Role, Room, StoreError, Submission},
+    store::{
+        Member, NewMessage, Participant, PortGrant, RingState, Role, Room, Session, SigninToken,
+        StoreError, Submission, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_PAGE,
+        SIGNIN_TOKEN_KEEP_MS,
+    },
     Store,
 };
 
@@ -743,6 +747,810 @@ mod behaviour {
             .expect("the longest login and hostname");
         assert!(s.login(&longest).await.expect("login").is_some());
     }
+
+    /// A room of `login`'s: alice (From), bob (To and Cc), dave (To), carol (Cc).
+    async fn chat_room(s: &Arc<dyn Store>, id: &str, login: &str, created: i64) {
+        s.create_room(&Room {
+            id: id.into(),
+            port: 20_000,
+            login: login.into(),
+            message_id: None,
+            subject: Some(format!("about {id}")),
+            created,
+            participants: vec![
+                part("Alice@Example.com", Role::From),
+                part("bob@x.example", Role::To),
+                part("dave@z.example", Role::To),
+                part("carol@y.example", Role::Cc),
+                part("bob@x.example", Role::Cc),
+            ],
+        })
+        .await
+        .expect("create_room");
+    }
+
+    fn msg(room: &str, author: &str, body: &str, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            room_id: room.into(),
+            author: author.into(),
+            body: body.into(),
+            created_ms: 1_000,
+            via: Via::Web,
+            client_id: client_id.map(str::to_owned),
+        }
+    }
+
+    pub async fn join_room_admits_only_participants_and_keeps_the_first_join(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        let bob = s
+            .join_room("r", " BOB@x.example", 100)
+            .await
+            .expect("join")
+            .expect("bob is a participant");
+        // Under two roles: the first in room order (To before Cc).
+        assert_eq!(
+            bob,
+            Member {
+                room_id: "r".into(),
+                address: "bob@x.example".into(),
+                role: Role::To,
+                joined_at: Some(100),
+                last_read: None,
+                verified: false,
+            }
+        );
+        let again = s.join_room("r", "bob@x.example", 200).await.expect("join");
+        assert_eq!(again.and_then(|m| m.joined_at), Some(100));
+        let carol = s
+            .join_room("r", "carol@y.example", 300)
+            .await
+            .expect("join");
+        assert_eq!(
+            carol.map(|m| (m.role, m.joined_at)),
+            Some((Role::Cc, Some(300)))
+        );
+        assert_eq!(
+            s.join_room("r", "mallory@evil.example", 1)
+                .await
+                .expect("join"),
+            None
+        );
+        assert_eq!(
+            s.join_room("nope", "bob@x.example", 1).await.expect("join"),
+            None
+        );
+        assert_eq!(s.join_room("r", "", 1).await.expect("join"), None);
+
+        s.mark_read("r", "Bob@X.example", 5)
+            .await
+            .expect("mark_read");
+        s.mark_read("r", "bob@x.example", 3)
+            .await
+            .expect("never backwards");
+        s.mark_read("r", "mallory@evil.example", 9)
+            .await
+            .expect("a stranger changes nothing");
+        let members = s.members("r").await.expect("members");
+        let summary: Vec<_> = members
+            .iter()
+            .map(|m| (m.address.as_str(), m.role, m.joined_at, m.last_read))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("alice@example.com", Role::From, None, None),
+                ("bob@x.example", Role::To, Some(100), Some(5)),
+                ("dave@z.example", Role::To, None, None),
+                ("carol@y.example", Role::Cc, Some(300), None),
+                ("bob@x.example", Role::Cc, Some(100), Some(5)),
+            ]
+        );
+        assert!(members.iter().all(|m| !m.verified && m.room_id == "r"));
+        assert_eq!(s.members("nope").await.expect("members"), vec![]);
+    }
+
+    pub async fn add_message_is_idempotent_per_author_and_client_id(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        let first = s
+            .add_message(&msg("r", "Bob@X.example", "hello", Some("c1")))
+            .await
+            .expect("add");
+        assert_eq!(
+            (
+                first.author.as_str(),
+                first.body.as_str(),
+                first.via,
+                first.client_id.as_deref()
+            ),
+            ("bob@x.example", "hello", Via::Web, Some("c1"))
+        );
+        // The retry (even with another body) returns the first message unchanged.
+        let retry = s
+            .add_message(&msg("r", "bob@x.example", "hello again", Some("c1")))
+            .await
+            .expect("retry");
+        assert_eq!(retry, first);
+        // The same client id from another author, or without one, is a new message.
+        let carol = s
+            .add_message(&msg("r", "carol@y.example", "hi", Some("c1")))
+            .await
+            .expect("add");
+        let plain1 = s
+            .add_message(&msg("r", "bob@x.example", "x", None))
+            .await
+            .expect("add");
+        let plain2 = s
+            .add_message(&msg("r", "bob@x.example", "x", None))
+            .await
+            .expect("add");
+        let system = s
+            .add_message(&NewMessage {
+                via: Via::System,
+                ..msg("r", "", "", None)
+            })
+            .await
+            .expect("a system message may be empty");
+        let ids = [first.id, carol.id, plain1.id, plain2.id, system.id];
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let all = s.messages("r", None, 100).await.expect("messages");
+        assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+        assert_eq!(all[0], first);
+        assert_eq!((all[4].via, all[4].author.as_str()), (Via::System, ""));
+
+        // Retries racing from two nodes store one message.
+        let stores = [Arc::clone(&s), h.open().await];
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .add_message(&msg("r", "dave@z.example", "once", Some("race")))
+                    .await
+            }));
+        }
+        let mut race_ids = HashSet::new();
+        for task in tasks {
+            race_ids.insert(task.await.expect("task").expect("add").id);
+        }
+        assert_eq!(race_ids.len(), 1, "{race_ids:?}");
+        assert_eq!(s.messages("r", None, 100).await.expect("messages").len(), 6);
+    }
+
+    pub async fn add_message_rejects_bad_input_and_unknown_rooms(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        let invalid = |r: Result<chmail::store::Message, StoreError>, what: &str| match r {
+            Err(StoreError::Invalid(msg)) => msg,
+            other => panic!("{what}: expected Invalid, got {other:?}"),
+        };
+        let msg_text = invalid(
+            s.add_message(&msg("no-such-room", "bob@x.example", "hi", None))
+                .await,
+            "unknown room",
+        );
+        assert!(msg_text.contains("unknown room"), "{msg_text}");
+        invalid(
+            s.add_message(&msg(
+                "r",
+                "bob@x.example",
+                &"x".repeat(MAX_BODY_LEN + 1),
+                None,
+            ))
+            .await,
+            "oversized body",
+        );
+        invalid(
+            s.add_message(&msg("r", "bob@x.example", " \n\t", None))
+                .await,
+            "blank body",
+        );
+        invalid(s.add_message(&msg("r", "", "hi", None)).await, "no author");
+        invalid(
+            s.add_message(&msg(
+                "r",
+                "bob@x.example",
+                "hi",
+                Some(&"c".repeat(MAX_CLIENT_ID_LEN + 1)),
+            ))
+            .await,
+            "long client id",
+        );
+        invalid(
+            s.add_message(&msg("r", "bob@x.example", "a\0b", None))
+                .await,
+            "NUL",
+        );
+        assert_eq!(s.messages("r", None, 10).await.expect("messages"), vec![]);
+        // The caps themselves are accepted.
+        let big = s
+            .add_message(&msg(
+                "r",
+                "bob@x.example",
+                &"x".repeat(MAX_BODY_LEN),
+                Some(&"c".repeat(MAX_CLIENT_ID_LEN)),
+            ))
+            .await
+            .expect("the largest message");
+        assert_eq!(big.body.len(), MAX_BODY_LEN);
+    }
+
+    pub async fn messages_page_backwards_and_forwards_oldest_first(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        chat_room(&s, "other", "alice", 2).await;
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            let m = s
+                .add_message(&msg("r", "bob@x.example", &format!("m{i}"), None))
+                .await
+                .expect("add");
+            ids.push(m.id);
+            // Interleaved messages of another room never show up in this one.
+            s.add_message(&msg("other", "bob@x.example", "elsewhere", None))
+                .await
+                .expect("add");
+        }
+        let page_ids =
+            |v: Vec<chmail::store::Message>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let newest = s.messages("r", None, 3).await.expect("page");
+        assert_eq!(
+            newest.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["m4", "m5", "m6"]
+        );
+        assert_eq!(page_ids(newest), ids[4..7]);
+        assert_eq!(
+            page_ids(s.messages("r", Some(ids[4]), 3).await.expect("page")),
+            ids[1..4]
+        );
+        assert_eq!(
+            page_ids(s.messages("r", Some(ids[1]), 3).await.expect("page")),
+            ids[0..1]
+        );
+        assert_eq!(
+            page_ids(s.messages("r", Some(ids[0]), 3).await.expect("page")),
+            []
+        );
+        assert_eq!(page_ids(s.messages("r", None, 0).await.expect("page")), []);
+        assert_eq!(
+            page_ids(s.messages_after("r", ids[2], 2).await.expect("after")),
+            ids[3..5]
+        );
+        assert_eq!(
+            page_ids(s.messages_after("r", 0, 100).await.expect("after")),
+            ids
+        );
+        assert_eq!(
+            page_ids(s.messages_after("r", ids[6], 100).await.expect("after")),
+            []
+        );
+        assert_eq!(
+            page_ids(s.messages("nope", None, 10).await.expect("page")),
+            []
+        );
+    }
+
+    pub async fn pages_are_capped(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        for i in 0..=MAX_PAGE {
+            s.add_message(&msg("r", "bob@x.example", &format!("m{i}"), None))
+                .await
+                .expect("add");
+        }
+        let newest = s.messages("r", None, u32::MAX).await.expect("page");
+        assert_eq!(newest.len(), MAX_PAGE as usize);
+        assert_eq!(
+            newest.last().map(|m| m.body.as_str()),
+            Some(format!("m{MAX_PAGE}").as_str())
+        );
+        let after = s.messages_after("r", 0, MAX_PAGE + 1).await.expect("after");
+        assert_eq!(after.len(), MAX_PAGE as usize);
+        assert_eq!(after[0].body, "m0");
+    }
+
+    pub async fn rooms_of_login_list_newest_first_with_the_senders_unread_count(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "old", "alice", 100).await;
+        chat_room(&s, "new", "alice", 200).await;
+        chat_room(&s, "bobs", "bob", 300).await;
+        let add = |room: &'static str, author: &'static str, at: i64, via: Via| {
+            let s = Arc::clone(&s);
+            async move {
+                s.add_message(&NewMessage {
+                    created_ms: at,
+                    via,
+                    ..msg(room, author, "text", None)
+                })
+                .await
+                .expect("add")
+            }
+        };
+        add("old", "alice@example.com", 10, Via::Web).await; // the sender's own
+        let b1 = add("old", "bob@x.example", 20, Via::Web).await;
+        add("old", "alice", 25, Via::Web).await; // the sender, as the login
+        add("old", "bob@x.example", 30, Via::Mail).await;
+        add("old", "carol@y.example", 40, Via::Web).await;
+        add("old", "", 50, Via::System).await;
+        add("bobs", "carol@y.example", 60, Via::Web).await;
+
+        let rooms = s.rooms_of_login("alice", 10).await.expect("rooms");
+        let summary: Vec<_> = rooms
+            .iter()
+            .map(|r| (r.room_id.as_str(), r.unread, r.last_message_ms))
+            .collect();
+        assert_eq!(summary, vec![("new", 0, None), ("old", 4, Some(50))]);
+        assert_eq!(
+            (rooms[1].port, rooms[1].subject.as_deref(), rooms[1].created),
+            (20_000, Some("about old"), 100)
+        );
+
+        // Read up to bob's first message: what came after it stays unread.
+        s.mark_read("old", "alice@example.com", b1.id)
+            .await
+            .expect("mark_read");
+        let rooms = s.rooms_of_login("alice", 10).await.expect("rooms");
+        assert_eq!(rooms[1].unread, 3);
+        // A recipient's reading does not change the sender's count.
+        s.mark_read("old", "bob@x.example", i64::MAX)
+            .await
+            .expect("mark_read");
+        assert_eq!(
+            s.rooms_of_login("alice", 10).await.expect("rooms")[1].unread,
+            3
+        );
+
+        let first = s.rooms_of_login("alice", 1).await.expect("rooms");
+        assert_eq!(
+            first.iter().map(|r| r.room_id.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert_eq!(s.rooms_of_login("nobody", 10).await.expect("rooms"), vec![]);
+    }
+
+    pub async fn ring_answers_are_compare_and_set(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        assert_eq!(s.active_ring("r").await.expect("active"), None);
+        let ring = s
+            .start_ring("r", "Bob@X.example", 1_000)
+            .await
+            .expect("start");
+        assert_eq!(
+            (
+                ring.room_id.as_str(),
+                ring.caller.as_str(),
+                ring.state,
+                ring.attempts
+            ),
+            ("r", "bob@x.example", RingState::Ringing, 0)
+        );
+        assert_eq!((ring.started_ms, ring.updated_ms), (1_000, 1_000));
+        // A second press while it rings joins the same ring.
+        let same = s
+            .start_ring("r", "carol@y.example", 1_500)
+            .await
+            .expect("start");
+        assert_eq!(same, ring);
+        assert_eq!(
+            s.active_ring("r").await.expect("active"),
+            Some(ring.clone())
+        );
+
+        let rung = s
+            .update_ring(ring.id, RingState::Ringing, 2, 2_000)
+            .await
+            .expect("update")
+            .expect("still ringing");
+        assert_eq!(
+            (rung.state, rung.attempts, rung.updated_ms),
+            (RingState::Ringing, 2, 2_000)
+        );
+        let accepted = s
+            .update_ring(ring.id, RingState::Accepted, 2, 2_500)
+            .await
+            .expect("update")
+            .expect("the first answer wins");
+        assert_eq!(
+            (accepted.state, accepted.updated_ms),
+            (RingState::Accepted, 2_500)
+        );
+        assert_eq!(
+            s.update_ring(ring.id, RingState::Declined, 3, 3_000)
+                .await
+                .expect("update"),
+            None
+        );
+        assert_eq!(
+            s.update_ring(ring.id, RingState::Accepted, 3, 3_000)
+                .await
+                .expect("update"),
+            None
+        );
+        assert_eq!(
+            s.update_ring(9_999_999, RingState::Declined, 0, 1)
+                .await
+                .expect("update"),
+            None
+        );
+        assert_eq!(s.active_ring("r").await.expect("active"), None);
+
+        // Once over, a new press starts a new ring.
+        let next = s
+            .start_ring("r", "carol@y.example", 4_000)
+            .await
+            .expect("start");
+        assert_ne!(next.id, ring.id);
+        assert_eq!(
+            (next.state, next.caller.as_str()),
+            (RingState::Ringing, "carol@y.example")
+        );
+        let timed_out = s
+            .update_ring(next.id, RingState::TimedOut, 5, 5_000)
+            .await
+            .expect("update")
+            .expect("ringing");
+        assert_eq!(
+            (timed_out.state, timed_out.attempts),
+            (RingState::TimedOut, 5)
+        );
+
+        assert!(matches!(
+            s.start_ring("no-such-room", "bob@x.example", 1).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn concurrent_start_ring_converges_on_one_ringing_ring(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        chat_room(&stores[0], "r", "alice", 1).await;
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .start_ring("r", "bob@x.example", 1_000 + i as i64)
+                    .await
+            }));
+        }
+        let mut ids = HashSet::new();
+        for task in tasks {
+            ids.insert(task.await.expect("task").expect("start").id);
+        }
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let active = stores[1]
+            .active_ring("r")
+            .await
+            .expect("active")
+            .expect("ringing");
+        assert!(ids.contains(&active.id));
+    }
+
+    pub async fn reminder_schedule_keeps_the_earlier_due_and_its_caller(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        assert_eq!(s.reminder("r").await.expect("reminder"), None);
+        s.schedule_reminder("r", "Bob@X.example", 500)
+            .await
+            .expect("schedule");
+        s.schedule_reminder("r", "carol@y.example", 300)
+            .await
+            .expect("earlier");
+        s.schedule_reminder("r", "dave@z.example", 900)
+            .await
+            .expect("later");
+        let r = s.reminder("r").await.expect("reminder").expect("scheduled");
+        assert_eq!(
+            (
+                r.due_ms,
+                r.caller.as_deref(),
+                r.sent_count,
+                r.last_sent_ms,
+                r.last_message_id
+            ),
+            (Some(300), Some("bob@x.example"), 0, None, None)
+        );
+
+        assert_eq!(
+            s.claim_reminders("n1", 299, 60, 10).await.expect("claim"),
+            vec![]
+        );
+        let jobs = s.claim_reminders("n1", 300, 60, 10).await.expect("claim");
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            (jobs[0].owner.as_str(), jobs[0].lease_until_ms),
+            ("n1", 360)
+        );
+        assert_eq!(jobs[0].reminder, r);
+        assert_eq!(
+            s.claim_reminders("n2", 310, 60, 10).await.expect("claim"),
+            vec![]
+        );
+
+        // Only the owner finishes it.
+        assert!(!s
+            .finish_reminder("r", "n2", 320, Some(7))
+            .await
+            .expect("finish"));
+        assert_eq!(s.reminder("r").await.expect("reminder"), Some(r.clone()));
+        assert!(s
+            .finish_reminder("r", "n1", 330, Some(7))
+            .await
+            .expect("finish"));
+        let sent = s.reminder("r").await.expect("reminder").expect("kept");
+        assert_eq!(
+            (
+                sent.due_ms,
+                sent.sent_count,
+                sent.last_sent_ms,
+                sent.last_message_id
+            ),
+            (None, 1, Some(330), Some(7))
+        );
+        assert!(!s
+            .finish_reminder("r", "n1", 340, Some(8))
+            .await
+            .expect("finish twice"));
+        assert_eq!(
+            s.claim_reminders("n1", 10_000, 60, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+
+        // With nothing pending, the next request sets both due time and caller.
+        s.schedule_reminder("r", "dave@z.example", 2_000)
+            .await
+            .expect("schedule");
+        let next = s.reminder("r").await.expect("reminder").expect("kept");
+        assert_eq!(
+            (next.due_ms, next.caller.as_deref()),
+            (Some(2_000), Some("dave@z.example"))
+        );
+        let jobs = s.claim_reminders("n2", 2_000, 60, 10).await.expect("claim");
+        assert_eq!(jobs.len(), 1);
+        // No message id given: the last one stays.
+        assert!(s
+            .finish_reminder("r", "n2", 2_010, None)
+            .await
+            .expect("finish"));
+        let sent = s.reminder("r").await.expect("reminder").expect("kept");
+        assert_eq!((sent.sent_count, sent.last_message_id), (2, Some(7)));
+
+        assert!(matches!(
+            s.schedule_reminder("no-such-room", "bob@x.example", 1)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn an_expired_lease_makes_a_reminder_claimable_again(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        s.schedule_reminder("r", "bob@x.example", 100)
+            .await
+            .expect("schedule");
+        let jobs = s.claim_reminders("n1", 100, 50, 10).await.expect("claim");
+        assert_eq!(
+            jobs.iter().map(|j| j.lease_until_ms).collect::<Vec<_>>(),
+            [150]
+        );
+        assert_eq!(
+            s.claim_reminders("n2", 150, 50, 10).await.expect("claim"),
+            vec![]
+        );
+        let jobs = s.claim_reminders("n2", 151, 50, 10).await.expect("claim");
+        assert_eq!(
+            jobs.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
+            ["n2"]
+        );
+        // n1 woke up too late: its claim is gone.
+        assert!(!s
+            .finish_reminder("r", "n1", 160, Some(1))
+            .await
+            .expect("finish"));
+        assert!(s
+            .finish_reminder("r", "n2", 170, Some(1))
+            .await
+            .expect("finish"));
+        assert_eq!(
+            s.reminder("r")
+                .await
+                .expect("reminder")
+                .map(|r| r.sent_count),
+            Some(1)
+        );
+    }
+
+    pub async fn concurrent_claims_take_each_due_reminder_exactly_once(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        for i in 0..21 {
+            let room = format!("r{i:02}");
+            chat_room(&stores[0], &room, "alice", 1).await;
+            // r20 is not due yet.
+            let due = if i == 20 { 1_000_000 } else { 100 + i };
+            stores[0]
+                .schedule_reminder(&room, "bob@x.example", due)
+                .await
+                .expect("schedule");
+        }
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = Arc::clone(&stores[t % 2]);
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node{t}");
+                let mut claimed = Vec::new();
+                loop {
+                    let jobs = store
+                        .claim_reminders(&owner, 500, 60_000, 3)
+                        .await
+                        .expect("claim");
+                    if jobs.is_empty() {
+                        return claimed;
+                    }
+                    for job in jobs {
+                        assert_eq!(job.owner, owner);
+                        claimed.push(job.reminder.room_id);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        all.sort();
+        let expected: Vec<String> = (0..20).map(|i| format!("r{i:02}")).collect();
+        assert_eq!(all, expected, "each due reminder claimed exactly once");
+    }
+
+    fn token(login: &str, created_ms: i64, expires_ms: i64) -> SigninToken {
+        SigninToken {
+            login: login.into(),
+            room_id: Some("r".into()),
+            created_ms,
+            expires_ms,
+        }
+    }
+
+    pub async fn signin_tokens_are_single_use_expire_and_still_count(h: &Harness) {
+        let s = h.fresh().await;
+        let t1 = token("alice", 1_000, 2_000);
+        s.create_signin_token("h1", &t1).await.expect("create");
+        s.create_signin_token("h2", &token("alice", 1_100, 2_000))
+            .await
+            .expect("create");
+        s.create_signin_token("h3", &token("bob", 1_100, 2_000))
+            .await
+            .expect("create");
+        assert_eq!(s.count_signin_tokens("alice", 0).await.expect("count"), 2);
+        assert_eq!(
+            s.count_signin_tokens("alice", 1_001).await.expect("count"),
+            1
+        );
+
+        assert_eq!(
+            s.consume_signin_token("h1", 1_500).await.expect("consume"),
+            Some(t1)
+        );
+        assert_eq!(
+            s.consume_signin_token("h1", 1_500).await.expect("consume"),
+            None
+        );
+        // Expired at its expiry time.
+        assert_eq!(
+            s.consume_signin_token("h2", 2_000).await.expect("consume"),
+            None
+        );
+        assert_eq!(
+            s.consume_signin_token("nope", 1_500)
+                .await
+                .expect("consume"),
+            None
+        );
+        assert_eq!(
+            s.consume_signin_token("", 1_500).await.expect("consume"),
+            None
+        );
+        // Used and expired tokens still count for the rate limit.
+        assert_eq!(s.count_signin_tokens("alice", 0).await.expect("count"), 2);
+
+        // A day after they expired, a new token prunes them.
+        let later = 2_000 + SIGNIN_TOKEN_KEEP_MS + 1;
+        s.create_signin_token("h4", &token("alice", later, later + 1_000))
+            .await
+            .expect("create");
+        assert_eq!(s.count_signin_tokens("alice", 0).await.expect("count"), 1);
+        assert_eq!(s.count_signin_tokens("bob", 0).await.expect("count"), 0);
+
+        let invalid = |r: Result<(), StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(
+            s.create_signin_token("", &token("alice", 1, 2)).await,
+            "empty hash",
+        );
+        invalid(
+            s.create_signin_token(&"h".repeat(129), &token("alice", 1, 2))
+                .await,
+            "long hash",
+        );
+        invalid(
+            s.create_signin_token("h5", &token("", 1, 2)).await,
+            "empty login",
+        );
+    }
+
+    pub async fn concurrent_consumes_use_a_token_once(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        stores[0]
+            .create_signin_token("once", &token("alice", 1_000, 60_000))
+            .await
+            .expect("create");
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store.consume_signin_token("once", 2_000).await
+            }));
+        }
+        let mut used = 0;
+        for task in tasks {
+            used += usize::from(task.await.expect("task").expect("consume").is_some());
+        }
+        assert_eq!(used, 1);
+    }
+
+    pub async fn sessions_expire_and_end(h: &Harness) {
+        let s = h.fresh().await;
+        let session = Session {
+            login: "alice".into(),
+            created_ms: 100,
+            expires_ms: 200,
+        };
+        s.create_session("s1", &session).await.expect("create");
+        assert_eq!(
+            s.session("s1", 199).await.expect("session"),
+            Some(session.clone())
+        );
+        assert_eq!(s.session("s1", 200).await.expect("session"), None);
+        assert_eq!(s.session("nope", 150).await.expect("session"), None);
+
+        let s2 = Session {
+            login: "bob".into(),
+            created_ms: 150,
+            expires_ms: 10_000,
+        };
+        s.create_session("s2", &s2).await.expect("create");
+        assert_eq!(
+            s.session("s2", 150).await.expect("session"),
+            Some(s2.clone())
+        );
+        s.delete_session("s2").await.expect("delete");
+        assert_eq!(s.session("s2", 150).await.expect("session"), None);
+        s.delete_session("s2")
+            .await
+            .expect("deleting twice is harmless");
+
+        // Creating a session prunes the expired ones.
+        s.create_session(
+            "s3",
+            &Session {
+                created_ms: 300,
+                ..s2
+            },
+        )
+        .await
+        .expect("create");
+        assert_eq!(s.session("s1", 150).await.expect("session"), None);
+        assert!(s.session("s3", 300).await.expect("session").is_some());
+        assert!(matches!(
+            s.create_session("", &session).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
 }
 
 macro_rules! conformance {
@@ -782,6 +1590,20 @@ conformance!(
     record_submission_writes_login_port_and_room_together,
     record_submission_writes_nothing_when_any_part_fails,
     invalid_input_is_rejected_before_writing,
+    join_room_admits_only_participants_and_keeps_the_first_join,
+    add_message_is_idempotent_per_author_and_client_id,
+    add_message_rejects_bad_input_and_unknown_rooms,
+    messages_page_backwards_and_forwards_oldest_first,
+    pages_are_capped,
+    rooms_of_login_list_newest_first_with_the_senders_unread_count,
+    ring_answers_are_compare_and_set,
+    concurrent_start_ring_converges_on_one_ringing_ring,
+    reminder_schedule_keeps_the_earlier_due_and_its_caller,
+    an_expired_lease_makes_a_reminder_claimable_again,
+    concurrent_claims_take_each_due_reminder_exactly_once,
+    signin_tokens_are_single_use_expire_and_still_count,
+    concurrent_consumes_use_a_token_once,
+    sessions_expire_and_end,
 );
 
 #[tokio::test]

@@ -5,13 +5,23 @@
 //! Every write is a single statement or one short transaction, so several chatd nodes can share
 //! one PostgreSQL: reminder jobs are claimed with a lease so that one node works each.
 
-use super::{Result, Role};
+use std::str::FromStr;
+
+use super::{check_text, Result, Role, StoreError, MAX_ADDRESS_LEN, MAX_ROOM_ID_LEN};
 
 /// Longest message body accepted by the store, in bytes; chatd's own limit
 /// (`[chat] max_message_bytes`) is lower.
 pub const MAX_BODY_LEN: usize = 64 * 1024;
 /// Longest client-chosen message id, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// Longest token or session hash accepted, in bytes: a hex SHA-512 is 128; this only stops abuse.
+pub const MAX_HASH_LEN: usize = 128;
+/// Most rows one call returns (messages, rooms, reminder jobs); a larger `limit` is cut to it so
+/// that no request can make the store read a whole history at once.
+pub const MAX_PAGE: u32 = 500;
+/// How long a sign-in token's row is kept after it expired, in ms: longer than any rate-limit
+/// window, so that [`ChatStore::count_signin_tokens`] still counts used and expired tokens.
+pub const SIGNIN_TOKEN_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// A participant of a room as chatd sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +58,25 @@ impl Via {
             Via::Web => "web",
             Via::Mail => "mail",
             Via::System => "system",
+        }
+    }
+}
+
+impl FromStr for Via {
+    type Err = StoreError;
+
+    /// Parses `web`, `mail` or `system`.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for anything else.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "web" => Ok(Via::Web),
+            "mail" => Ok(Via::Mail),
+            "system" => Ok(Via::System),
+            _ => Err(StoreError::Invalid(format!(
+                "via {s:?} is not one of web, mail, system"
+            ))),
         }
     }
 }
@@ -121,6 +150,28 @@ impl RingState {
     /// Whether the ring is over.
     pub fn is_final(self) -> bool {
         self != RingState::Ringing
+    }
+}
+
+impl FromStr for RingState {
+    type Err = StoreError;
+
+    /// Parses the names of [`RingState::as_str`].
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for anything else.
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            RingState::Ringing,
+            RingState::Accepted,
+            RingState::Declined,
+            RingState::TimedOut,
+            RingState::Offline,
+            RingState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| StoreError::Invalid(format!("ring state {s:?} is not known")))
     }
 }
 
@@ -376,4 +427,183 @@ pub trait ChatStore: Send + Sync {
     /// # Errors
     /// On a store failure.
     async fn delete_session(&self, session_hash: &str) -> Result<()>;
+}
+
+// Input checks and conversions shared by both backends.
+
+/// An address as stored: trimmed and lowercased, as [`super::normalize_room`] stores
+/// participants.
+///
+/// # Errors
+/// [`StoreError::Invalid`] for an empty or too long address.
+pub(crate) fn normalize_address(what: &str, address: &str) -> Result<String> {
+    let address = address.trim().to_lowercase();
+    if address.is_empty() {
+        return Err(StoreError::Invalid(format!("{what} is empty")));
+    }
+    check_text(what, &address, MAX_ADDRESS_LEN)?;
+    Ok(address)
+}
+
+/// Rejects an empty or too long room id.
+pub(crate) fn check_room_id(room_id: &str) -> Result<()> {
+    if room_id.is_empty() {
+        return Err(StoreError::Invalid("room id is empty".into()));
+    }
+    check_text("room id", room_id, MAX_ROOM_ID_LEN)
+}
+
+/// Rejects an empty or too long token or session hash.
+pub(crate) fn check_hash(what: &str, hash: &str) -> Result<()> {
+    if hash.is_empty() {
+        return Err(StoreError::Invalid(format!("{what} is empty")));
+    }
+    check_text(what, hash, MAX_HASH_LEN)
+}
+
+/// Longest reminder lease owner accepted, in bytes: owners are short random ids.
+const MAX_OWNER_LEN: usize = 128;
+
+/// Rejects an empty or too long reminder lease owner.
+pub(crate) fn check_owner(owner: &str) -> Result<()> {
+    if owner.is_empty() {
+        return Err(StoreError::Invalid("reminder owner is empty".into()));
+    }
+    check_text("reminder owner", owner, MAX_OWNER_LEN)
+}
+
+/// Validates a message and returns what is stored (the author normalized like an address).
+pub(crate) fn normalize_message(m: &NewMessage) -> Result<NewMessage> {
+    check_room_id(&m.room_id)?;
+    let author = if m.via == Via::System && m.author.trim().is_empty() {
+        String::new()
+    } else {
+        normalize_address("author", &m.author)?
+    };
+    if m.via != Via::System && m.body.trim().is_empty() {
+        return Err(StoreError::Invalid("message body is empty".into()));
+    }
+    check_text("message body", &m.body, MAX_BODY_LEN)?;
+    if let Some(id) = &m.client_id {
+        if id.is_empty() {
+            return Err(StoreError::Invalid("client id is empty".into()));
+        }
+        check_text("client id", id, MAX_CLIENT_ID_LEN)?;
+    }
+    Ok(NewMessage {
+        author,
+        ..m.clone()
+    })
+}
+
+/// Checks a sign-in token before it is stored.
+pub(crate) fn check_signin_token(token_hash: &str, token: &SigninToken) -> Result<()> {
+    check_hash("token hash", token_hash)?;
+    super::check_login(&token.login)?;
+    if let Some(room) = &token.room_id {
+        check_room_id(room)?;
+    }
+    Ok(())
+}
+
+/// Checks a session before it is stored.
+pub(crate) fn check_session(session_hash: &str, session: &Session) -> Result<()> {
+    check_hash("session hash", session_hash)?;
+    super::check_login(&session.login)
+}
+
+/// A caller's `limit` as a SQL `LIMIT`, at most [`MAX_PAGE`].
+pub(crate) fn page(limit: u32) -> i64 {
+    i64::from(limit.min(MAX_PAGE))
+}
+
+/// A stored count (attempts, sent reminders) as the `u32` of the interface.
+pub(crate) fn to_count(n: i64) -> Result<u32> {
+    u32::try_from(n)
+        .map_err(|_| StoreError::Backend(format!("count {n} in the database is out of range")))
+}
+
+/// A stored name parsed into its enum; a bad one is the database's fault, not the caller's.
+pub(crate) fn parse_stored<T: FromStr<Err = StoreError>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e: StoreError| StoreError::Backend(e.to_string()))
+}
+
+/// Members read back as (member, position), in the room's participant order (from, to, cc;
+/// then as written).
+pub(crate) fn sort_members(mut rows: Vec<(Member, i64)>) -> Vec<Member> {
+    rows.sort_by_key(|(m, position)| (m.role, *position));
+    rows.into_iter().map(|(m, _)| m).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_and_ring_state_round_trip_through_their_names() {
+        for via in [Via::Web, Via::Mail, Via::System] {
+            assert_eq!(via.as_str().parse::<Via>().ok(), Some(via));
+        }
+        for state in [
+            RingState::Ringing,
+            RingState::Accepted,
+            RingState::Declined,
+            RingState::TimedOut,
+            RingState::Offline,
+            RingState::Cancelled,
+        ] {
+            assert_eq!(state.as_str().parse::<RingState>().ok(), Some(state));
+        }
+        assert!("Web".parse::<Via>().is_err());
+        assert!("rung".parse::<RingState>().is_err());
+    }
+
+    #[test]
+    fn messages_are_checked_and_authors_normalized() {
+        let m = NewMessage {
+            room_id: "r".into(),
+            author: " Bob@X.example ".into(),
+            body: "hi".into(),
+            created_ms: 1,
+            via: Via::Web,
+            client_id: None,
+        };
+        assert_eq!(
+            normalize_message(&m).ok().map(|m| m.author),
+            Some("bob@x.example".into())
+        );
+        let blank = NewMessage {
+            body: " \n".into(),
+            ..m.clone()
+        };
+        assert!(normalize_message(&blank).is_err());
+        let system = NewMessage {
+            author: String::new(),
+            via: Via::System,
+            ..blank
+        };
+        assert!(normalize_message(&system).is_ok());
+        let big = NewMessage {
+            body: "x".repeat(MAX_BODY_LEN + 1),
+            ..m.clone()
+        };
+        assert!(normalize_message(&big).is_err());
+        let long_id = NewMessage {
+            client_id: Some("c".repeat(MAX_CLIENT_ID_LEN + 1)),
+            ..m.clone()
+        };
+        assert!(normalize_message(&long_id).is_err());
+        let nobody = NewMessage {
+            author: " ".into(),
+            ..m
+        };
+        assert!(normalize_message(&nobody).is_err());
+    }
+
+    #[test]
+    fn pages_are_capped() {
+        assert_eq!(page(10), 10);
+        assert_eq!(page(u32::MAX), i64::from(MAX_PAGE));
+    }
 }

@@ -17,18 +17,32 @@ pub struct Migration {
 }
 
 /// The PostgreSQL migrations, in order.
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../../sql/postgres/0001_foundation.sql"),
-}];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../../sql/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "chat",
+        sql: include_str!("../../../sql/postgres/0002_chat.sql"),
+    },
+];
 
 /// The SQLite migrations, in order.
-pub const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../../../sql/sqlite/0001_foundation.sql"),
-}];
+pub const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sql: include_str!("../../../sql/sqlite/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "chat",
+        sql: include_str!("../../../sql/sqlite/0002_chat.sql"),
+    },
+];
 
 /// The bookkeeping table, created before any migration runs (same shape on both backends).
 pub(crate) const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

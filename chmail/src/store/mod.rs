@@ -4,7 +4,9 @@
 //! login to the most recent IP address and hostname it was seen from ([`Store::record_login`]); the
 //! second maps a chat port to the login it was granted to ([`Store::grant_port`]). Beside them live
 //! the rooms (one per chat-capable mail) and their participants. The milter writes all of it for
-//! one mail in one transaction with [`Store::record_submission`].
+//! one mail in one transaction with [`Store::record_submission`]. chatd adds the chat tables
+//! ([`ChatStore`], a supertrait of [`Store`]): who joined, messages, rings, the reminder
+//! schedule, sign-in tokens and sessions.
 //!
 //! [`open_store`] picks the backend from the URL: `postgres://` or `postgresql://` for PostgreSQL,
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
@@ -13,7 +15,9 @@
 mod chat;
 mod migrate;
 mod postgres;
+mod postgres_chat;
 mod sqlite;
+mod sqlite_chat;
 
 use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -21,7 +25,8 @@ use crate::config::PortRange;
 
 pub use chat::{
     ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring, RingState, RoomSummary,
-    Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN,
+    Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_HASH_LEN, MAX_PAGE,
+    SIGNIN_TOKEN_KEEP_MS,
 };
 pub use migrate::{Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
@@ -220,9 +225,10 @@ impl Submission {
     }
 }
 
-/// The CHmail tables, over one backend. Handlers hold it as `Arc<dyn Store>`.
+/// The CHmail tables, over one backend. Handlers hold it as `Arc<dyn Store>`, which has the chat
+/// tables' methods too ([`ChatStore`]).
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ChatStore + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
 

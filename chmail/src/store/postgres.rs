@@ -99,7 +99,7 @@ impl PostgresStore {
     }
 
     /// A pooled connection.
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => StoreError::Connect(describe(&e)),
             PoolError::Timeout(what) => StoreError::Connect(format!(
@@ -124,12 +124,12 @@ fn describe(e: &(dyn StdError + 'static)) -> String {
 }
 
 /// A failed query.
-fn backend(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn backend(e: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(describe(&e))
 }
 
 /// Runs one whole call within [`CALL_TIMEOUT`].
-async fn bounded<T>(call: impl Future<Output = Result<T>>) -> Result<T> {
+pub(super) async fn bounded<T>(call: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
         .map_err(|_| {

@@ -86,7 +86,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the connection in a blocking thread.
-    async fn run<T, F>(&self, f: F) -> Result<T>
+    pub(super) async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -131,7 +131,7 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 /// A failed query.
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 

@@ -1,0 +1,43 @@
+//! The harness of CHmail's end-to-end tests: the real peers, started privately per test.
+//!
+//! - `tools`: finding a peer, and skipping without it (failing when `CI=true`); free ports;
+//!   stopping children.
+//! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records.
+//! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
+//! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`.
+//! - `postgres`: [`PgSchema`], a fresh PostgreSQL schema per test.
+//! - `miltertest`: [`run_miltertest`], OpenDKIM's Lua milter client with a script of `tests/lua/`.
+//! - `mail`: reading delivered header fields; signing and tampering "foreign" CHmail headers.
+//!
+//! Every test starts its own peers on its own ports and directories, so the tests of one binary
+//! run in parallel.
+
+mod dns;
+mod mail;
+mod milter;
+mod miltertest;
+mod postfix;
+mod postgres;
+mod tools;
+
+pub use dns::TestDns;
+pub use mail::{
+    header_section, header_values, now, single_header, tamper_signature, unfold, ForeignSigner,
+};
+pub use milter::{KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN};
+pub use miltertest::{
+    check_incoming, lua_script, printed_block, run_miltertest, Expect, SUCCESS_LINE,
+};
+pub use postfix::{Postfix, DELIVERY_TIMEOUT};
+pub use postgres::{PgSchema, DEFAULT_POSTGRES_URL};
+pub use tools::{
+    check_tools, find_tool, free_port, in_ci, is_root, port_open, skip, stop_child, tail, tool,
+    wait_until,
+};
+
+/// `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}

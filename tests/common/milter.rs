@@ -1,0 +1,271 @@
+//! The real `chmail-milter` binary as a child process: config in a tempdir, `keygen`, `serve`.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tempfile::TempDir;
+
+use crate::{free_port, port_open, stop_child, tail, wait_until};
+
+/// The signing domain of every test milter.
+pub const SIGNING_DOMAIN: &str = "example.test";
+/// The selector of every test milter.
+pub const SELECTOR: &str = "sel1";
+/// The chat server's public URL in every test config: its host goes into `h=` and the link.
+pub const PUBLIC_URL: &str = "https://chat.example.test";
+
+/// How long the milter may take to listen (it runs migrations first).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What differs between the tests' milters; the rest of the config is fixed.
+#[derive(Debug, Clone, Default)]
+pub struct MilterOptions {
+    /// `[store] url`; `None`: an SQLite file in the milter's tempdir.
+    pub store_url: Option<String>,
+    /// `[milter] resolver` (`IP:PORT` of the test DNS server); `None`: the system's.
+    pub resolver: Option<String>,
+    /// `[signing] own_domains`.
+    pub own_domains: Vec<String>,
+}
+
+/// A configured milter; [`Milter::start`] runs it, and dropping it stops it.
+pub struct Milter {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// The key record `keygen` printed: `<name>. IN TXT "<value>"`.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    /// The owner name without the final dot: `sel1._chmail.example.test`.
+    pub name: String,
+    /// The TXT value: `v=CHmail1; k=ed25519; p=...`.
+    pub value: String,
+}
+
+impl Milter {
+    /// The `chmail-milter` binary beside the test executable (`target/debug/chmail-milter`).
+    ///
+    /// # Panics
+    ///
+    /// When it has not been built.
+    pub fn binary() -> PathBuf {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/debug/deps/<test> -> target/debug/chmail-milter
+        let binary = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("chmail-milter"))
+            .expect("the test executable lives in target/<profile>/deps");
+        assert!(
+            binary.is_file(),
+            "{} is missing: build it with cargo build -p chmail-milter (tests/run does)",
+            binary.display()
+        );
+        binary
+    }
+
+    /// Writes the config for these options into a new tempdir; nothing runs yet.
+    ///
+    /// # Panics
+    ///
+    /// When the tempdir cannot be written.
+    pub fn new(options: &MilterOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("chmail-milter.")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_port();
+        let data = dir.path();
+        let store_url = options
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("chmail.db").display()));
+        let mut toml = String::new();
+        // `{:?}` quotes and escapes the strings as TOML basic strings accept them.
+        let _ = writeln!(toml, "data_dir = {:?}", data.display().to_string());
+        let _ = writeln!(toml, "[store]\nurl = {store_url:?}");
+        let _ = writeln!(
+            toml,
+            "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\non_error = \"accept\"\nmetrics_listen = \"\"\ndns_timeout_ms = 2000"
+        );
+        if let Some(resolver) = &options.resolver {
+            let _ = writeln!(toml, "resolver = {resolver:?}");
+        }
+        let _ = writeln!(
+            toml,
+            "[signing]\ndomain = {SIGNING_DOMAIN:?}\nselector = {SELECTOR:?}\nkey_file = {:?}\nown_domains = {:?}",
+            data.join("chmail.key").display().to_string(),
+            options.own_domains
+        );
+        let _ = writeln!(toml, "[chat]\npublic_url = {PUBLIC_URL:?}");
+        fs::write(data.join("chmail.toml"), toml).expect("write the milter config");
+        Self {
+            dir,
+            port,
+            child: None,
+        }
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("chmail.toml")
+    }
+
+    /// The tempdir holding config, key, SQLite store and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The SQLite store file (when no `store_url` was given).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("chmail.db")
+    }
+
+    /// The TCP port the milter listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket in miltertest's notation: `inet:PORT@127.0.0.1`.
+    pub fn miltertest_socket(&self) -> String {
+        format!("inet:{}@127.0.0.1", self.port)
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(Self::binary());
+        command
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,chmail=debug,chmail_milter=debug")
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs `chmail-milter --config F keygen` and returns the key record it printed.
+    ///
+    /// # Panics
+    ///
+    /// When the command fails or prints no record.
+    pub fn keygen(&self) -> KeyRecord {
+        let output = self.command().arg("keygen").output().expect("run keygen");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "keygen failed: {}\nstdout: {stdout}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        KeyRecord::parse(&stdout)
+            .unwrap_or_else(|| panic!("keygen printed no `NAME IN TXT \"...\"` line: {stdout:?}"))
+    }
+
+    /// Runs `serve` and waits until the milter port accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// When the milter exits or does not listen within 30 s (its log is in the message).
+    pub fn start(&mut self) {
+        let log = fs::File::create(self.log_path()).expect("create the milter log");
+        let child = self
+            .command()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn chmail-milter serve");
+        let child = self.child.insert(child);
+        let port = self.port;
+        let mut exited = None;
+        let up = wait_until(START_TIMEOUT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
+            port_open(port)
+        });
+        if let Some(status) = exited {
+            panic!(
+                "chmail-milter serve exited with {status}:\n{}",
+                tail(&self.log_path(), 60)
+            );
+        }
+        assert!(
+            up,
+            "chmail-milter does not listen on {port}:\n{}",
+            tail(&self.log_path(), 60)
+        );
+    }
+
+    /// The milter's stdout and stderr.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("milter.log")
+    }
+
+    /// The milter's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Milter {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            stop_child(child, Duration::from_secs(5));
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- chmail-milter log (last 80 lines) ---\n{}",
+                    tail(&self.log_path(), 80)
+                );
+            }
+        }
+    }
+}
+
+impl KeyRecord {
+    /// Finds the first `NAME. IN TXT "VALUE"` line in `text`; the value may be split into several
+    /// quoted strings, as zone files allow.
+    pub fn parse(text: &str) -> Option<Self> {
+        text.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            if !words.any(|word| word == "TXT") {
+                return None;
+            }
+            let quoted = line.get(line.find('"')?..)?;
+            let value: String = quoted
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .collect::<Vec<_>>()
+                .concat();
+            (!value.is_empty()).then(|| Self {
+                name: name.trim_end_matches('.').to_owned(),
+                value,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyRecord;
+
+    #[test]
+    fn key_record_line_is_split_into_name_and_joined_value() {
+        let record = KeyRecord::parse(
+            "note\nsel1._chmail.example.test. IN TXT \"v=CHmail1; k=ed25519; \" \"p=AAAA\"\n",
+        )
+        .expect("a record");
+        assert_eq!(record.name, "sel1._chmail.example.test");
+        assert_eq!(record.value, "v=CHmail1; k=ed25519; p=AAAA");
+    }
+}

@@ -1,0 +1,265 @@
+//! End to end through a real Postfix with Dovecot SASL: the milter signs mail of authenticated
+//! users, strips forged CHmail headers from everyone's mail, and records logins and ports in
+//! PostgreSQL.
+
+use std::fs;
+
+use chmail::header::{parse_key_record, ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
+use chmail_tests::{
+    fixture, header_section, header_values, or_skip, require, single_header, KeyRecord, Milter,
+    MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
+};
+
+/// The tools every test here needs.
+macro_rules! require_mta {
+    () => {
+        require!("root", "postfix", "dovecot", "smtp-sink", "swaks")
+    };
+}
+
+/// The SASL account of the tests.
+const ALICE: (&str, &str) = ("alice", "secret");
+
+/// Every forged sample mail in `tests/fixtures/forged/`, as `(file stem, path)`, sorted.
+fn forged_fixtures() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = fs::read_dir(fixture("forged"))
+        .expect("tests/fixtures/forged")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (stem, path.display().to_string())
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in tests/fixtures/forged");
+    files
+}
+
+/// The mail whose Subject is `subject`.
+fn by_subject<'a>(mails: &'a [String], subject: &str) -> &'a str {
+    mails
+        .iter()
+        .find(|mail| header_values(mail, "Subject").iter().any(|s| s == subject))
+        .unwrap_or_else(|| panic!("no delivered mail with Subject {subject:?}"))
+}
+
+/// Asserts the mail carries exactly one CHmail and one CHmail-Link header, that the CHmail header
+/// verifies with `key` against the mail's From, and returns it.
+fn assert_signed(mail: &str, key: &PublicKey) -> ChmailHeader {
+    let value = single_header(mail, "CHmail");
+    let link = single_header(mail, LINK_HEADER_NAME);
+    let from = single_header(mail, "From");
+    let header = ChmailHeader::parse(value.as_bytes())
+        .unwrap_or_else(|err| panic!("the CHmail header {value:?} does not parse: {err}"));
+    assert_eq!(
+        header.verify(&from, key),
+        Verdict::Pass,
+        "the CHmail header does not verify against From {from:?}: {value:?}"
+    );
+    assert_eq!(header.domain, SIGNING_DOMAIN);
+    assert_eq!(header.login, "alice@example.test");
+    assert_eq!(
+        link,
+        format!("<{PUBLIC_URL}/c/{}/{}>", header.port, header.room.as_str()),
+        "the link names the header's port and room"
+    );
+    header
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authenticated_mail_arrives_signed_without_forged_copies_and_postgres_records_login_and_port(
+) {
+    require_mta!();
+    let schema = or_skip!(PgSchema::create().await);
+    let dns = TestDns::start::<String, String>([]);
+    let mut milter = Milter::new(&MilterOptions {
+        store_url: Some(schema.url()),
+        resolver: Some(dns.addr()),
+        ..Default::default()
+    });
+    let record: KeyRecord = milter.keygen();
+    assert_eq!(record.name, format!("sel1._chmail.{SIGNING_DOMAIN}"));
+    let key = parse_key_record(&record.value)
+        .unwrap_or_else(|err| panic!("keygen printed an unusable record {record:?}: {err}"));
+    dns.insert(&record.name, &record.value);
+    milter.start();
+    let postfix = Postfix::start(milter.port(), &[ALICE]);
+    let auth = ["-a", "PLAIN", "-au", ALICE.0, "-ap", ALICE.1];
+
+    postfix.swaks(
+        &[
+            &auth[..],
+            &[
+                "--from",
+                "alice@example.test",
+                "--to",
+                "bob@other.test",
+                "--header",
+                "Subject: plain",
+                "--header",
+                "CHmail: forged",
+            ],
+        ]
+        .concat(),
+    );
+    let fixtures = forged_fixtures();
+    for (_, path) in &fixtures {
+        postfix.swaks(
+            &[
+                &auth[..],
+                &[
+                    "--from",
+                    "alice@example.test",
+                    "--to",
+                    "bob@other.test",
+                    "--data",
+                    path,
+                ],
+            ]
+            .concat(),
+        );
+    }
+    let mails = postfix.delivered(1 + fixtures.len());
+
+    let plain = by_subject(&mails, "plain");
+    let header = assert_signed(plain, &key);
+    assert!(
+        !header_section(plain).contains("forged"),
+        "the forged copy is still there:\n{plain}"
+    );
+    for (name, _) in &fixtures {
+        let mail = by_subject(&mails, name);
+        let signed = assert_signed(mail, &key);
+        assert_eq!(signed.port, header.port, "alice keeps her port ({name})");
+        assert!(
+            !header_section(mail).contains("forged")
+                && !header_section(mail).contains("AAAAAAAAAAAAAAAAAAAAAA"),
+            "a forged copy of {name} is still there:\n{mail}"
+        );
+    }
+
+    let db = schema.client().await;
+    let login = db
+        .query_one(
+            "SELECT ip, last_seen FROM logins WHERE login = 'alice@example.test'",
+            &[],
+        )
+        .await
+        .expect("a logins row for alice@example.test");
+    assert_eq!(
+        login.get::<_, Option<String>>(0).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert!(login.get::<_, i64>(1) > 0, "last_seen is set");
+    let ports = db
+        .query(
+            "SELECT port FROM ports WHERE login = 'alice@example.test'",
+            &[],
+        )
+        .await
+        .expect("query ports");
+    assert_eq!(ports.len(), 1, "alice holds one port");
+    assert_eq!(
+        ports[0].get::<_, i32>(0),
+        i32::from(header.port),
+        "the port in the header is alice's port in the store"
+    );
+    let rooms: i64 = db
+        .query_one(
+            "SELECT count(*) FROM rooms WHERE login = 'alice@example.test'",
+            &[],
+        )
+        .await
+        .expect("count rooms")
+        .get(0);
+    assert_eq!(
+        rooms,
+        i64::try_from(mails.len()).unwrap_or_default(),
+        "a room per mail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_none() {
+    require_mta!();
+    let schema = or_skip!(PgSchema::create().await);
+    // nowhere.test has no record: the milter gets a definite NXDOMAIN instead of a timeout.
+    let dns = TestDns::start::<String, String>([]);
+    let mut milter = Milter::new(&MilterOptions {
+        store_url: Some(schema.url()),
+        resolver: Some(dns.addr()),
+        ..Default::default()
+    });
+    let record = milter.keygen();
+    dns.insert(&record.name, &record.value);
+    milter.start();
+    let postfix = Postfix::start(milter.port(), &[ALICE]);
+
+    let fixtures = forged_fixtures();
+    for (_, path) in &fixtures {
+        // No AUTH: relaying is allowed because 127.0.0.1 is in mynetworks.
+        postfix.swaks(&[
+            "--from",
+            "mallory@other.test",
+            "--to",
+            "bob@other.test",
+            "--data",
+            path,
+        ]);
+    }
+    let mails = postfix.delivered(fixtures.len());
+
+    for (name, _) in &fixtures {
+        let mail = by_subject(&mails, name);
+        assert_eq!(
+            header_values(mail, "CHmail"),
+            Vec::<String>::new(),
+            "CHmail copies left in {name}:\n{mail}"
+        );
+        assert_eq!(
+            header_values(mail, LINK_HEADER_NAME),
+            Vec::<String>::new(),
+            "CHmail-Link copies left in {name}:\n{mail}"
+        );
+        assert!(
+            !header_section(mail).to_ascii_lowercase().contains("chmail"),
+            "a CHmail field in some spelling is left in {name}:\n{mail}"
+        );
+    }
+    let logins: i64 = schema
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM logins", &[])
+        .await
+        .expect("count logins")
+        .get(0);
+    assert_eq!(logins, 0, "unauthenticated mail records no login");
+}
+
+#[test]
+fn mail_still_flows_when_the_milter_is_down() {
+    require_mta!();
+    // default_action=accept (contrib/postfix/main.cf.snippet): a milter outage must not stop mail.
+    let nobody_listens = chmail_tests::free_port();
+    let postfix = Postfix::start(nobody_listens, &[ALICE]);
+    postfix.swaks(&[
+        "-a",
+        "PLAIN",
+        "-au",
+        ALICE.0,
+        "-ap",
+        ALICE.1,
+        "--from",
+        "alice@example.test",
+        "--to",
+        "bob@other.test",
+    ]);
+    let mails = postfix.delivered(1);
+    assert_eq!(mails.len(), 1);
+    assert!(header_values(&mails[0], "CHmail").is_empty());
+    assert!(postfix.maillog().contains("sasl_username=alice"));
+}
