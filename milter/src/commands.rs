@@ -64,14 +64,21 @@ pub async fn migrate(config: &Config) -> Result<()> {
 /// # Errors
 /// As [`serve`] and [`keygen`].
 pub async fn quickstart(config: Config) -> Result<()> {
-    let path = config.key_file();
-    let mut out = std::io::stdout();
-    if !path.exists() {
-        keygen(&config, &mut std::io::sink())?;
-    }
-    let signer = crate::server::load_signer(&config)?;
-    writeln!(out, "{}", setup_text(&config, &signer))?;
+    let text = prepare(&config)?;
+    writeln!(std::io::stdout(), "{text}")?;
     serve(config).await
+}
+
+/// Creates the signing key if there is none; returns what a mail admin adds to Postfix and DNS.
+///
+/// # Errors
+/// When the key cannot be written or read.
+pub fn prepare(config: &Config) -> Result<String> {
+    if !config.key_file().exists() {
+        keygen(config, &mut std::io::sink())?;
+    }
+    let signer = crate::server::load_signer(config)?;
+    Ok(setup_text(config, &signer))
 }
 
 /// What a mail admin adds to Postfix and DNS for this configuration.

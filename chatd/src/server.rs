@@ -1,0 +1,158 @@
+//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets, run the
+//! reminder worker, stop cleanly.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::Router;
+use chmail::{store::open_store, Config};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{error, info};
+
+use crate::{mail::MailSender, state::AppState};
+
+/// Errors starting chatd.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] chmail::config::ConfigError),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] chmail::store::StoreError),
+    /// The HTTP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// `[chat] listen`.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Every route of chatd over `state`.
+pub fn app(state: AppState) -> Router {
+    crate::web::routes()
+        .merge(crate::ws::routes())
+        .with_state(state)
+}
+
+/// A chatd started by [`start`].
+pub struct Running {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The address chatd listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (for tests and the admin commands).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, ends the connections and the background tasks, and returns when they are
+    /// done.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Opens the store named by the config (and migrates it), then starts chatd on `[chat] listen`.
+///
+/// # Errors
+/// When the store or the socket cannot be opened.
+pub async fn start(config: Config, mailer: Arc<dyn MailSender>) -> Result<Running, StartError> {
+    let store = open_store(&config.store_url(), config.store.pool_size).await?;
+    store.migrate().await?;
+    start_with_store(config, store, mailer).await
+}
+
+/// Starts chatd over an open, migrated store.
+///
+/// # Errors
+/// When the socket cannot be bound or the config is wrong.
+pub async fn start_with_store(
+    config: Config,
+    store: Arc<dyn chmail::Store>,
+    mailer: Arc<dyn MailSender>,
+) -> Result<Running, StartError> {
+    let addr = config.chat.listen.clone();
+    let listener = TcpListener::bind(addr.as_str())
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.chat.listen.clone(),
+        source,
+    })?;
+    let state = AppState::new(config, store, mailer)?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let router = app(state.clone());
+    let mut http_stopped = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stopped.wait_for(|s| *s).await;
+        };
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!(cause = %e, "chatd stopped serving");
+        }
+    }));
+    tasks.push(tokio::spawn(crate::reminder::run_worker(
+        state.clone(),
+        stopped.clone(),
+    )));
+    info!(addr = %local, url = %state.base_url(), "chatd listening");
+    Ok(Running {
+        addr: local,
+        state,
+        stop,
+        tasks,
+    })
+}
+
+/// Runs chatd until SIGINT or SIGTERM, sending mail through `[smtp] relay`.
+///
+/// # Errors
+/// When it cannot start.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let mailer = Arc::new(crate::mail::SmtpSender::new(&config));
+    let running = start(config, mailer).await?;
+    chmail_milter::server::shutdown_signal().await;
+    info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+/// The laptop path: the milter and chatd in one process on the embedded store; creates a signing
+/// key if there is none and prints the Postfix and DNS lines and the chat address.
+///
+/// # Errors
+/// When either part cannot start.
+pub async fn quickstart(config: Config) -> anyhow::Result<()> {
+    let text = chmail_milter::commands::prepare(&config)?;
+    let milter = chmail_milter::start(config.clone()).await?;
+    let mailer = Arc::new(crate::mail::SmtpSender::new(&config));
+    let chat = start(config, mailer).await?;
+    println!(
+        "{text}\nChat server on http://{addr} (public URL {url}).\n",
+        addr = chat.addr(),
+        url = chat.state().base_url()
+    );
+    chmail_milter::server::shutdown_signal().await;
+    info!("shutting down");
+    chat.stop().await;
+    milter.stop().await?;
+    Ok(())
+}

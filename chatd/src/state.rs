@@ -1,0 +1,71 @@
+//! [`AppState`]: what every handler and background task shares. Cheap to clone.
+
+use std::sync::Arc;
+
+use chmail::{config::ConfigError, store::Store, Config};
+
+use crate::{clock::Clock, hub::Hub, mail::MailSender, presence::Presence, ringer::Ringer};
+
+/// The shared state of one chatd process.
+#[derive(Clone)]
+pub struct AppState {
+    /// The whole configuration.
+    pub config: Arc<Config>,
+    /// The store (rooms, messages, rings, reminders, sessions).
+    pub store: Arc<dyn Store>,
+    /// Wall-clock milliseconds that follow tokio's clock.
+    pub clock: Clock,
+    /// Fan-out of frames to the connections of each room.
+    pub hub: Arc<Hub>,
+    /// Who is online.
+    pub presence: Arc<Presence>,
+    /// The rings under way.
+    pub ringer: Arc<Ringer>,
+    /// Where outgoing mail goes.
+    pub mailer: Arc<dyn MailSender>,
+    /// A random id of this process: the owner name of the jobs it claims.
+    pub node: Arc<str>,
+    /// The Origin that browsers send for our pages (`https://chat.example.com`), from
+    /// `[chat] public_url`.
+    pub origin: Arc<str>,
+}
+
+impl AppState {
+    /// Builds the state over `store`, sending mail through `mailer`.
+    ///
+    /// # Errors
+    /// When `[chat] public_url` is not a usable URL.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        mailer: Arc<dyn MailSender>,
+    ) -> Result<Self, ConfigError> {
+        let host = config.chat.public_host()?;
+        let scheme = if config.chat.public_url.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let origin: Arc<str> = format!("{scheme}://{host}").into();
+        let mut node = [0u8; 8];
+        // Only names this process's job claims; an unavailable RNG leaves zeros, still valid.
+        let _ = getrandom::fill(&mut node);
+        let node: String = node.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            hub: Arc::new(Hub::new(&config.chat)),
+            presence: Arc::new(Presence::new(&config.chat)),
+            ringer: Arc::new(Ringer::new()),
+            config: Arc::new(config),
+            store,
+            clock: Clock::new(),
+            mailer,
+            node: node.into(),
+            origin,
+        })
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.config.chat.public_base()
+    }
+}
