@@ -130,10 +130,11 @@ impl KeySource for DnsKeys {
     }
 }
 
-/// Fixed keys and no host names: for tests and for sites that verify only a known set of domains.
+/// Fixed keys and host names instead of DNS (for tests).
 #[derive(Default)]
 pub struct StaticKeys {
     keys: HashMap<String, PublicKey>,
+    hosts: HashMap<IpAddr, String>,
 }
 
 impl StaticKeys {
@@ -141,6 +142,12 @@ impl StaticKeys {
     pub fn with(mut self, selector: &str, domain: &str, key: PublicKey) -> Self {
         self.keys
             .insert(key_record_name(selector, domain).to_ascii_lowercase(), key);
+        self
+    }
+
+    /// Adds the host name of `ip`.
+    pub fn with_host(mut self, ip: IpAddr, name: &str) -> Self {
+        self.hosts.insert(ip, name.to_owned());
         self
     }
 }
@@ -155,7 +162,7 @@ impl KeySource for StaticKeys {
         }
     }
 
-    async fn hostname(&self, _ip: IpAddr) -> Option<String> {
-        None
+    async fn hostname(&self, ip: IpAddr) -> Option<String> {
+        self.hosts.get(&ip).cloned()
     }
 }

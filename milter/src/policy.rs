@@ -155,19 +155,19 @@ impl Milter {
             .then(|| from.to_owned())
     }
 
-    /// The client's address and host name for the first table: the MTA's macros, else a reverse
-    /// look-up (under the DNS time-out) when the MTA sent no name at all.
+    /// The client's address and host name for the first table: the MTA's name for it, else
+    /// (no name, or `unknown`, or a bracketed address) a reverse look-up under the DNS time-out.
     pub(crate) async fn client(&self, mail: &Mail) -> (Option<IpAddr>, Option<String>) {
         let ip = mail.client_addr.as_deref().and_then(parse_client_addr);
-        let name = match mail.client_name.as_deref().map(str::trim) {
-            // Postfix says `unknown` when the address has no (verified) name: that is an answer.
-            Some("unknown") | Some("") => None,
-            Some(name) if name.starts_with('[') => None,
-            Some(name) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
-            None => match ip {
-                Some(ip) => self.keys.hostname(ip).await,
-                None => None,
-            },
+        let given = mail
+            .client_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "unknown" && !n.starts_with('['));
+        let name = match (given, ip) {
+            (Some(name), _) => Some(name.trim_end_matches('.').to_ascii_lowercase()),
+            (None, Some(ip)) => self.keys.hostname(ip).await,
+            (None, None) => None,
         };
         (ip, name)
     }

@@ -401,3 +401,34 @@ async fn metrics_count_signed_mails_and_stripped_headers() {
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn without_a_name_from_the_mta_the_hostname_comes_from_a_reverse_look_up() {
+    let m = TestMilter::start().await;
+    let mut tx = Transaction::authenticated("alice", &[("From", FROM)]);
+    tx.client_addr = "192.0.2.8";
+    tx.client_name = "unknown";
+    tx.run(m.addr).await;
+    let login = m
+        .store
+        .login("alice@example.com")
+        .await
+        .expect("store")
+        .expect("row");
+    assert_eq!(login.ip.as_deref(), Some("192.0.2.8"));
+    assert_eq!(login.hostname.as_deref(), Some("named.example.net"));
+
+    // An address without a name anywhere is recorded without one.
+    tx.client_addr = "192.0.2.9";
+    tx.client_name = "[192.0.2.9]";
+    tx.run(m.addr).await;
+    let login = m
+        .store
+        .login("alice@example.com")
+        .await
+        .expect("store")
+        .expect("row");
+    assert_eq!(login.ip.as_deref(), Some("192.0.2.9"));
+    assert_eq!(login.hostname, None);
+    m.stop().await;
+}

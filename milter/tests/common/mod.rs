@@ -65,7 +65,9 @@ impl TestMilter {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), store.migrate()).await;
         let signer = Signer::from_seed(DOMAIN, "sel1", [7; 32]);
         let foreign = Signer::from_seed(FOREIGN, "f1", [9; 32]);
-        let keys = StaticKeys::default().with("f1", FOREIGN, foreign.public_key());
+        let keys = StaticKeys::default()
+            .with("f1", FOREIGN, foreign.public_key())
+            .with_host([192, 0, 2, 8].into(), "named.example.net");
         let milter = Arc::new(
             Milter::new(
                 config,
