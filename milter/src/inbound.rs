@@ -10,6 +10,11 @@ use crate::{
     policy::{Mail, Milter, Outcome},
 };
 
+/// Most CHmail headers verified per mail: a real mail carries one (a forwarded one, a few). Past
+/// this they are removed unchecked, so a mail full of them cannot make the milter wait on DNS
+/// for long.
+const MAX_CHECKED_HEADERS: usize = 8;
+
 /// What became of one CHmail header.
 enum Check {
     Keep(ChmailHeader),
@@ -19,7 +24,8 @@ enum Check {
 }
 
 impl Milter {
-    /// Checks the CHmail headers of `mail`.
+    /// Checks the CHmail headers of `mail`. Headers that were not kept (past
+    /// the size cap) have no value and are removed; so are any past [`MAX_CHECKED_HEADERS`].
     pub(crate) async fn check(&self, mail: &Mail) -> Outcome {
         let mut outcome = Outcome::new("checked");
         let summary = mail.headers.summary();
@@ -27,13 +33,14 @@ impl Milter {
         let mut kept = Vec::new();
         let mut remove = Vec::new();
         let mut unknown = None;
-        for field in mail
+        let fields = mail
             .headers
             .fields
             .iter()
-            .filter(|f| f.kind == Kind::Header)
-        {
+            .filter(|f| f.kind == Kind::Header);
+        for (n, field) in fields.enumerate() {
             let check = match (&field.value, from) {
+                _ if n >= MAX_CHECKED_HEADERS => Check::Remove("too many CHmail headers".into()),
                 (None, _) => Check::Remove("over the size cap".into()),
                 (Some(_), None) => Check::Remove("the mail has no single From address".into()),
                 (Some(value), Some(from)) => self.check_one(value, from).await,

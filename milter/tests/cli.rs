@@ -144,6 +144,65 @@ fn serve_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn serve_exposes_prometheus_metrics() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("milter.sock");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = write_config(dir.path(), &format!("unix:{}", sock.display()));
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replace(
+            "metrics_listen = \"127.0.0.1:0\"",
+            &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+        ),
+    )
+    .expect("write");
+    let status = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("keygen")
+        .stdout(Stdio::null())
+        .status()
+        .expect("keygen");
+    assert!(status.success());
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            let mut body = String::new();
+            stream.read_to_string(&mut body).expect("response");
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics endpoint never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("chmail_milter_eom_duration_seconds"),
+        "{body}"
+    );
+}
+
+#[test]
 fn help_lists_the_commands() {
     let out = Command::new(BIN).arg("--help").output().expect("help");
     let text = String::from_utf8_lossy(&out.stdout);

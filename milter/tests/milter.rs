@@ -432,3 +432,22 @@ async fn without_a_name_from_the_mta_the_hostname_comes_from_a_reverse_look_up()
     assert_eq!(login.hostname, None);
     m.stop().await;
 }
+
+#[tokio::test]
+async fn past_eight_chmail_headers_the_rest_are_removed_unchecked() {
+    let m = TestMilter::start().await;
+    let (value, _) = foreign_header(&m, "zed@foreign.example");
+    let mut headers = vec![("From", "zed@foreign.example".to_owned())];
+    headers.extend((0..10).map(|_| ("CHmail", value.clone())));
+    let tx = Transaction {
+        headers,
+        ..Transaction::inbound(&[])
+    };
+    let (actions, _) = tx.run(m.addr).await;
+    assert_eq!(
+        deleted(&actions),
+        vec![("CHmail".to_owned(), 10), ("CHmail".to_owned(), 9)],
+        "the first eight valid copies stay, the two past the limit go"
+    );
+    m.stop().await;
+}
