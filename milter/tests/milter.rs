@@ -451,3 +451,21 @@ async fn past_eight_chmail_headers_the_rest_are_removed_unchecked() {
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn mail_from_a_trusted_network_in_our_domain_is_signed_without_auth() {
+    let m =
+        TestMilter::start_with(|c| c.milter.trusted_networks = vec!["192.0.2.0/24".into()]).await;
+    let mut tx = Transaction::inbound(&[("From", FROM), ("To", "b@b.example")]);
+    tx.client_addr = "192.0.2.20";
+    let header = parse(&added(&tx.run(m.addr).await.0, "CHmail")[0]);
+    assert_eq!(header.login, "alice@example.com");
+
+    // The same network with a foreign From, and our From from elsewhere: not signed.
+    let mut foreign = Transaction::inbound(&[("From", "zed@foreign.example")]);
+    foreign.client_addr = "192.0.2.20";
+    assert!(added(&foreign.run(m.addr).await.0, "CHmail").is_empty());
+    let outside = Transaction::inbound(&[("From", FROM)]);
+    assert!(added(&outside.run(m.addr).await.0, "CHmail").is_empty());
+    m.stop().await;
+}
