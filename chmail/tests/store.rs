@@ -19,7 +19,7 @@ use chmail::{
     open_store,
     store::{
         Member, NewMessage, Participant, PortGrant, RingState, Role, Room, Session, SigninToken,
-        StoreError, Submission, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_PAGE,
+        StoreError, Submission, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_PAGE, MAX_PRESENCE_BATCH,
         SIGNIN_TOKEN_KEEP_MS,
     },
     Store,
@@ -1551,6 +1551,134 @@ mod behaviour {
             Err(StoreError::Invalid(_))
         ));
     }
+
+    pub async fn presence_is_online_until_every_nodes_row_expires_or_clears(h: &Harness) {
+        let s = h.fresh().await;
+        // Another process sees what one writes.
+        let other = h.open().await;
+        assert!(!s.online("alice", 1_000).await.expect("online"));
+
+        s.set_presence("alice", "n1", 1, 2_000).await.expect("set");
+        assert!(other.online("alice", 1_000).await.expect("online"));
+        assert!(s
+            .online(" Alice ", 1_999)
+            .await
+            .expect("logins compare lowercased-trimmed"));
+        // Expired at its until_ms.
+        assert!(!s.online("alice", 2_000).await.expect("online"));
+        assert!(!s.online("bob", 1_000).await.expect("online"));
+
+        // Two nodes: one clears, the other keeps the login online.
+        s.set_presence(" ALICE", "n1", 2, 5_000).await.expect("set");
+        other
+            .set_presence("alice", "n2", 1, 5_000)
+            .await
+            .expect("set");
+        s.clear_presence("Alice", "n1").await.expect("clear");
+        assert!(s.online("alice", 3_000).await.expect("online"));
+        other.clear_presence("alice", "n2").await.expect("clear");
+        assert!(!s.online("alice", 3_000).await.expect("online"));
+        s.clear_presence("alice", "n2")
+            .await
+            .expect("clearing twice is harmless");
+
+        // The upsert replaces until_ms, later or earlier; the grace period (0 connections) counts.
+        s.set_presence("alice", "n1", 1, 4_000).await.expect("set");
+        s.set_presence("alice", "n1", 1, 9_000).await.expect("set");
+        assert!(s.online("alice", 8_000).await.expect("online"));
+        s.set_presence("alice", "n1", 0, 6_000).await.expect("set");
+        assert!(s
+            .online("alice", 5_999)
+            .await
+            .expect("online in the grace period"));
+        assert!(!s
+            .online("alice", 8_000)
+            .await
+            .expect("the shorter until_ms replaced the longer"));
+
+        let invalid = |r: Result<(), StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(s.set_presence(" ", "n1", 1, 9_000).await, "empty login");
+        invalid(s.set_presence("alice", "", 1, 9_000).await, "empty node");
+        invalid(
+            s.set_presence(&"a".repeat(321), "n1", 1, 9_000).await,
+            "long login",
+        );
+        invalid(
+            s.set_presence("alice", &"n".repeat(129), 1, 9_000).await,
+            "long node",
+        );
+        invalid(
+            s.set_presence("alice", "n1", u32::MAX, 9_000).await,
+            "too many connections",
+        );
+        assert!(!s
+            .online("", 0)
+            .await
+            .expect("an empty login is never online"));
+        s.clear_presence("", "n1").await.expect("clearing nothing");
+    }
+
+    pub async fn online_logins_returns_the_online_subset_as_given(h: &Harness) {
+        let s = h.fresh().await;
+        s.set_presence("alice", "n1", 1, 2_000).await.expect("set");
+        s.set_presence("bob", "n1", 1, 1_000).await.expect("set");
+        s.set_presence("carol", "n2", 0, 3_000).await.expect("set");
+        s.set_presence("carol", "n1", 1, 500).await.expect("set");
+        let ask: Vec<String> = ["Carol", "bob", "dave", " ", "alice", "ALICE "]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            s.online_logins(&ask, 1_500).await.expect("online_logins"),
+            ["Carol", "alice", "ALICE "]
+        );
+        assert_eq!(
+            s.online_logins(&ask, 2_500).await.expect("online_logins"),
+            ["Carol"]
+        );
+        assert!(s
+            .online_logins(&ask, 3_000)
+            .await
+            .expect("online_logins")
+            .is_empty());
+        assert!(s
+            .online_logins(&[], 0)
+            .await
+            .expect("online_logins")
+            .is_empty());
+
+        let full: Vec<String> = (0..MAX_PRESENCE_BATCH)
+            .map(|i| format!("user{i}"))
+            .chain(["alice".to_owned()])
+            .skip(1)
+            .collect();
+        assert_eq!(
+            s.online_logins(&full, 1_500).await.expect("a full batch"),
+            ["alice"]
+        );
+        let too_many = vec![String::from("alice"); MAX_PRESENCE_BATCH + 1];
+        assert!(matches!(
+            s.online_logins(&too_many, 1_500).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn prune_presence_removes_only_expired_rows(h: &Harness) {
+        let s = h.fresh().await;
+        s.set_presence("alice", "n1", 1, 1_000).await.expect("set");
+        s.set_presence("alice", "n2", 1, 3_000).await.expect("set");
+        s.set_presence("bob", "n1", 0, 2_000).await.expect("set");
+        s.set_presence("carol", "n1", 1, 5_000).await.expect("set");
+        // bob's row expires at 2_000 exactly: pruned with alice's n1.
+        assert_eq!(s.prune_presence(2_000).await.expect("prune"), 2);
+        assert_eq!(s.prune_presence(2_000).await.expect("prune again"), 0);
+        assert!(s.online("alice", 2_500).await.expect("alice's n2 stays"));
+        assert!(s.online("carol", 2_500).await.expect("carol stays"));
+        assert!(!s.online("bob", 0).await.expect("bob's row is gone"));
+        assert_eq!(s.prune_presence(i64::MAX).await.expect("prune all"), 2);
+        assert!(!s.online("carol", 0).await.expect("carol's row is gone"));
+    }
 }
 
 macro_rules! conformance {
@@ -1604,6 +1732,9 @@ conformance!(
     signin_tokens_are_single_use_expire_and_still_count,
     concurrent_consumes_use_a_token_once,
     sessions_expire_and_end,
+    presence_is_online_until_every_nodes_row_expires_or_clears,
+    online_logins_returns_the_online_subset_as_given,
+    prune_presence_removes_only_expired_rows,
 );
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! The chat side of the store (chatd): who joined which room, the messages, the rings, the
-//! reminder schedule, sign-in tokens and sessions.
+//! reminder schedule, sign-in tokens, sessions and presence.
 //!
 //! Times here are unix **milliseconds** (messages and rings need the order within a second).
 //! Every write is a single statement or one short transaction, so several chatd nodes can share
 //! one PostgreSQL: reminder jobs are claimed with a lease so that one node works each.
 
-use std::str::FromStr;
+use std::{
+    collections::{BTreeSet, HashSet},
+    str::FromStr,
+};
 
 use super::{check_text, Result, Role, StoreError, MAX_ADDRESS_LEN, MAX_ROOM_ID_LEN};
 
@@ -22,6 +25,8 @@ pub const MAX_PAGE: u32 = 500;
 /// How long a sign-in token's row is kept after it expired, in ms: longer than any rate-limit
 /// window, so that [`ChatStore::count_signin_tokens`] still counts used and expired tokens.
 pub const SIGNIN_TOKEN_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+/// Most logins one [`ChatStore::online_logins`] call takes (as many as a room has participants).
+pub const MAX_PRESENCE_BATCH: usize = 1000;
 
 /// A participant of a room as chatd sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,6 +432,52 @@ pub trait ChatStore: Send + Sync {
     /// # Errors
     /// On a store failure.
     async fn delete_session(&self, session_hash: &str) -> Result<()>;
+
+    /// Records that `login` has `connections` connections on chatd node `node`, counting until
+    /// `until_ms`; replaces that node's previous row for the login (a later `until_ms` or an
+    /// earlier one). A login is online while some node's row for it has `until_ms` > now: each
+    /// node refreshes its rows on a heartbeat, so the rows of a node that died expire by
+    /// themselves. `connections` 0 with `until_ms` in the future is the grace period after the
+    /// last connection closed. Logins compare trimmed and lowercased.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Invalid`] for an empty or too long login or node, or more than
+    /// `i32::MAX` connections; otherwise on a store failure.
+    async fn set_presence(
+        &self,
+        login: &str,
+        node: &str,
+        connections: u32,
+        until_ms: i64,
+    ) -> Result<()>;
+
+    /// Removes `node`'s row for `login` (its last connection closed and no grace is wanted, or
+    /// the node shuts down). Other nodes' rows stay. Removing a missing row is harmless.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn clear_presence(&self, login: &str, node: &str) -> Result<()>;
+
+    /// Whether `login` is online at `now_ms`: some node's row for it has `until_ms` > `now_ms`.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn online(&self, login: &str, now_ms: i64) -> Result<bool>;
+
+    /// The logins of `logins` that are online at `now_ms` (see [`ChatStore::online`]), as given
+    /// and in the given order; one query for the whole batch.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Invalid`] for more than [`MAX_PRESENCE_BATCH`] logins; otherwise on
+    /// a store failure.
+    async fn online_logins(&self, logins: &[String], now_ms: i64) -> Result<Vec<String>>;
+
+    /// Deletes the rows that have expired at `now_ms` (`until_ms` <= `now_ms`, which no longer
+    /// count) and returns how many.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn prune_presence(&self, now_ms: i64) -> Result<u64>;
 }
 
 // Input checks and conversions shared by both backends.
@@ -510,6 +561,67 @@ pub(crate) fn check_signin_token(token_hash: &str, token: &SigninToken) -> Resul
 pub(crate) fn check_session(session_hash: &str, session: &Session) -> Result<()> {
     check_hash("session hash", session_hash)?;
     super::check_login(&session.login)
+}
+
+/// A login as presence stores it: trimmed and lowercased, as [`normalize_address`] stores
+/// authors.
+///
+/// # Errors
+/// [`StoreError::Invalid`] for an empty or too long login.
+pub(crate) fn normalize_login(login: &str) -> Result<String> {
+    let login = login.trim().to_lowercase();
+    super::check_login(&login)?;
+    Ok(login)
+}
+
+/// Longest presence node id accepted, in bytes: nodes are short ids; this only stops abuse.
+const MAX_NODE_LEN: usize = 128;
+
+/// Rejects an empty or too long presence node id.
+pub(crate) fn check_node(node: &str) -> Result<()> {
+    if node.is_empty() {
+        return Err(StoreError::Invalid("presence node is empty".into()));
+    }
+    check_text("presence node", node, MAX_NODE_LEN)
+}
+
+/// Checks a presence row before it is written: the login as stored and the connection count as
+/// stored (an SQL INTEGER).
+pub(crate) fn check_presence(login: &str, node: &str, connections: u32) -> Result<(String, i32)> {
+    let login = normalize_login(login)?;
+    check_node(node)?;
+    let connections = i32::try_from(connections).map_err(|_| {
+        StoreError::Invalid(format!("{connections} presence connections are too many"))
+    })?;
+    Ok((login, connections))
+}
+
+/// The distinct logins an [`ChatStore::online_logins`] call asks about, as stored; those the
+/// store could not hold are left out (they are never online).
+///
+/// # Errors
+/// [`StoreError::Invalid`] for more than [`MAX_PRESENCE_BATCH`] logins.
+pub(crate) fn presence_batch(logins: &[String]) -> Result<Vec<String>> {
+    if logins.len() > MAX_PRESENCE_BATCH {
+        return Err(StoreError::Invalid(format!(
+            "{} logins asked for presence at once, more than {MAX_PRESENCE_BATCH}",
+            logins.len()
+        )));
+    }
+    let batch: BTreeSet<String> = logins
+        .iter()
+        .filter_map(|login| normalize_login(login).ok())
+        .collect();
+    Ok(batch.into_iter().collect())
+}
+
+/// The logins of `logins` (as given, in order) whose stored form is in `online`.
+pub(crate) fn select_online(logins: &[String], online: &HashSet<String>) -> Vec<String> {
+    logins
+        .iter()
+        .filter(|login| normalize_login(login).is_ok_and(|l| online.contains(&l)))
+        .cloned()
+        .collect()
 }
 
 /// A caller's `limit` as a SQL `LIMIT`, at most [`MAX_PAGE`].
@@ -605,5 +717,29 @@ mod tests {
     fn pages_are_capped() {
         assert_eq!(page(10), 10);
         assert_eq!(page(u32::MAX), i64::from(MAX_PAGE));
+    }
+
+    #[test]
+    fn presence_logins_are_normalized_batched_and_selected_as_given() {
+        assert_eq!(
+            normalize_login(" Alice@X.example ").ok(),
+            Some("alice@x.example".into())
+        );
+        assert!(normalize_login(" ").is_err());
+        assert!(check_presence("a", "", 1).is_err());
+        assert!(check_presence("a", "n", u32::MAX).is_err());
+        assert_eq!(check_presence(" A ", "n", 3).ok(), Some(("a".into(), 3)));
+
+        let logins: Vec<String> = ["Bob", "alice", " ", "bob", "carol"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            presence_batch(&logins).ok(),
+            Some(vec!["alice".into(), "bob".into(), "carol".into()])
+        );
+        let online: HashSet<String> = ["bob".to_owned()].into();
+        assert_eq!(select_online(&logins, &online), ["Bob", "bob"]);
+        assert!(presence_batch(&vec![String::from("a"); MAX_PRESENCE_BATCH]).is_ok());
+        assert!(presence_batch(&vec![String::from("a"); MAX_PRESENCE_BATCH + 1]).is_err());
     }
 }

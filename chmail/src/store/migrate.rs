@@ -28,6 +28,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "chat",
         sql: include_str!("../../../sql/postgres/0002_chat.sql"),
     },
+    Migration {
+        version: 3,
+        name: "presence",
+        sql: include_str!("../../../sql/postgres/0003_presence.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -41,6 +46,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "chat",
         sql: include_str!("../../../sql/sqlite/0002_chat.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "presence",
+        sql: include_str!("../../../sql/sqlite/0003_presence.sql"),
     },
 ];
 

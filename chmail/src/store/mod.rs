@@ -6,7 +6,7 @@
 //! the rooms (one per chat-capable mail) and their participants. The milter writes all of it for
 //! one mail in one transaction with [`Store::record_submission`]. chatd adds the chat tables
 //! ([`ChatStore`], a supertrait of [`Store`]): who joined, messages, rings, the reminder
-//! schedule, sign-in tokens and sessions.
+//! schedule, sign-in tokens, sessions and presence.
 //!
 //! [`open_store`] picks the backend from the URL: `postgres://` or `postgresql://` for PostgreSQL,
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
@@ -26,7 +26,7 @@ use crate::config::PortRange;
 pub use chat::{
     ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring, RingState, RoomSummary,
     Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_HASH_LEN, MAX_PAGE,
-    SIGNIN_TOKEN_KEEP_MS,
+    MAX_PRESENCE_BATCH, SIGNIN_TOKEN_KEEP_MS,
 };
 pub use migrate::{Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 

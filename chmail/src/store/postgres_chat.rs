@@ -5,14 +5,16 @@
 //! rings; a ring's answer by a compare-and-set from `ringing`; reminders by `FOR UPDATE SKIP
 //! LOCKED` and a lease; a sign-in token by an `UPDATE .. WHERE used_ms IS NULL`.
 
+use std::collections::HashSet;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{error::SqlState, types::ToSql, Row};
 
 use super::{
     chat::{
-        check_hash, check_owner, check_room_id, check_session, check_signin_token,
-        normalize_address, normalize_message, page, parse_stored, sort_members, to_count,
-        SIGNIN_TOKEN_KEEP_MS,
+        check_hash, check_node, check_owner, check_presence, check_room_id, check_session,
+        check_signin_token, normalize_address, normalize_login, normalize_message, page,
+        parse_stored, presence_batch, select_online, sort_members, to_count, SIGNIN_TOKEN_KEEP_MS,
     },
     postgres::{backend, bounded, PostgresStore},
     ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
@@ -707,6 +709,104 @@ impl ChatStore for PostgresStore {
             )
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_presence(
+        &self,
+        login: &str,
+        node: &str,
+        connections: u32,
+        until_ms: i64,
+    ) -> Result<()> {
+        let (login, connections) = check_presence(login, node, connections)?;
+        bounded(async {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "INSERT INTO presence (login, node, connections, until_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (login, node) DO UPDATE SET
+                     connections = excluded.connections, until_ms = excluded.until_ms",
+                &[&login, &node, &connections, &until_ms],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_presence(&self, login: &str, node: &str) -> Result<()> {
+        // A login or node the store could not hold has no row.
+        let Ok(login) = normalize_login(login) else {
+            return Ok(());
+        };
+        if check_node(node).is_err() {
+            return Ok(());
+        }
+        bounded(async {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "DELETE FROM presence WHERE login = $1 AND node = $2",
+                &[&login, &node],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn online(&self, login: &str, now_ms: i64) -> Result<bool> {
+        let Ok(login) = normalize_login(login) else {
+            return Ok(false);
+        };
+        bounded(async {
+            let client = self.client().await?;
+            let row = query_opt(
+                &client,
+                "SELECT EXISTS (SELECT 1 FROM presence WHERE login = $1 AND until_ms > $2)",
+                &[&login, &now_ms],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Backend("EXISTS returned no row".into()))?;
+            row.try_get(0).map_err(backend)
+        })
+        .await
+    }
+
+    async fn online_logins(&self, logins: &[String], now_ms: i64) -> Result<Vec<String>> {
+        let batch = presence_batch(logins)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        bounded(async {
+            let client = self.client().await?;
+            let rows = query_all(
+                &client,
+                "SELECT DISTINCT login FROM presence WHERE login = ANY ($1) AND until_ms > $2",
+                &[&batch, &now_ms],
+            )
+            .await?;
+            let online = rows
+                .iter()
+                .map(|r| r.try_get(0).map_err(backend))
+                .collect::<Result<HashSet<String>>>()?;
+            Ok(select_online(logins, &online))
+        })
+        .await
+    }
+
+    async fn prune_presence(&self, now_ms: i64) -> Result<u64> {
+        bounded(async {
+            let client = self.client().await?;
+            execute(
+                &client,
+                "DELETE FROM presence WHERE until_ms <= $1",
+                &[&now_ms],
+            )
+            .await
         })
         .await
     }

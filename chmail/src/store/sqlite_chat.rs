@@ -4,14 +4,15 @@
 //! interleave a check and the write that depends on it (the room exists, the ring is still
 //! ringing, the reminder is still unleased, the token is still unused).
 
-use std::str::FromStr;
+use std::{collections::HashSet, str::FromStr};
 
 use rusqlite::{types::Type, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{
     chat::{
-        check_hash, check_owner, check_room_id, check_session, check_signin_token,
-        normalize_address, normalize_message, page, sort_members, SIGNIN_TOKEN_KEEP_MS,
+        check_hash, check_node, check_owner, check_presence, check_room_id, check_session,
+        check_signin_token, normalize_address, normalize_login, normalize_message, page,
+        presence_batch, select_online, sort_members, SIGNIN_TOKEN_KEEP_MS,
     },
     sqlite::{backend, SqliteStore},
     ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
@@ -42,6 +43,10 @@ const ROOMS_OF_LOGIN_SQL: &str = "SELECT r.id, r.port, r.subject, r.created,
     (SELECT MAX(m.created_ms) FROM messages m WHERE m.room_id = r.id)
     FROM rooms r WHERE r.login = ?1
     ORDER BY r.created DESC, r.id DESC LIMIT ?2";
+
+/// Whether a login (as stored) is online at a time: some node's row for it has not expired.
+const ONLINE_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM presence WHERE login = ?1 AND until_ms > ?2)";
 
 /// Reads a stored name (role, via, ring state) into its enum.
 fn parsed<T: FromStr<Err = StoreError>>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
@@ -626,6 +631,104 @@ impl ChatStore for SqliteStore {
                     .map_err(backend)
             })?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_presence(
+        &self,
+        login: &str,
+        node: &str,
+        connections: u32,
+        until_ms: i64,
+    ) -> Result<()> {
+        let (login, connections) = check_presence(login, node, connections)?;
+        let node = node.to_owned();
+        self.run(move |c| {
+            write(c, |tx| {
+                tx.execute(
+                    "INSERT INTO presence (login, node, connections, until_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (login, node) DO UPDATE SET
+                         connections = excluded.connections, until_ms = excluded.until_ms",
+                    (&login, &node, connections, until_ms),
+                )
+                .map_err(backend)
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_presence(&self, login: &str, node: &str) -> Result<()> {
+        // A login or node the store could not hold has no row.
+        let Ok(login) = normalize_login(login) else {
+            return Ok(());
+        };
+        if check_node(node).is_err() {
+            return Ok(());
+        }
+        let node = node.to_owned();
+        self.run(move |c| {
+            write(c, |tx| {
+                tx.execute(
+                    "DELETE FROM presence WHERE login = ?1 AND node = ?2",
+                    (&login, &node),
+                )
+                .map_err(backend)
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn online(&self, login: &str, now_ms: i64) -> Result<bool> {
+        let Ok(login) = normalize_login(login) else {
+            return Ok(false);
+        };
+        self.run(move |c| {
+            c.query_row(ONLINE_SQL, (&login, now_ms), |r| r.get(0))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn online_logins(&self, logins: &[String], now_ms: i64) -> Result<Vec<String>> {
+        let batch = presence_batch(logins)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let online = self
+            .run(move |c| {
+                // One read transaction: one snapshot, one lock for the whole batch; each login is
+                // a lookup on the primary key.
+                let tx = c.transaction().map_err(backend)?;
+                let mut online = HashSet::new();
+                {
+                    let mut stmt = tx.prepare_cached(ONLINE_SQL).map_err(backend)?;
+                    for login in batch {
+                        let is_online: bool = stmt
+                            .query_row((&login, now_ms), |r| r.get(0))
+                            .map_err(backend)?;
+                        if is_online {
+                            online.insert(login);
+                        }
+                    }
+                }
+                tx.commit().map_err(backend)?;
+                Ok(online)
+            })
+            .await?;
+        Ok(select_online(logins, &online))
+    }
+
+    async fn prune_presence(&self, now_ms: i64) -> Result<u64> {
+        self.run(move |c| {
+            let deleted = write(c, |tx| {
+                tx.execute("DELETE FROM presence WHERE until_ms <= ?1", [now_ms])
+                    .map_err(backend)
+            })?;
+            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
         })
         .await
     }
