@@ -42,6 +42,37 @@ impl Clock {
     }
 }
 
+/// `ms` (unix milliseconds) as `YYYY-MM-DD HH:MM UTC`, for pages, mails and admin output.
+pub fn format_utc_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // d is 1..=31 and m 1..=12 by construction.
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +85,13 @@ mod tests {
         tokio::time::advance(Duration::from_secs(90)).await;
         let after = clock.now_ms();
         assert!((after - before - 90_000).abs() < 5, "{before} -> {after}");
+    }
+
+    #[test]
+    fn times_format_as_utc_dates() {
+        assert_eq!(format_utc_ms(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(format_utc_ms(1_714_566_896_000), "2024-05-01 12:34 UTC");
+        assert_eq!(format_utc_ms(-60_000), "1969-12-31 23:59 UTC");
     }
 }

@@ -1,7 +1,26 @@
 //! Outgoing mail: reminders and sign-in links, sent by SMTP to `[smtp] relay` with lettre.
-//! (Being built.)
+//!
+//! The relay is spoken to in plain SMTP (as to the local MTA, so chatd's mail passes the milter
+//! like any other). Each mail is `multipart/alternative` (text and HTML, both UTF-8) when it has
+//! an HTML part, carries a `Date`, a stable `Message-ID`, `Auto-Submitted: auto-generated`
+//! (RFC 3834: no vacation replies to it) and `X-Auto-Response-Suppress: All` (the same for
+//! Exchange). What a mail says is built by [`reminder_mail`] and [`signin_mail`]; every text
+//! that came from a user is escaped in the HTML part.
+
+use std::{fmt::Write as _, time::Duration};
 
 use async_trait::async_trait;
+use chmail::store::{Message as ChatMessage, Room, Via};
+use lettre::{
+    message::{
+        header::{Header, HeaderName, HeaderValue},
+        Mailbox, MultiPart, SinglePart,
+    },
+    AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{clock::format_utc_ms, web::html::escape, web::room::sender_address};
 
 /// One mail chatd sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,19 +58,349 @@ pub trait MailSender: Send + Sync + 'static {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
 }
 
-/// Sends mail by SMTP to `[smtp] relay` (plain SMTP, as to a local MTA). (Being built.)
-pub struct SmtpSender {}
+/// The SMTP port used when `[smtp] relay` names none.
+const DEFAULT_SMTP_PORT: u16 = 25;
+
+/// Sends mail by SMTP to `[smtp] relay` (plain SMTP, as to a local MTA).
+pub struct SmtpSender {
+    /// The transport, or why the config gives none (every send then fails permanently).
+    transport: Result<AsyncSmtpTransport<Tokio1Executor>, String>,
+    /// The From mailbox, or why `[smtp] from` is unusable.
+    from: Result<Mailbox, String>,
+    /// The longest a whole mail may take.
+    timeout: Duration,
+}
 
 impl SmtpSender {
-    /// A sender for the config's `[smtp]` section.
-    pub fn new(_config: &chmail::Config) -> Self {
-        Self {}
+    /// A sender for the config's `[smtp]` section. A bad relay or From address is reported by
+    /// each [`MailSender::send`] as a permanent failure.
+    pub fn new(config: &chmail::Config) -> Self {
+        let timeout = config.smtp.timeout();
+        let transport = parse_relay(&config.smtp.relay).map(|(host, port)| {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(port)
+                .timeout(Some(timeout))
+                .build()
+        });
+        let from_text = config.smtp_from();
+        let from = from_text
+            .parse::<Mailbox>()
+            .map(|m| Mailbox::new(Some("CHmail".into()), m.email))
+            .map_err(|e| format!("[smtp] from {from_text:?} is not an address: {e}"));
+        Self {
+            transport,
+            from,
+            timeout,
+        }
     }
+}
+
+/// `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 25).
+fn parse_relay(relay: &str) -> Result<(String, u16), String> {
+    let relay = relay.trim();
+    let bad = || format!("[smtp] relay {relay:?} is not HOST:PORT");
+    let (host, port) = if let Some(rest) = relay.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad()),
+        }
+    } else {
+        match relay.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, Some(port)),
+            Some(_) => return Err(bad()),
+            None => (relay, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+        None => DEFAULT_SMTP_PORT,
+    };
+    Ok((host.to_owned(), port))
 }
 
 #[async_trait]
 impl MailSender for SmtpSender {
-    async fn send(&self, _mail: &OutgoingMail) -> Result<(), MailError> {
-        Err(MailError::Temporary("SMTP sending is not built yet".into()))
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let transport = self
+            .transport
+            .as_ref()
+            .map_err(|e| MailError::Permanent(e.clone()))?;
+        let from = self
+            .from
+            .as_ref()
+            .map_err(|e| MailError::Permanent(e.clone()))?;
+        let message = build_message(from.clone(), mail)?;
+        match tokio::time::timeout(self.timeout, transport.send(message)).await {
+            Err(_) => Err(MailError::Temporary(format!(
+                "the relay did not finish within {} ms",
+                self.timeout.as_millis()
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() => Err(MailError::Permanent(e.to_string())),
+            Ok(Err(e)) => Err(MailError::Temporary(e.to_string())),
+        }
+    }
+}
+
+/// The lettre message for `mail`.
+fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, MailError> {
+    let to: Mailbox = mail.to.trim().parse().map_err(|e| {
+        MailError::Permanent(format!("recipient {:?} is not an address: {e}", mail.to))
+    })?;
+    let builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(one_line(&mail.subject))
+        .date_now()
+        .message_id(Some(format!("<{}>", mail.message_id)))
+        .header(AutoSubmitted)
+        .header(AutoResponseSuppress);
+    let built = match &mail.html {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            mail.text.clone(),
+            html.clone(),
+        )),
+        None => builder.singlepart(SinglePart::plain(mail.text.clone())),
+    };
+    built.map_err(|e| MailError::Permanent(format!("mail not built: {e}")))
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834).
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
+}
+
+/// `X-Auto-Response-Suppress: All`: Exchange's way of saying no auto-replies.
+#[derive(Debug, Clone, Copy)]
+struct AutoResponseSuppress;
+
+impl Header for AutoResponseSuppress {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "All".into())
+    }
+}
+
+/// Longest subject of a mailed conversation quoted in a reminder's subject, in characters.
+const SUBJECT_QUOTE_CHARS: usize = 120;
+/// Most chat messages quoted in one reminder: the first ones tell what it is about; the rest are
+/// in the chat.
+pub const MAX_REMINDER_MESSAGES: usize = 20;
+/// Longest chat message quoted in a reminder, in characters.
+const MESSAGE_QUOTE_CHARS: usize = 2_000;
+
+/// `text` on one line (control characters become spaces), cut to `max` characters.
+fn one_line_cut(text: &str, max: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    cut(&line, max)
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    one_line_cut(text, usize::MAX)
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A Message-ID `<kind>.<hash of parts>@<domain>`: the same parts give the same id.
+fn stable_message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    for part in parts {
+        hasher.update([0u8]);
+        hasher.update(part.as_bytes());
+    }
+    let hex: String = hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{kind}.{hex}@{}", config.signing.domain)
+}
+
+/// The reminder (S117) to the sender of `room`: `caller` tried to chat while the sender was away.
+/// It names the caller and the subject, quotes `messages` (the first [`MAX_REMINDER_MESSAGES`],
+/// oldest first) and carries `signin_url`, which signs the sender straight into the room.
+///
+/// The recipient is the room's From address (else its login). The Message-ID is stable per
+/// (room, newest message quoted, caller), so a retried reminder keeps its id.
+pub fn reminder_mail(
+    config: &chmail::Config,
+    room: &Room,
+    caller: &str,
+    messages: &[ChatMessage],
+    signin_url: &str,
+) -> OutgoingMail {
+    let caller = one_line_cut(caller, 320);
+    let subject_line = room
+        .subject
+        .as_deref()
+        .map(|s| one_line_cut(s, SUBJECT_QUOTE_CHARS))
+        .filter(|s| !s.is_empty());
+    let subject = match &subject_line {
+        Some(s) => format!("{}: {caller} tried to chat about \"{s}\"", room.login),
+        None => format!("{}: {caller} tried to chat with you", room.login),
+    };
+    let about = subject_line
+        .as_ref()
+        .map_or_else(String::new, |s| format!(" about \"{s}\""));
+    let room_url = format!("{}/c/{}/{}", config.chat.public_base(), room.port, room.id);
+    let ttl = config.chat.signin_ttl_minutes;
+
+    let mut text =
+        format!("Hello,\n\n{caller} tried to chat with you{about} while you were away.\n\n");
+    let mut html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.5;color:#1d2330\">\
+         <p>Hello,</p><p><strong>{c}</strong> tried to chat with you{a} while you were away.</p>",
+        c = escape(&caller),
+        a = escape(&about),
+    );
+    let shown = &messages[..messages.len().min(MAX_REMINDER_MESSAGES)];
+    if shown.is_empty() {
+        text.push_str("No messages yet: they are waiting for you to answer.\n\n");
+        html.push_str("<p>No messages yet: they are waiting for you to answer.</p>");
+    } else {
+        text.push_str("Messages so far:\n\n");
+        html.push_str("<p>Messages so far:</p><ul style=\"padding-left:1.2em\">");
+        for m in shown {
+            let author = if m.via == Via::System || m.author.is_empty() {
+                "CHmail"
+            } else {
+                &m.author
+            };
+            let when = format_utc_ms(m.created_ms);
+            let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
+            let _ = writeln!(text, "[{when}] {author}:");
+            for line in body.lines() {
+                let _ = writeln!(text, "  {line}");
+            }
+            text.push('\n');
+            let _ = write!(
+                html,
+                "<li><span style=\"color:#5f6b7a\">{w}</span> <strong>{a}</strong>:<br>\
+                 <span style=\"white-space:pre-wrap\">{b}</span></li>",
+                w = escape(&when),
+                a = escape(author),
+                b = escape(&body),
+            );
+        }
+        html.push_str("</ul>");
+        if messages.len() > shown.len() {
+            let more = messages.len() - shown.len();
+            let _ = writeln!(text, "... and {more} more in the chat.\n");
+            let _ = write!(html, "<p>&hellip; and {more} more in the chat.</p>");
+        }
+    }
+    let _ = write!(
+        text,
+        "Answer in the chat (this link signs you in; it works once, for {ttl} minutes):\n\
+         {signin_url}\n\nLater the chat is at {room_url}\n\n-- \nCHmail: you get this because \
+         someone used the chat link of a mail you sent.\n"
+    );
+    let _ = write!(
+        html,
+        "<p><a href=\"{u}\" style=\"display:inline-block;background:#2563eb;color:#fff;\
+         padding:0.6em 1.2em;border-radius:999px;text-decoration:none;font-weight:600\">\
+         Answer in the chat</a></p>\
+         <p style=\"color:#5f6b7a;font-size:0.9em\">The button signs you in; it works once, for \
+         {ttl} minutes. Later the chat is at <a href=\"{r}\">{r}</a>.</p>\
+         <p style=\"color:#5f6b7a;font-size:0.85em\">CHmail: you get this because someone used \
+         the chat link of a mail you sent.</p></body></html>",
+        u = escape(signin_url),
+        r = escape(&room_url),
+    );
+    let last_id = messages
+        .last()
+        .map_or_else(String::new, |m| m.id.to_string());
+    OutgoingMail {
+        to: sender_address(room),
+        subject,
+        text,
+        html: Some(html),
+        message_id: stable_message_id(config, "reminder", &[&room.id, &last_id, &caller]),
+    }
+}
+
+/// The mail with a sign-in link for `to`.
+pub fn signin_mail(config: &chmail::Config, to: &str, signin_url: &str) -> OutgoingMail {
+    let ttl = config.chat.signin_ttl_minutes;
+    let host = config.chat.public_base();
+    let text = format!(
+        "Hello,\n\nhere is your link to sign in to your chats at {host}:\n\n{signin_url}\n\n\
+         It works once, for {ttl} minutes. If you did not ask for it, ignore this mail: nobody \
+         can sign in without the link.\n\n-- \nCHmail\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.5;color:#1d2330\">\
+         <p>Hello,</p><p>here is your link to sign in to your chats at {h}:</p>\
+         <p><a href=\"{u}\" style=\"display:inline-block;background:#2563eb;color:#fff;\
+         padding:0.6em 1.2em;border-radius:999px;text-decoration:none;font-weight:600\">Sign in</a></p>\
+         <p style=\"color:#5f6b7a;font-size:0.9em\">It works once, for {ttl} minutes. If you did \
+         not ask for it, ignore this mail: nobody can sign in without the link.</p></body></html>",
+        h = escape(host),
+        u = escape(signin_url),
+    );
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Your CHmail sign-in link".into(),
+        text,
+        html: Some(html),
+        message_id: stable_message_id(config, "signin", &[to, signin_url]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_parse_with_and_without_ports() {
+        assert_eq!(parse_relay("127.0.0.1:25"), Ok(("127.0.0.1".into(), 25)));
+        assert_eq!(parse_relay("mx.example"), Ok(("mx.example".into(), 25)));
+        assert_eq!(parse_relay("[::1]:2525"), Ok(("::1".into(), 2525)));
+        assert!(parse_relay("::1:25").is_err());
+        assert!(parse_relay("host:x").is_err());
+        assert!(parse_relay(":25").is_err());
+    }
+
+    #[test]
+    fn subjects_stay_on_one_line_and_are_cut() {
+        assert_eq!(one_line("a\r\nBcc: x"), "a Bcc: x");
+        assert_eq!(cut("ábc", 2), "áb…");
+        assert_eq!(cut("ab", 2), "ab");
     }
 }

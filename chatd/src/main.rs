@@ -26,6 +26,21 @@ enum Command {
     Quickstart,
     /// Apply the store migrations and exit.
     Migrate,
+    /// Show a login: its port, last IP/hostname and when, online or not, its rooms.
+    ShowLogin {
+        /// The login ID.
+        login: String,
+    },
+    /// Show a port: the login that holds it.
+    ShowPort {
+        /// The chat port.
+        port: u16,
+    },
+    /// Show a room: its participants, message count, ring and reminder state.
+    ShowRoom {
+        /// The room id (the last part of the CHmail-Link).
+        room: String,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +59,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => chatd::server::serve(config).await?,
         Command::Quickstart => chatd::server::quickstart(config).await?,
         Command::Migrate => chmail_milter::commands::migrate(&config).await?,
+        Command::ShowLogin { login } => {
+            let store = chatd::admin::open(&config).await?;
+            let now = chatd::clock::Clock::new().now_ms();
+            print!("{}", chatd::admin::show_login(&*store, &login, now).await?);
+        }
+        Command::ShowPort { port } => {
+            let store = chatd::admin::open(&config).await?;
+            print!("{}", chatd::admin::show_port(&*store, port).await?);
+        }
+        Command::ShowRoom { room } => {
+            let store = chatd::admin::open(&config).await?;
+            let now = chatd::clock::Clock::new().now_ms();
+            print!("{}", chatd::admin::show_room(&*store, &room, now).await?);
+        }
     }
     Ok(())
 }

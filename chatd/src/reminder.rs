@@ -1,10 +1,186 @@
-//! The reminder schedule and the worker that mails reminders (S117). (Being built.)
+//! The reminder schedule and the worker that mails reminders (S117).
+//!
+//! A reminder is wanted when a recipient pressed Chat and the sender was offline, when a ring
+//! timed out, and when a recipient leaves a message while the sender is away ([`schedule`]). It is
+//! due `[chat] reminder_delay_secs` later, but never sooner than `[chat] reminder_interval_secs`
+//! after the room's last reminder: messages meanwhile wait for the next one. The schedule lives in
+//! the store, so a restart neither loses nor repeats a reminder.
+//!
+//! The worker ([`run_worker`]) claims due reminders every [`TICK`] with a lease of [`LEASE`]
+//! (one node works each), mails each and records it. A temporary mail failure leaves the lease to
+//! run out, and the reminder is tried again after it; a permanent one is logged and dropped.
 
+use std::time::Duration;
+
+use chmail::store::{Message, ReminderJob};
 use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
-use crate::state::AppState;
+use crate::{
+    error::AppError,
+    mail::MailError,
+    ringer,
+    state::AppState,
+    ws::{protocol::ServerFrame, sender_address},
+};
 
-/// Sends due reminders until `shutdown` turns true.
-pub async fn run_worker(_state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
+/// How often the worker looks for due reminders.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// How long a claimed reminder stays ours: past the SMTP time-out, so a slow relay does not let a
+/// second node send it too; also the retry delay after a temporary failure.
+pub const LEASE: Duration = Duration::from_secs(120);
+
+/// Most reminders claimed per tick; the rest wait one tick.
+pub const BATCH: u32 = 20;
+
+/// Most messages quoted in one reminder; later ones go into the next.
+pub const MESSAGES_PER_REMINDER: u32 = 20;
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Asks for a reminder of `room_id` naming `caller`, due after `[chat] reminder_delay_secs` and
+/// no sooner than `[chat] reminder_interval_secs` after the last one. Returns when it is due (an
+/// earlier pending reminder stays).
+///
+/// # Errors
+/// When the store fails.
+pub async fn schedule(state: &AppState, room_id: &str, caller: &str) -> Result<i64, AppError> {
+    let now = state.clock.now_ms();
+    let chat = &state.config.chat;
+    let current = state.store_call(state.store.reminder(room_id)).await?;
+    let mut due = now.saturating_add(ms(chat.reminder_delay()));
+    if let Some(last) = current.as_ref().and_then(|r| r.last_sent_ms) {
+        due = due.max(last.saturating_add(ms(chat.reminder_interval())));
+    }
+    state
+        .store_call(state.store.schedule_reminder(room_id, caller, due))
+        .await?;
+    let pending = current.and_then(|r| r.due_ms);
+    Ok(pending.map_or(due, |p| p.min(due)))
+}
+
+/// Sends due reminders until `shutdown` turns true. Stops at once on shutdown, even mid-mail: an
+/// unfinished reminder keeps its lease and is sent after it runs out.
+pub async fn run_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let now = state.clock.now_ms();
+        let claim = state
+            .store
+            .claim_reminders(&state.node, now, ms(LEASE), BATCH);
+        let jobs = match state.store_call(claim).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                warn!(cause = %e, "claiming reminders failed");
+                continue;
+            }
+        };
+        for job in jobs {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                result = send(&state, &job) => if let Err(e) = result {
+                    warn!(room = %job.reminder.room_id, cause = %e, "reminder not sent; retrying after the lease");
+                },
+            }
+        }
+    }
+}
+
+/// Mails one claimed reminder and records it.
+async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
+    let room_id = &job.reminder.room_id;
+    let Some(room) = state.store_call(state.store.room(room_id)).await? else {
+        // The room is gone: nothing to remind of.
+        finish(state, room_id, job.reminder.last_message_id).await?;
+        return Ok(());
+    };
+    let after = job.reminder.last_message_id.unwrap_or(0);
+    let messages: Vec<Message> = state
+        .store_call(
+            state
+                .store
+                .messages_after(room_id, after, MESSAGES_PER_REMINDER),
+        )
+        .await?;
+    let last_included = messages
+        .last()
+        .map(|m| m.id)
+        .or(job.reminder.last_message_id);
+    let sender = sender_address(state, &room);
+    if state.hub.sender_in_room(room_id) {
+        // The sender is in the chat now and sees it all (Chatwoot's rule: no mail for what was
+        // seen). Recorded as done, so the interval still applies.
+        debug!(room = %room_id, "sender is in the room; reminder skipped");
+        finish(state, room_id, last_included).await?;
+        return Ok(());
+    }
+    let caller = job.reminder.caller.as_deref().unwrap_or("someone");
+    let url = crate::auth::signin_url(state, &room.login, Some((room.port, &room.id))).await?;
+    let mail = crate::mail::reminder_mail(&state.config, &room, caller, &messages, &url);
+    let limit = state.config.smtp.timeout() + Duration::from_secs(5);
+    match tokio::time::timeout(limit, state.mailer.send(&mail)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(MailError::Permanent(why))) => {
+            warn!(room = %room_id, to = %mail.to, cause = %why, "reminder refused by the relay; dropped");
+            finish(state, room_id, last_included).await?;
+            return Ok(());
+        }
+        Ok(Err(MailError::Temporary(why))) => {
+            return Err(AppError::Internal(format!("mail: {why}")))
+        }
+        Err(_) => return Err(AppError::Internal("mail: timed out".into())),
+    }
+    info!(room = %room_id, to = %mail.to, messages = messages.len(), "reminder sent");
+    let sent = finish(state, room_id, last_included).await?;
+    state.hub.publish_room(
+        room_id,
+        &ServerFrame::Call {
+            ring: None,
+            state: "reminded",
+            attempt: 0,
+            sender: sender.clone(),
+            text: ringer::call_text("reminded", 0, &sender),
+        },
+        None,
+    );
+    // A message that arrived while we held the lease had its schedule dropped by finishing (and
+    // messages past this mail's quota wait): schedule the next reminder after the interval.
+    let newer = state
+        .store_call(state.store.messages_after(
+            room_id,
+            last_included.unwrap_or(0),
+            MESSAGES_PER_REMINDER,
+        ))
+        .await?;
+    if let Some(m) = newer
+        .iter()
+        .find(|m| !m.author.is_empty() && m.author != sender)
+    {
+        let who = &m.author;
+        let due = sent.saturating_add(ms(state.config.chat.reminder_interval()));
+        state
+            .store_call(state.store.schedule_reminder(room_id, who, due))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records the claimed reminder as sent now; returns the time recorded.
+async fn finish(state: &AppState, room_id: &str, last: Option<i64>) -> Result<i64, AppError> {
+    let now = state.clock.now_ms();
+    let done = state
+        .store_call(state.store.finish_reminder(room_id, &state.node, now, last))
+        .await?;
+    if !done {
+        warn!(room = %room_id, "reminder lease lost before it was recorded");
+    }
+    Ok(now)
 }

@@ -29,10 +29,13 @@ pub enum StartError {
     },
 }
 
-/// Every route of chatd over `state`.
+/// Every route of chatd over `state`. Unknown paths get the same page as an unknown room, and
+/// every response the security headers of [`crate::web::security_headers`].
 pub fn app(state: AppState) -> Router {
     crate::web::routes()
         .merge(crate::ws::routes())
+        .fallback(crate::web::not_found)
+        .layer(axum::middleware::map_response(crate::web::security_headers))
         .with_state(state)
 }
 
@@ -59,6 +62,7 @@ impl Running {
     /// done.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        self.state.hub.close_all();
         for task in self.tasks {
             let _ = task.await;
         }
@@ -110,6 +114,10 @@ pub async fn start_with_store(
         }
     }));
     tasks.push(tokio::spawn(crate::reminder::run_worker(
+        state.clone(),
+        stopped.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::presence::run_heartbeat(
         state.clone(),
         stopped.clone(),
     )));

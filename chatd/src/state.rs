@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use chmail::{config::ConfigError, store::Store, Config};
 
-use crate::{clock::Clock, hub::Hub, mail::MailSender, presence::Presence, ringer::Ringer};
+use crate::{
+    clock::Clock, error::AppError, hub::Hub, mail::MailSender, presence::Presence, ringer::Ringer,
+};
 
 /// The shared state of one chatd process.
 #[derive(Clone)]
@@ -62,6 +64,20 @@ impl AppState {
             node: node.into(),
             origin,
         })
+    }
+
+    /// Runs a store call under `[store] timeout_ms`: every wait on the store is bounded.
+    ///
+    /// # Errors
+    /// The store's error, or [`AppError::Internal`] when the call timed out.
+    pub async fn store_call<T>(
+        &self,
+        call: impl std::future::Future<Output = chmail::store::Result<T>>,
+    ) -> Result<T, AppError> {
+        match tokio::time::timeout(self.config.store.timeout(), call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(AppError::Internal("store call timed out".into())),
+        }
     }
 
     /// The public base URL without a trailing slash.

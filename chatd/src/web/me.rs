@@ -1,0 +1,91 @@
+//! `GET /me`: the sender's page. It lists the rooms of the mails they sent, newest first, with
+//! unread counts; while it is open the sender is online, and a ring shows here with Accept and
+//! Decline (`static/me.js` drives it over the WebSocket and relies on the ids written here).
+
+use std::fmt::Write as _;
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+
+use super::html::{attr, escape, page, Page};
+use crate::{auth::session_login, clock::format_utc_ms, error::AppError, state::AppState};
+
+/// Most rooms listed on the page: enough for months of mail; older rooms stay reachable by their
+/// links.
+pub const ROOMS_SHOWN: u32 = 200;
+
+/// `GET /me`: the page, or a redirect to `/signin` without a session.
+pub async fn me_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Some(login) = session_login(&state, &headers).await else {
+        return Ok(super::see_other("/signin", []));
+    };
+    let rooms = state.store.rooms_of_login(&login, ROOMS_SHOWN).await?;
+    let (csrf, set_csrf) = super::csrf::form_token(&state, &headers)?;
+
+    let mut items = String::new();
+    for r in &rooms {
+        let subject = r
+            .subject
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("(no subject)");
+        let when = r
+            .last_message_ms
+            .unwrap_or_else(|| r.created.saturating_mul(1000));
+        let zero = if r.unread == 0 { " zero" } else { "" };
+        let _ = write!(
+            items,
+            "<li{room}{port}><a{href}><span class=\"subject\">{subject}</span>\
+             <span class=\"when\">{when}</span>\
+             <span class=\"unread{zero}\"{count} title=\"unread messages\">{unread}</span></a></li>",
+            room = attr("data-room", &r.room_id),
+            port = attr("data-port", &r.port.to_string()),
+            href = attr("href", &format!("/c/{}/{}", r.port, r.room_id)),
+            subject = escape(subject),
+            when = escape(&format_utc_ms(when)),
+            count = attr("data-count", &r.unread.to_string()),
+            unread = r.unread,
+        );
+    }
+    let empty = if rooms.is_empty() {
+        "<p class=\"muted\" id=\"no-rooms\">No chats yet. Every mail you send from now on \
+         opens one here.</p>"
+    } else {
+        ""
+    };
+    let main = format!(
+        "<p id=\"status\" role=\"status\" aria-live=\"polite\">Connecting&hellip;</p>\n\
+         <noscript><p class=\"notice\">This page needs JavaScript to ring you.</p></noscript>\n\
+         <section id=\"ring\" class=\"card\" hidden aria-live=\"assertive\">\
+         <p id=\"ring-text\"></p>\
+         <div class=\"row\"><button type=\"button\" id=\"accept\">Accept</button>\
+         <button type=\"button\" id=\"decline\">Decline</button></div></section>\n\
+         <section class=\"card\"><div class=\"row\"><h1>Your chats</h1></div>\
+         <p class=\"meta\">Signed in as <strong class=\"address\">{login}</strong>. Keep this \
+         page open to be rung when someone wants to chat.</p>\
+         <div class=\"row\"><button type=\"button\" id=\"notify\">Turn on notifications</button>\
+         <form method=\"post\" action=\"/signout\">{csrf}\
+         <button type=\"submit\" class=\"link-button\">Sign out</button></form></div></section>\n\
+         <section class=\"card\"><ul id=\"rooms\">{items}</ul>{empty}</section>\n",
+        login = escape(&login),
+        csrf = format_args!(
+            "<input type=\"hidden\" name=\"csrf\"{}>",
+            attr("value", &csrf)
+        ),
+    );
+    let html = page(
+        &Page {
+            title: "Your chats - CHmail",
+            body_attrs: [attr("data-page", "me"), attr("data-login", &login)].concat(),
+            scripts: &["/static/me.js"],
+        },
+        &main,
+    );
+    Ok(super::html_response(StatusCode::OK, set_csrf, html))
+}

@@ -1,0 +1,77 @@
+//! The WebSocket endpoint `GET /ws` and its protocol (`docs/protocol.md`).
+//!
+//! - [`protocol`]: the JSON frames and error codes (version 1)
+//! - [`connection`]: one connection's send task, receive loop, heartbeat and time-outs
+//! - [`session`]: who a connection is and what each frame does
+//!
+//! The upgrade checks the `Origin` against `[chat] public_url` (a browser on another site must
+//! not ride on the sender's cookie) and sizes the buffers for many idle connections.
+
+pub mod connection;
+pub mod protocol;
+pub mod session;
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ws::WebSocketUpgrade, ConnectInfo, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Extension, Router,
+};
+use tracing::debug;
+
+use crate::state::AppState;
+
+pub use session::sender_address;
+
+/// The read buffer of a connection: most frames are small, and 20k idle connections must cost
+/// a few KB each (tungstenite's default is 128 KiB).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes written at once; frames go out as they come (tungstenite's default is 128 KiB).
+pub const WRITE_BUFFER_BYTES: usize = 0;
+
+/// The WebSocket routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+/// Whether `origin` may open a WebSocket: our own public origin, or none at all (a client that
+/// is not a browser: it has no other site's cookies to abuse).
+pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(value) => value
+            .to_str()
+            .is_ok_and(|o| o.trim_end_matches('/').eq_ignore_ascii_case(&state.origin)),
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&state, &headers) {
+        debug!(origin = ?headers.get(header::ORIGIN), "WebSocket from a foreign origin refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "This origin may not open a chat connection.",
+        )
+            .into_response();
+    }
+    let login = crate::auth::session_login(&state, &headers).await;
+    let peer = session::Peer {
+        ip: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        login,
+    };
+    let max = state.config.chat.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection::run(socket, state, peer))
+}

@@ -1,0 +1,601 @@
+//! What one connection is and may do: its identity (a room's recipient address, the room's
+//! sender, or the sender's `/me` page), its limits, and the handling of each client frame.
+//!
+//! A refused frame gets an `error` frame and changes nothing else; the connection stays open.
+
+use std::{collections::VecDeque, net::IpAddr, time::Duration};
+
+use chmail::store::{NewMessage, Role, Room, StoreError, Via, MAX_CLIENT_ID_LEN};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::protocol::{self, ClientFrame, ErrorCode, MemberView, MessageView, ServerFrame};
+use crate::{
+    error::AppError,
+    hub::{ConnId, JoinError, Outbox, RoomKey},
+    presence, reminder, ringer,
+    state::AppState,
+};
+
+/// Most frames of any kind one connection may send per minute: far above what a person types
+/// (messages have their own, lower limit), low enough that a flood costs little.
+pub const FRAMES_PER_MINUTE: u32 = 600;
+
+/// Least time between two relayed `typing` frames of one connection; more are dropped silently.
+pub const TYPING_EVERY: Duration = Duration::from_secs(1);
+
+/// The window of the rate limits.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A sliding one-minute window: at most `limit` events in any minute.
+#[derive(Debug)]
+pub struct RateWindow {
+    limit: u32,
+    hits: VecDeque<Instant>,
+}
+
+impl RateWindow {
+    /// A window allowing `limit` events per minute.
+    pub fn per_minute(limit: u32) -> Self {
+        Self {
+            limit,
+            hits: VecDeque::new(),
+        }
+    }
+
+    /// Counts an event at `now` if the limit allows it.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        while self
+            .hits
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE)
+        {
+            self.hits.pop_front();
+        }
+        if self.hits.len() >= self.limit as usize {
+            return false;
+        }
+        self.hits.push_back(now);
+        true
+    }
+}
+
+/// Who is on the other end, as known at the upgrade.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's IP address (the TCP peer; behind a proxy, the proxy).
+    pub ip: Option<IpAddr>,
+    /// The signed-in login, from the session cookie.
+    pub login: Option<String>,
+}
+
+/// The room a connection joined.
+#[derive(Debug, Clone)]
+struct Joined {
+    room: Room,
+    address: String,
+    is_sender: bool,
+    sender: String,
+}
+
+/// A refusal: the error frame to send.
+struct Refusal(ErrorCode, String);
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(code, message.into())
+    }
+}
+
+impl From<AppError> for Refusal {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Store(StoreError::Invalid(_)) => {
+                Refusal::new(ErrorCode::BadFrame, "that request is not valid")
+            }
+            AppError::NotFound => Refusal::new(ErrorCode::NotFound, "no such chat"),
+            AppError::Forbidden => Refusal::new(ErrorCode::Forbidden, "not allowed"),
+            other => {
+                warn!(cause = %other, "chat request failed");
+                Refusal::new(
+                    ErrorCode::ServerError,
+                    "the chat server has a problem right now; please try again",
+                )
+            }
+        }
+    }
+}
+
+type Outcome = Result<(), Refusal>;
+
+/// The address of the room's sender: its From participant, else the login's address.
+pub fn sender_address(state: &AppState, room: &Room) -> String {
+    room.participants
+        .iter()
+        .find(|p| p.role == Role::From)
+        .map(|p| p.address.clone())
+        .unwrap_or_else(|| crate::auth::login_address(&state.config, &room.login).to_lowercase())
+}
+
+/// One connection's state; the receive loop hands it every frame.
+pub struct Session {
+    state: AppState,
+    id: ConnId,
+    peer: Peer,
+    outbox: Outbox,
+    joined: Option<Joined>,
+    /// The login this connection counts as online (the sender's pages), once it does.
+    online_as: Option<String>,
+    watching: bool,
+    messages: RateWindow,
+    frames: RateWindow,
+    last_typing: Option<Instant>,
+}
+
+impl Session {
+    /// A fresh connection of `peer` whose frames go to `outbox`.
+    pub fn new(state: AppState, peer: Peer, outbox: Outbox) -> Self {
+        let messages = RateWindow::per_minute(state.config.chat.messages_per_minute);
+        Self {
+            id: state.hub.next_id(),
+            state,
+            peer,
+            outbox,
+            joined: None,
+            online_as: None,
+            watching: false,
+            messages,
+            frames: RateWindow::per_minute(FRAMES_PER_MINUTE),
+            last_typing: None,
+        }
+    }
+
+    /// Queues a frame to this connection.
+    pub fn send(&self, frame: &ServerFrame) {
+        self.outbox.send(frame);
+    }
+
+    /// Queues an error frame.
+    pub fn error(&self, code: ErrorCode, message: &str) {
+        self.send(&ServerFrame::error(code, message));
+    }
+
+    /// The first frame: the protocol version and the limits.
+    pub fn hello(&self) {
+        let chat = &self.state.config.chat;
+        self.send(&ServerFrame::Hello {
+            v: protocol::VERSION,
+            max_message_bytes: chat.max_message_bytes,
+            messages_per_minute: chat.messages_per_minute,
+            history_page: chat.history_page,
+        });
+    }
+
+    /// Handles the text of one WebSocket message.
+    pub async fn on_text(&mut self, text: &str) {
+        if !self.frames.allow(Instant::now()) {
+            self.error(ErrorCode::RateLimited, "too many frames; slow down");
+            return;
+        }
+        let frame = match protocol::parse(text) {
+            Ok(frame) => frame,
+            Err(why) => {
+                self.error(ErrorCode::BadFrame, &why);
+                return;
+            }
+        };
+        if let Err(Refusal(code, message)) = self.handle(frame).await {
+            debug!(conn = self.id, code = code.as_str(), "frame refused");
+            self.error(code, &message);
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) -> Outcome {
+        match frame {
+            ClientFrame::Join {
+                port,
+                room,
+                as_address,
+                v,
+            } => {
+                check_version(v)?;
+                self.join(port, &room, as_address.as_deref()).await
+            }
+            ClientFrame::Watch { v } => {
+                check_version(v)?;
+                self.watch().await
+            }
+            ClientFrame::History { before } => self.history(before).await,
+            ClientFrame::Message { text, id } => self.message(text, id).await,
+            ClientFrame::Read { up_to } => {
+                let j = self.joined()?;
+                let call = self.state.store.mark_read(&j.room.id, &j.address, up_to);
+                self.state.store_call(call).await?;
+                Ok(())
+            }
+            ClientFrame::Typing {} => self.typing(),
+            ClientFrame::Ring {} => {
+                let j = self.joined()?.clone();
+                if j.is_sender {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        "the sender cannot ring themselves",
+                    ));
+                }
+                ringer::ring(&self.state, &j.room, &j.address, &j.sender).await?;
+                Ok(())
+            }
+            ClientFrame::Accept { ring, room } => self.answer(ring, &room, true).await,
+            ClientFrame::Decline { ring, room } => self.answer(ring, &room, false).await,
+            ClientFrame::Ping {} => {
+                self.send(&ServerFrame::Pong {});
+                Ok(())
+            }
+        }
+    }
+
+    fn joined(&self) -> Result<&Joined, Refusal> {
+        self.joined
+            .as_ref()
+            .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, "join a room first"))
+    }
+
+    async fn join(&mut self, port: u16, room_id: &str, as_address: Option<&str>) -> Outcome {
+        if self.joined.is_some() || self.watching {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyJoined,
+                "this connection is in use; open another one",
+            ));
+        }
+        let not_found = || Refusal::new(ErrorCode::NotFound, "no such chat");
+        if room_id.is_empty() || room_id.len() > chmail::store::MAX_ROOM_ID_LEN {
+            return Err(not_found());
+        }
+        let state = self.state.clone();
+        let room = state
+            .store_call(state.store.room(room_id))
+            .await?
+            .filter(|r| r.port == port)
+            .ok_or_else(not_found)?;
+        let sender = sender_address(&state, &room);
+        let (address, is_sender) = match as_address {
+            Some(claimed) => {
+                let claimed = claimed.trim().to_lowercase();
+                let listed = room
+                    .participants
+                    .iter()
+                    .any(|p| p.address == claimed && p.role != Role::From);
+                if !listed {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        "that address is not one of this mail's recipients",
+                    ));
+                }
+                (claimed, false)
+            }
+            None if self.peer.login.as_deref() == Some(room.login.as_str()) => {
+                (sender.clone(), true)
+            }
+            None => {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "choose which of the mail's addresses you are, or sign in as the sender",
+                ))
+            }
+        };
+        let first = state
+            .hub
+            .join_room(
+                &RoomKey {
+                    id: &room.id,
+                    login: &room.login,
+                    sender: &sender,
+                },
+                self.id,
+                &address,
+                is_sender,
+                self.outbox.clone(),
+            )
+            .map_err(|JoinError::RoomFull| {
+                Refusal::new(ErrorCode::RoomFull, "this chat has too many connections")
+            })?;
+        self.joined = Some(Joined {
+            room: room.clone(),
+            address: address.clone(),
+            is_sender,
+            sender: sender.clone(),
+        });
+        let now = state.clock.now_ms();
+        // The sender's own address need not be a participant row; joining it may find none.
+        state
+            .store_call(state.store.join_room(&room.id, &address, now))
+            .await?;
+        if is_sender {
+            self.count_online(&room.login).await;
+        }
+        let members = state.store_call(state.store.members(&room.id)).await?;
+        let here = state.hub.addresses_in_room(&room.id);
+        let sender_online = presence::is_online(&state, &room.login).await;
+        let last_read = members
+            .iter()
+            .find(|m| m.address == address)
+            .and_then(|m| m.last_read);
+        let members = members
+            .iter()
+            .map(|m| {
+                let in_room = here.contains(&m.address);
+                let online = if m.role == Role::From {
+                    sender_online
+                } else {
+                    in_room
+                };
+                MemberView::new(m, online, in_room)
+            })
+            .collect();
+        self.send(&ServerFrame::Joined {
+            room: room.id.clone(),
+            port: room.port,
+            subject: room.subject.clone(),
+            sender: sender.clone(),
+            you: address.clone(),
+            is_sender,
+            members,
+            last_read,
+        });
+        self.history(None).await?;
+        if first {
+            state.hub.publish_room(
+                &room.id,
+                &ServerFrame::Presence {
+                    address: address.clone(),
+                    online: if is_sender { sender_online } else { true },
+                    in_room: true,
+                },
+                Some(self.id),
+            );
+        }
+        if is_sender {
+            // Opening the room while it rings answers the ring.
+            if let Some(ring) = state.store_call(state.store.active_ring(&room.id)).await? {
+                ringer::answer(&state, &room, &sender, ring.id, true).await?;
+            }
+        } else if let Some(ring) = state.store_call(state.store.active_ring(&room.id)).await? {
+            self.send(&ringer::call_frame(&ring, &sender));
+        }
+        debug!(conn = self.id, room = %room.id, sender = is_sender, "joined");
+        Ok(())
+    }
+
+    async fn watch(&mut self) -> Outcome {
+        if self.joined.is_some() || self.watching {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyJoined,
+                "this connection is in use; open another one",
+            ));
+        }
+        let Some(login) = self.peer.login.clone() else {
+            return Err(Refusal::new(ErrorCode::Forbidden, "sign in first"));
+        };
+        self.watching = true;
+        self.count_online(&login).await;
+        self.send(&ServerFrame::Watching { login });
+        Ok(())
+    }
+
+    /// Makes this connection one of `login`'s: it rings, counts as online, and updates the
+    /// first table (where the login was last seen).
+    async fn count_online(&mut self, login: &str) {
+        if self.online_as.is_some() {
+            return;
+        }
+        self.online_as = Some(login.to_owned());
+        self.state
+            .hub
+            .add_login(login, self.id, self.outbox.clone());
+        presence::connect(&self.state, login).await;
+        let ip = self.peer.ip.map(|ip| ip.to_string());
+        let record =
+            self.state
+                .store
+                .record_login(login, ip.as_deref(), None, self.state.clock.now_secs());
+        if let Err(e) = self.state.store_call(record).await {
+            warn!(login = %login, cause = %e, "first table not updated");
+        }
+    }
+
+    async fn history(&mut self, before: Option<i64>) -> Outcome {
+        let j = self.joined()?;
+        let page = self
+            .state
+            .config
+            .chat
+            .history_page
+            .clamp(1, chmail::store::MAX_PAGE - 1);
+        let call = self.state.store.messages(&j.room.id, before, page + 1);
+        let mut messages = self.state.store_call(call).await?;
+        let more = messages.len() > page as usize;
+        if more {
+            messages.remove(0);
+        }
+        self.send(&ServerFrame::History {
+            messages: messages.iter().map(MessageView::from).collect(),
+            more,
+        });
+        Ok(())
+    }
+
+    async fn message(&mut self, text: String, id: Option<String>) -> Outcome {
+        let j = self.joined()?.clone();
+        let max = self.state.config.chat.max_message_bytes;
+        if text.len() > max {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!("a message may have at most {max} bytes"),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(Refusal::new(ErrorCode::BadFrame, "the message is empty"));
+        }
+        if id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > MAX_CLIENT_ID_LEN)
+        {
+            return Err(Refusal::new(
+                ErrorCode::BadFrame,
+                format!("a message id has 1 to {MAX_CLIENT_ID_LEN} bytes"),
+            ));
+        }
+        if !self.messages.allow(Instant::now()) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many messages; wait a moment",
+            ));
+        }
+        let state = &self.state;
+        let new = NewMessage {
+            room_id: j.room.id.clone(),
+            author: j.address.clone(),
+            body: text,
+            created_ms: state.clock.now_ms(),
+            via: Via::Web,
+            client_id: id.clone(),
+        };
+        let stored = state.store_call(state.store.add_message(&new)).await?;
+        let view = MessageView::from(&stored);
+        self.send(&ServerFrame::Ack {
+            id,
+            message: view.clone(),
+        });
+        state.hub.publish_room(
+            &j.room.id,
+            &ServerFrame::Message { message: view },
+            Some(self.id),
+        );
+        let read = state.store.mark_read(&j.room.id, &j.address, stored.id);
+        if let Err(e) = state.store_call(read).await {
+            warn!(cause = %e, "read mark not stored");
+        }
+        if !j.is_sender
+            && !state.hub.sender_in_room(&j.room.id)
+            && !presence::is_online(state, &j.room.login).await
+        {
+            // The sender is away: the message goes into a reminder (S117).
+            reminder::schedule(state, &j.room.id, &j.address).await?;
+        }
+        Ok(())
+    }
+
+    fn typing(&mut self) -> Outcome {
+        let (room_id, from) = {
+            let j = self.joined()?;
+            (j.room.id.clone(), j.address.clone())
+        };
+        let now = Instant::now();
+        if self
+            .last_typing
+            .is_some_and(|t| now.saturating_duration_since(t) < TYPING_EVERY)
+        {
+            return Ok(());
+        }
+        self.last_typing = Some(now);
+        self.state
+            .hub
+            .publish_room(&room_id, &ServerFrame::Typing { from }, Some(self.id));
+        Ok(())
+    }
+
+    async fn answer(&mut self, ring: i64, room_id: &str, accept: bool) -> Outcome {
+        let Some(login) = self.peer.login.clone() else {
+            return Err(Refusal::new(ErrorCode::Forbidden, "sign in first"));
+        };
+        let not_found = || Refusal::new(ErrorCode::NotFound, "no such chat");
+        if room_id.is_empty() || room_id.len() > chmail::store::MAX_ROOM_ID_LEN {
+            return Err(not_found());
+        }
+        let state = self.state.clone();
+        let room = state
+            .store_call(state.store.room(room_id))
+            .await?
+            .ok_or_else(not_found)?;
+        if room.login != login {
+            return Err(not_found());
+        }
+        let sender = sender_address(&state, &room);
+        if !ringer::answer(&state, &room, &sender, ring, accept).await? {
+            self.send(&ServerFrame::RingOver {
+                ring,
+                room: room.id.clone(),
+                state: "over",
+            });
+            return Err(Refusal::new(ErrorCode::RingOver, "that ring is over"));
+        }
+        Ok(())
+    }
+
+    /// The connection is closing: leave the room and the login's connections.
+    pub async fn close(&mut self) {
+        let state = self.state.clone();
+        if let Some(j) = self.joined.take() {
+            let last = state.hub.leave_room(&j.room.id, self.id);
+            if last {
+                let online = if j.is_sender {
+                    state.presence.is_online_here(&j.room.login)
+                } else {
+                    false
+                };
+                state.hub.publish_room(
+                    &j.room.id,
+                    &ServerFrame::Presence {
+                        address: j.address.clone(),
+                        online,
+                        in_room: false,
+                    },
+                    None,
+                );
+            }
+            if !j.is_sender && !state.hub.recipient_in_room(&j.room.id) {
+                ringer::cancel(&state, &j.room).await;
+            }
+        }
+        if let Some(login) = self.online_as.take() {
+            state.hub.remove_login(&login, self.id);
+            presence::disconnect(&state, &login);
+        }
+    }
+}
+
+fn check_version(v: Option<u32>) -> Outcome {
+    match v {
+        None => Ok(()),
+        Some(v) if v == protocol::VERSION => Ok(()),
+        Some(v) => Err(Refusal::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {v} is not supported; this server speaks {}",
+                protocol::VERSION
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_window_allows_the_limit_per_sliding_minute() {
+        let mut w = RateWindow::per_minute(3);
+        let start = Instant::now();
+        assert!(w.allow(start));
+        assert!(w.allow(start));
+        assert!(w.allow(start + Duration::from_secs(30)));
+        assert!(!w.allow(start + Duration::from_secs(59)));
+        // The two at `start` leave the window after a minute; the one at 30 s stays.
+        assert!(w.allow(start + Duration::from_secs(60)));
+        assert!(w.allow(start + Duration::from_secs(61)));
+        assert!(!w.allow(start + Duration::from_secs(62)));
+        assert!(w.allow(start + Duration::from_secs(90)));
+        let mut none = RateWindow::per_minute(0);
+        assert!(!none.allow(start));
+    }
+}

@@ -1,0 +1,418 @@
+//! The WebSocket test harness: chatd started in-process on 127.0.0.1:0 over an SQLite file in a
+//! temporary directory (so it can be stopped and started again on the same data), one room from
+//! alice@a.example to bob@b.example with carol@c.example and dave@d.example on Cc, a mailer that
+//! records every mail, and a WebSocket client whose reader task answers pings and queues frames.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chatd::{
+    mail::{MailError, MailSender, OutgoingMail},
+    server::start_with_store,
+    AppState, Running,
+};
+use chmail::{
+    store::{Participant, Role, Store, Submission},
+    Config,
+};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest as _, http::HeaderValue, Message};
+
+/// The public origin of the test config.
+pub const ORIGIN: &str = "http://chat.test";
+/// The sender's login and From address.
+pub const ALICE: &str = "alice@a.example";
+/// The To recipient.
+pub const BOB: &str = "bob@b.example";
+/// The first Cc recipient.
+pub const CAROL: &str = "carol@c.example";
+/// The second Cc recipient.
+pub const DAVE: &str = "dave@d.example";
+/// The room id of the test mail.
+pub const ROOM: &str = "r0OmOfAl1ce-Quarterly1";
+/// The subject of the test mail.
+pub const SUBJECT: &str = "Quarterly numbers";
+
+/// How long a test waits for an expected frame or mail. In paused-time tests this is virtual
+/// time, so it must exceed the intervals being waited for.
+pub const WAIT: Duration = Duration::from_secs(300);
+
+/// Records every mail; can be told to fail temporarily.
+#[derive(Default)]
+pub struct RecordingMailer {
+    mails: Mutex<Vec<OutgoingMail>>,
+    sent: Notify,
+    failures: Mutex<u32>,
+}
+
+impl RecordingMailer {
+    /// The mails so far.
+    pub fn mails(&self) -> Vec<OutgoingMail> {
+        self.mails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes the next `n` sends fail temporarily.
+    pub fn fail_next(&self, n: u32) {
+        *self.failures.lock().unwrap_or_else(PoisonError::into_inner) = n;
+    }
+
+    /// Waits until at least `n` mails were sent (up to [`WAIT`]); returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<OutgoingMail> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.sent.notified();
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {n} mails, got {}: {mails:#?}", mails.len());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MailSender for RecordingMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(MailError::Temporary("421 try later (test)".into()));
+            }
+        }
+        self.mails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(mail.clone());
+        self.sent.notify_waiters();
+        Ok(())
+    }
+}
+
+/// A chatd under test.
+pub struct Harness {
+    running: Option<Running>,
+    /// The data directory (holds the SQLite file across restarts).
+    pub dir: TempDir,
+    /// The config chatd runs with.
+    pub config: Config,
+    /// The recorder of outgoing mail (kept across restarts).
+    pub mailer: Arc<RecordingMailer>,
+    /// The room's port.
+    pub port: u16,
+}
+
+/// The test config: public URL [`ORIGIN`], listening on 127.0.0.1:0.
+pub fn config() -> Config {
+    let mut config = Config::default();
+    config.chat.public_url = ORIGIN.into();
+    config.chat.listen = "127.0.0.1:0".into();
+    config.signing.domain = "a.example".into();
+    config
+}
+
+impl Harness {
+    /// Starts chatd with the test config changed by `tweak`, over a fresh store holding the room.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = config();
+        tweak(&mut config);
+        let store = open(&dir).await;
+        let grant = store
+            .record_submission(&Submission {
+                login: ALICE.into(),
+                ip: Some("192.0.2.10".into()),
+                hostname: Some("client.a.example".into()),
+                now: 1_714_566_896,
+                ports: config.chat.ports,
+                reclaim_after: config.chat.reclaim_after(),
+                room_id: ROOM.into(),
+                message_id: Some("<q3@a.example>".into()),
+                subject: Some(SUBJECT.into()),
+                participants: vec![
+                    participant(ALICE, Role::From),
+                    participant(BOB, Role::To),
+                    participant(CAROL, Role::Cc),
+                    participant(DAVE, Role::Cc),
+                ],
+            })
+            .await
+            .expect("room stored");
+        let mailer = Arc::new(RecordingMailer::default());
+        let running = start_with_store(config.clone(), store, mailer.clone())
+            .await
+            .expect("chatd starts");
+        Self {
+            running: Some(running),
+            dir,
+            config,
+            mailer,
+            port: grant.port,
+        }
+    }
+
+    /// The running chatd.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("chatd is running")
+    }
+
+    /// Its shared state.
+    pub fn state(&self) -> &AppState {
+        self.running().state()
+    }
+
+    /// Its store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state().store.clone()
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.running().addr())
+    }
+
+    /// Stops chatd (connections close).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Starts chatd again over the same SQLite file and mailer (a new process would).
+    pub async fn start_again(&mut self) {
+        assert!(self.running.is_none(), "stop first");
+        let store = open(&self.dir).await;
+        let running = start_with_store(self.config.clone(), store, self.mailer.clone())
+            .await
+            .expect("chatd starts again");
+        self.running = Some(running);
+    }
+
+    /// A client with our Origin and no cookie (a recipient).
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws_url(), Some(ORIGIN), None).await
+    }
+
+    /// A client signed in as the sender (a session cookie from `auth::start_session`).
+    pub async fn sender_client(&self) -> Client {
+        let set_cookie = chatd::auth::start_session(self.state(), ALICE)
+            .await
+            .expect("session starts");
+        let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+        Client::connect(&self.ws_url(), Some(ORIGIN), Some(&cookie)).await
+    }
+
+    /// A recipient joined as `address`; the `joined` frame and the first history page are read.
+    pub async fn joined(&self, address: &str) -> Client {
+        let mut c = self.client().await;
+        c.join(self.port, Some(address)).await;
+        c
+    }
+
+    /// The sender's `/me` connection, watching.
+    pub async fn watching(&self) -> Client {
+        let mut c = self.sender_client().await;
+        c.send(json!({"type": "watch"})).await;
+        c.expect("watching").await;
+        c
+    }
+
+    /// How many messages the room holds.
+    pub async fn message_count(&self) -> usize {
+        self.store()
+            .messages(ROOM, None, 500)
+            .await
+            .expect("messages read")
+            .len()
+    }
+}
+
+fn participant(address: &str, role: Role) -> Participant {
+    Participant {
+        address: address.into(),
+        role,
+    }
+}
+
+async fn open(dir: &TempDir) -> Arc<dyn Store> {
+    let url = format!("sqlite://{}", dir.path().join("chmail.db").display());
+    let store = chmail::open_store(&url, 1).await.expect("store opens");
+    store.migrate().await.expect("store migrates");
+    store
+}
+
+/// A WebSocket client whose reader task keeps reading (so pings are answered) and queues every
+/// frame as JSON; a close becomes `{"type":"_closed","code":..}`.
+pub struct Client {
+    sink: futures_util::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        Message,
+    >,
+    frames: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Client {
+    /// Connects to `url` with an `Origin` and a `Cookie` header.
+    pub async fn connect(url: &str, origin: Option<&str>, cookie: Option<&str>) -> Client {
+        Self::try_connect(url, origin, cookie)
+            .await
+            .expect("WebSocket connects")
+    }
+
+    /// Connects, or returns the handshake error.
+    pub async fn try_connect(
+        url: &str,
+        origin: Option<&str>,
+        cookie: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).expect("origin"));
+        }
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("Cookie", HeaderValue::from_str(cookie).expect("cookie"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let (sink, mut stream) = ws.split();
+        let (tx, frames) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(message) = stream.next().await {
+                match message {
+                    Ok(Message::Text(text)) => {
+                        let value = serde_json::from_str(text.as_str()).unwrap_or_else(
+                            |_| json!({"type": "_not_json", "text": text.as_str()}),
+                        );
+                        let _ = tx.send(value);
+                    }
+                    Ok(Message::Close(frame)) => {
+                        let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                        let _ = tx.send(json!({"type": "_closed", "code": code}));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(json!({"type": "_closed", "code": 1006}));
+        });
+        let mut client = Client { sink, frames };
+        let hello = client.expect("hello").await;
+        assert_eq!(hello["v"], 1);
+        Ok(client)
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.send_raw(Message::text(frame.to_string())).await;
+    }
+
+    /// Sends any WebSocket message.
+    pub async fn send_raw(&mut self, message: Message) {
+        self.sink.send(message).await.expect("frame sent");
+    }
+
+    /// The next frame (up to [`WAIT`]).
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.frames.recv())
+            .await
+            .expect("a frame arrives in time")
+            .expect("the reader runs")
+    }
+
+    /// The next frame of type `kind`, skipping presence and typing news; panics on any other.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            let t = frame["type"].as_str().unwrap_or_default();
+            if kind != "presence" && kind != "typing" && (t == "presence" || t == "typing") {
+                continue;
+            }
+            panic!("expected a {kind} frame, got {frame}");
+        }
+    }
+
+    /// The next frame of type `kind`, skipping every other frame.
+    pub async fn skip_to(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(frame["type"], "_closed", "closed while waiting for {kind}");
+        }
+    }
+
+    /// The next error frame; asserts its code.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let frame = self.expect("error").await;
+        assert_eq!(frame["code"], code, "{frame}");
+        frame
+    }
+
+    /// The frames that arrive within `wait` (virtual time in paused tests).
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, self.frames.recv()).await {
+            got.push(frame);
+        }
+        got
+    }
+
+    /// Asserts the connection is alive and has nothing pending: a ping gets the next frame, a
+    /// pong.
+    pub async fn assert_alive(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        let frame = self.expect("pong").await;
+        assert_eq!(frame["type"], "pong");
+    }
+
+    /// Joins the room (as `address`, or as the sender without one); returns `joined` after
+    /// reading it and the first history page.
+    pub async fn join(&mut self, port: u16, address: Option<&str>) -> Value {
+        let mut frame = json!({"type": "join", "port": port, "room": ROOM, "v": 1});
+        if let Some(a) = address {
+            frame["as"] = json!(a);
+        }
+        self.send(frame).await;
+        let joined = self.expect("joined").await;
+        self.expect("history").await;
+        joined
+    }
+
+    /// Sends a message and returns the ack's stored message.
+    pub async fn say(&mut self, text: &str, id: &str) -> Value {
+        self.send(json!({"type": "message", "text": text, "id": id}))
+            .await;
+        let ack = self.skip_to("ack").await;
+        assert_eq!(ack["id"], id);
+        ack["message"].clone()
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) {
+        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.sink.close().await;
+    }
+}

@@ -1,0 +1,607 @@
+//! The pages through `app(state).oneshot(request)`: the room page and its 404 sameness, escaping,
+//! security headers and cookie flags, assets, and the whole sign-in flow with its limits.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chatd::{app, auth};
+use chmail::store::SigninToken;
+use support::*;
+
+#[tokio::test]
+async fn unknown_rooms_wrong_ports_and_junk_links_get_the_same_404() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let router = app(state);
+    let ok = send(
+        &router,
+        get(&format!("/c/{}/{}", seeded.port, seeded.room), ""),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let other_port = if seeded.port == 65535 {
+        1
+    } else {
+        seeded.port + 1
+    };
+    let paths = [
+        format!("/c/{other_port}/{}", seeded.room),
+        format!("/c/{}/{}", seeded.port, room_id("nosuchroom")),
+        format!("/c/{}/{}", other_port, room_id("nosuchroom")),
+        format!("/c/notaport/{}", seeded.room),
+        format!("/c/0{}/{}", seeded.port, "x".repeat(300)),
+        format!("/c/{}", seeded.port),
+        "/no/such/page".to_owned(),
+    ];
+    let first = send(&router, get(&paths[0], "")).await;
+    assert_eq!(first.status, StatusCode::NOT_FOUND);
+    for path in &paths[1..] {
+        let page = send(&router, get(path, "")).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(page.body, first.body, "{path} answers differently");
+        assert_eq!(
+            page.header("content-type"),
+            first.header("content-type"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_room_page_shows_sender_subject_participants_and_the_controls() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let max = state.config.chat.max_message_bytes;
+    let router = app(state);
+    let page = send(
+        &router,
+        get(&format!("/c/{}/{}", seeded.port, seeded.room), ""),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    let b = &page.body;
+    for needle in [
+        "data-page=\"room\"".to_owned(),
+        format!("data-port=\"{}\"", seeded.port),
+        format!("data-room=\"{}\"", seeded.room),
+        "data-sender=\"alice@a.example\"".to_owned(),
+        "data-subject=\"Quarterly numbers\"".to_owned(),
+        "data-login=\"\"".to_owned(),
+        "data-is-sender=\"false\"".to_owned(),
+        "id=\"status\"".to_owned(),
+        "aria-live=\"polite\"".to_owned(),
+        "<ul id=\"participants\">".to_owned(),
+        "data-address=\"bob@b.example\"".to_owned(),
+        "data-address=\"carol@c.example\"".to_owned(),
+        "class=\"unverified\"".to_owned(),
+        "<form id=\"whoami\"".to_owned(),
+        "<select id=\"as\"".to_owned(),
+        "<option value=\"bob@b.example\">".to_owned(),
+        "<option value=\"carol@c.example\">".to_owned(),
+        "id=\"join\"".to_owned(),
+        "id=\"chat-button\"".to_owned(),
+        "<ol id=\"messages\"".to_owned(),
+        "id=\"older\"".to_owned(),
+        "<form id=\"composer\"".to_owned(),
+        format!("<textarea id=\"text\" name=\"text\" rows=\"2\" maxlength=\"{max}\""),
+        "id=\"send\"".to_owned(),
+        "<script defer src=\"/static/chat.js\"></script>".to_owned(),
+        "href=\"/static/chat.css\"".to_owned(),
+        "name=\"viewport\"".to_owned(),
+    ] {
+        assert!(b.contains(&needle), "missing {needle}");
+    }
+    // The sender is not one of the addresses a recipient can claim.
+    assert!(!b.contains("<option value=\"alice@a.example\">"));
+}
+
+#[tokio::test]
+async fn a_hostile_subject_and_addresses_are_escaped_everywhere() {
+    let (state, _) = state().await;
+    let evil_subject = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>";
+    let evil_to = "\"><img src=x onerror=alert(3)>@b.example";
+    let evil_from = "x'onmouseover='alert(4)@a.example";
+    let seeded = seed_room(
+        &*state.store,
+        "mallory@a.example",
+        evil_from,
+        &room_id("evilroom"),
+        evil_subject,
+        &[evil_to],
+        &[],
+    )
+    .await;
+    let cookie = signed_in_cookie(&state, "mallory@a.example").await;
+    let router = app(state);
+    let room = send(
+        &router,
+        get(&format!("/c/{}/{}", seeded.port, seeded.room), ""),
+    )
+    .await;
+    let me = send(&router, get("/me", &cookie)).await;
+    assert_eq!(room.status, StatusCode::OK);
+    assert_eq!(me.status, StatusCode::OK);
+    for page in [&room.body, &me.body] {
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("'onmouseover='"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+    }
+    assert!(room
+        .body
+        .contains("data-address=\"&quot;&gt;&lt;img src=x onerror=alert(3)&gt;@b.example\""));
+    assert!(room
+        .body
+        .contains("x&#39;onmouseover=&#39;alert(4)@a.example"));
+}
+
+#[tokio::test]
+async fn every_response_has_the_security_headers() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let router = app(state);
+    for path in [
+        format!("/c/{}/{}", seeded.port, seeded.room),
+        "/c/1/nothing".to_owned(),
+        "/signin".to_owned(),
+        "/me".to_owned(),
+        "/static/chat.css".to_owned(),
+        "/auth/nonsense".to_owned(),
+    ] {
+        let page = send(&router, get(&path, "")).await;
+        let csp = page.header("content-security-policy").unwrap_or_default();
+        for part in [
+            "default-src 'self'",
+            "connect-src 'self' ws: wss:",
+            "img-src 'self' data:",
+            "media-src 'self' data:",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: CSP {csp:?} lacks {part}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(
+            page.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            page.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(page.header("x-frame-options"), Some("DENY"), "{path}");
+        // No inline script can run under that CSP, so the pages must not rely on any.
+        assert!(!page.body.contains("<script>"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn assets_have_their_types_and_revalidate_by_etag() {
+    let (state, _) = state().await;
+    let router = app(state);
+    for (path, kind) in [
+        ("/static/chat.js", "text/javascript"),
+        ("/static/me.js", "text/javascript"),
+        ("/static/chat.css", "text/css"),
+    ] {
+        let page = send(&router, get(path, "")).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(
+            page.header("content-type")
+                .is_some_and(|t| t.starts_with(kind)),
+            "{path}"
+        );
+        assert_eq!(page.header("cache-control"), Some("no-cache"), "{path}");
+        let etag = page.header("etag").unwrap_or_default().to_owned();
+        assert!(etag.starts_with('"') && etag.len() > 10, "{path}: {etag}");
+        let mut again = get(path, "");
+        again.headers_mut().insert(
+            "if-none-match",
+            etag.parse().expect("an ETag is a header value"),
+        );
+        let cached = send(&router, again).await;
+        assert_eq!(cached.status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(cached.body.is_empty());
+    }
+    let missing = send(&router, get("/static/../Cargo.toml", "")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+/// A session cookie (`name=value`) for `login`, started directly.
+async fn signed_in_cookie(state: &chatd::AppState, login: &str) -> String {
+    let set = auth::start_session(state, login)
+        .await
+        .expect("session starts");
+    set.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// Opens `/signin` and returns the CSRF cookie pair and the form token.
+async fn signin_form(router: &axum::Router) -> (String, String) {
+    let page = send(router, get("/signin", "")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let cookie = page.cookie_pair("chmail_csrf").expect("a CSRF cookie");
+    let set = page.set_cookie("chmail_csrf").unwrap_or_default();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let token = page.csrf_field().expect("a csrf field");
+    (cookie, token)
+}
+
+/// Posts the sign-in form for `address`.
+async fn request_link(router: &axum::Router, address: &str) -> support::Page {
+    let (cookie, token) = signin_form(router).await;
+    send(
+        router,
+        post_form(
+            "/signin",
+            &cookie,
+            &format!("address={}&csrf={token}", form_encode(address)),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn signing_in_by_mailed_link_sets_a_safe_cookie_and_me_lists_rooms_with_unread_counts() {
+    let (state, mut mails) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let quiet = seed_room(
+        &*state.store,
+        "alice@a.example",
+        "alice@a.example",
+        &room_id("quietroom"),
+        "Lunch?",
+        &["dave@d.example"],
+        &[],
+    )
+    .await;
+    add_message(&*state.store, &seeded.room, "bob@b.example", "hello", 1_000).await;
+    add_message(&*state.store, &seeded.room, "carol@c.example", "hi", 2_000).await;
+    add_message(
+        &*state.store,
+        &seeded.room,
+        "alice@a.example",
+        "mine",
+        3_000,
+    )
+    .await;
+    let store = state.store.clone();
+    let router = app(state);
+
+    let me = send(&router, get("/me", "")).await;
+    assert_eq!(me.status, StatusCode::SEE_OTHER);
+    assert_eq!(me.location(), Some("/signin"));
+
+    let answer = request_link(&router, "Alice@A.example").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer
+        .body
+        .contains("If this address can sign in, a link is on its way"));
+
+    let mail = mails.next().await.expect("a sign-in mail");
+    assert_eq!(mail.to, "alice@a.example");
+    let link = auth_path(&mail.text).expect("a link in the mail");
+    assert!(
+        mail.text.contains(&format!("{ORIGIN}{link}")),
+        "{}",
+        mail.text
+    );
+
+    let followed = send(&router, get(&link, "")).await;
+    assert_eq!(followed.status, StatusCode::SEE_OTHER);
+    assert_eq!(followed.location(), Some("/me"));
+    let set = followed
+        .set_cookie("chmail_session")
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=2592000"] {
+        assert!(set.contains(flag), "{set} lacks {flag}");
+    }
+    assert!(!set.contains("Secure"), "no Secure over http: {set}");
+    let cookie = followed.cookie_pair("chmail_session").unwrap_or_default();
+
+    let me = send(&router, get("/me", &cookie)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let b = &me.body;
+    assert!(b.contains("data-page=\"me\""));
+    assert!(b.contains("data-login=\"alice@a.example\""));
+    for id in [
+        "id=\"status\"",
+        "<ul id=\"rooms\">",
+        "id=\"ring\"",
+        "id=\"ring-text\"",
+        "id=\"accept\"",
+        "id=\"decline\"",
+        "id=\"notify\"",
+        "/static/me.js",
+    ] {
+        assert!(b.contains(id), "missing {id}");
+    }
+    assert!(b.contains("<section id=\"ring\" class=\"card\" hidden"));
+    let busy = format!(
+        "<li data-room=\"{}\" data-port=\"{}\"><a href=\"/c/{}/{}\">",
+        seeded.room, seeded.port, seeded.port, seeded.room
+    );
+    assert!(b.contains(&busy), "{b}");
+    assert!(b.contains("Quarterly numbers"));
+    assert!(
+        b.contains("data-count=\"2\" title=\"unread messages\">2</span>"),
+        "{b}"
+    );
+    assert!(b.contains(&format!("data-room=\"{}\"", quiet.room)));
+    assert!(b.contains("data-count=\"0\""));
+
+    // The sign-in went into the first table with the client's address.
+    let record = store.login("alice@a.example").await.ok().flatten();
+    assert_eq!(record.and_then(|r| r.ip), Some(client().ip().to_string()));
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let mut config = config();
+    config.chat.public_url = "https://chat.test".into();
+    let (state, _) = state_with(config).await;
+    let set = auth::start_session(&state, "alice@a.example")
+        .await
+        .expect("session starts");
+    assert!(set.contains("; Secure"), "{set}");
+    let page = send(&app(state), get("/signin", "")).await;
+    assert!(page
+        .set_cookie("chmail_csrf")
+        .is_some_and(|c| c.contains("; Secure")));
+}
+
+#[tokio::test]
+async fn a_signin_link_works_only_once() {
+    let (state, _) = state().await;
+    alice_room(&*state.store).await;
+    let url = auth::signin_url(&state, "alice@a.example", None)
+        .await
+        .expect("link made");
+    let path = auth_path(&url).expect("an /auth/ link");
+    let router = app(state);
+    let first = send(&router, get(&path, "")).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let second = send(&router, get(&path, "")).await;
+    assert_eq!(second.status, StatusCode::NOT_FOUND);
+    assert!(second.set_cookie("chmail_session").is_none());
+    assert!(second.body.contains("This link no longer works"));
+    let junk = send(&router, get("/auth/not-a-token", "")).await;
+    assert_eq!(junk.status, StatusCode::NOT_FOUND);
+    assert_eq!(junk.body, second.body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signin_link_expires_after_its_ttl() {
+    let (state, _) = state().await;
+    alice_room(&*state.store).await;
+    let ttl = state.config.chat.signin_ttl();
+    let fresh = auth::signin_url(&state, "alice@a.example", None)
+        .await
+        .expect("link made");
+    let stale = auth::signin_url(&state, "alice@a.example", None)
+        .await
+        .expect("link made");
+    let router = app(state);
+    tokio::time::advance(ttl - Duration::from_secs(5)).await;
+    let page = send(&router, get(&auth_path(&fresh).unwrap_or_default(), "")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "still valid before the TTL"
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let page = send(&router, get(&auth_path(&stale).unwrap_or_default(), "")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "expired after the TTL");
+    assert!(page.set_cookie("chmail_session").is_none());
+}
+
+#[tokio::test]
+async fn an_expired_token_in_the_store_signs_nobody_in() {
+    let (state, _) = state().await;
+    let token = auth::new_token().expect("token");
+    let now = state.clock.now_ms();
+    state
+        .store
+        .create_signin_token(
+            &auth::hash_token(&token),
+            &SigninToken {
+                login: "alice@a.example".into(),
+                room_id: None,
+                created_ms: now - 60_000,
+                expires_ms: now - 1,
+            },
+        )
+        .await
+        .expect("token stored");
+    let page = send(&app(state), get(&format!("/auth/{token}"), "")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn signin_mails_are_limited_per_login_and_the_answer_never_changes() {
+    let mut config = config();
+    config.chat.signins_per_hour = 2;
+    let (state, mut mails) = state_with(config).await;
+    alice_room(&*state.store).await;
+    let router = app(state);
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let page = request_link(&router, "alice@a.example").await;
+        assert_eq!(page.status, StatusCode::OK);
+        bodies.push(page.body);
+        // Let the background send finish before the next request is counted.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(mails.next().await.is_some());
+    assert!(mails.next().await.is_some());
+    assert!(
+        mails.none_within(Duration::from_millis(300)).await,
+        "a third mail went out"
+    );
+    let unknown = request_link(&router, "nobody@z.example").await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    bodies.push(unknown.body);
+    assert!(
+        mails.none_within(Duration::from_millis(300)).await,
+        "mail to an unknown address"
+    );
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "answers differ");
+}
+
+#[tokio::test]
+async fn signin_requests_are_limited_per_client_address() {
+    let (state, _) = state().await;
+    let router = app(state);
+    let (cookie, token) = signin_form(&router).await;
+    let form = format!("address=someone%40z.example&csrf={token}");
+    for i in 0..chatd::web::limit::SIGNINS_PER_IP {
+        let page = send(&router, post_form("/signin", &cookie, &form)).await;
+        assert_eq!(page.status, StatusCode::OK, "request {i}");
+    }
+    let page = send(&router, post_form("/signin", &cookie, &form)).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_login_without_at_signs_in_with_its_address_in_our_domain() {
+    let (state, mut mails) = state().await;
+    seed_room(
+        &*state.store,
+        "erin",
+        "erin@a.example",
+        &room_id("erinsroom"),
+        "Hi",
+        &["x@x.example"],
+        &[],
+    )
+    .await;
+    let router = app(state);
+    request_link(&router, "erin@a.example").await;
+    let mail = mails.next().await.expect("a sign-in mail");
+    assert_eq!(mail.to, "erin@a.example");
+}
+
+#[tokio::test]
+async fn forms_from_elsewhere_or_without_the_token_are_refused() {
+    let (state, mut mails) = state().await;
+    alice_room(&*state.store).await;
+    let router = app(state);
+    let (cookie, token) = signin_form(&router).await;
+    let form = format!("address=alice%40a.example&csrf={token}");
+
+    let no_cookie = send(&router, post_form("/signin", "", &form)).await;
+    assert_eq!(no_cookie.status, StatusCode::BAD_REQUEST);
+    let wrong_token = send(
+        &router,
+        post_form("/signin", &cookie, "address=alice%40a.example&csrf=x"),
+    )
+    .await;
+    assert_eq!(wrong_token.status, StatusCode::BAD_REQUEST);
+
+    let mut cross_site = post_form("/signin", &cookie, &form);
+    cross_site
+        .headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().expect("value"));
+    assert_eq!(
+        send(&router, cross_site).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let mut other_origin = post_form("/signin", &cookie, &form);
+    other_origin.headers_mut().remove("sec-fetch-site");
+    other_origin
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().expect("value"));
+    assert_eq!(
+        send(&router, other_origin).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let mut own_origin = post_form("/signin", &cookie, &form);
+    own_origin.headers_mut().remove("sec-fetch-site");
+    own_origin
+        .headers_mut()
+        .insert("origin", ORIGIN.parse().expect("value"));
+    assert_eq!(send(&router, own_origin).await.status, StatusCode::OK);
+    assert!(
+        mails.next().await.is_some(),
+        "the accepted post mails a link"
+    );
+    assert!(mails.none_within(Duration::from_millis(200)).await);
+}
+
+#[tokio::test]
+async fn oversized_or_malformed_forms_are_refused_with_a_page() {
+    let (state, _) = state().await;
+    let router = app(state);
+    let (cookie, token) = signin_form(&router).await;
+    let big = format!("address={}&csrf={token}", "a".repeat(10_000));
+    let page = send(&router, post_form("/signin", &cookie, &big)).await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+    assert!(page.body.contains("<!doctype html>"));
+    let long = format!("address={}%40a.example&csrf={token}", "a".repeat(400));
+    let page = send(&router, post_form("/signin", &cookie, &long)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_reminder_link_signs_the_sender_straight_into_the_room() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let url = auth::signin_url(
+        &state,
+        &seeded.login,
+        Some((seeded.port, seeded.room.as_str())),
+    )
+    .await
+    .expect("link made");
+    assert!(url.starts_with(&format!("{ORIGIN}/auth/")));
+    let router = app(state);
+    let followed = send(&router, get(&auth_path(&url).unwrap_or_default(), "")).await;
+    assert_eq!(followed.status, StatusCode::SEE_OTHER);
+    let room_path = format!("/c/{}/{}", seeded.port, seeded.room);
+    assert_eq!(followed.location(), Some(room_path.as_str()));
+    let cookie = followed.cookie_pair("chmail_session").unwrap_or_default();
+    let room = send(&router, get(&room_path, &cookie)).await;
+    assert!(room.body.contains("data-login=\"alice@a.example\""));
+    assert!(room.body.contains("data-is-sender=\"true\""));
+    assert!(!room.body.contains("id=\"whoami\""));
+    assert!(!room.body.contains("id=\"chat-button\""));
+    assert!(room.body.contains("id=\"composer\""));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let (state, _) = state().await;
+    let session = signed_in_cookie(&state, "alice@a.example").await;
+    let router = app(state);
+    let me = send(&router, get("/me", &session)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    let csrf_cookie = me.cookie_pair("chmail_csrf").expect("a CSRF cookie");
+    let token = me.csrf_field().expect("a sign-out form");
+    let cookies = format!("{session}; {csrf_cookie}");
+    let out = send(
+        &router,
+        post_form("/signout", &cookies, &format!("csrf={token}")),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out
+        .set_cookie("chmail_session")
+        .is_some_and(|c| c.contains("Max-Age=0")));
+    let me = send(&router, get("/me", &session)).await;
+    assert_eq!(
+        me.status,
+        StatusCode::SEE_OTHER,
+        "the old cookie no longer works"
+    );
+}

@@ -1,0 +1,578 @@
+//! The chat WebSocket (`docs/protocol.md`) against a real chatd on 127.0.0.1:0: joining,
+//! messages to everyone in the room, history, limits and malformed frames, the Origin check,
+//! presence, ringing and reminders, and a restart in the middle of a conversation.
+//!
+//! Time: tests where intervals matter run with tokio's clock paused (`start_paused`); when every
+//! task waits, tokio jumps to the next timer, so a 90 s ring time-out takes no real time. The
+//! SQLite store runs its calls in `spawn_blocking`; on the current-thread runtime of these tests
+//! tokio does NOT auto-advance while a blocking task runs (tokio's `BlockingSchedule` inhibits
+//! auto-advance, see tokio `runtime/blocking/schedule.rs`), so a store call never appears to take
+//! minutes and no store time-out fires spuriously. Loopback TCP delivers synchronously, so frames
+//! in flight are seen before the clock moves.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Harness, ALICE, BOB, CAROL, DAVE, ORIGIN, ROOM, SUBJECT};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn three_recipients_and_the_sender_each_get_every_message() {
+    let h = Harness::start(|_| {}).await;
+    let mut bob = h.joined(BOB).await;
+    let mut carol = h.joined(CAROL).await;
+    let mut dave = h.joined(DAVE).await;
+    let mut alice = h.sender_client().await;
+    let joined = alice.join(h.port, None).await;
+    assert_eq!(joined["is_sender"], true);
+    assert_eq!(joined["you"], ALICE);
+    assert_eq!(joined["subject"], SUBJECT);
+    let roles: Vec<_> = joined["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["address"].clone(), m["role"].clone()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (json!(ALICE), json!("from")),
+            (json!(BOB), json!("to")),
+            (json!(CAROL), json!("cc")),
+            (json!(DAVE), json!("cc"))
+        ]
+    );
+
+    let mut clients = [
+        (BOB, &mut bob),
+        (CAROL, &mut carol),
+        (DAVE, &mut dave),
+        (ALICE, &mut alice),
+    ];
+    for i in 0..clients.len() {
+        let author = clients[i].0;
+        let text = format!("hello from {author}");
+        let stored = clients[i].1.say(&text, &format!("m{i}")).await;
+        assert_eq!(stored["author"], author);
+        assert_eq!(stored["text"], text);
+        for (j, (_, other)) in clients.iter_mut().enumerate() {
+            if j == i {
+                continue;
+            }
+            let got = other.skip_to("message").await;
+            assert_eq!(
+                got["message"], stored,
+                "client {j} got the message of {author}"
+            );
+        }
+    }
+    assert_eq!(h.message_count().await, 4);
+}
+
+#[tokio::test]
+async fn a_rejoining_participant_gets_the_history_in_pages() {
+    let h = Harness::start(|c| c.chat.history_page = 3).await;
+    let mut bob = h.joined(BOB).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let m = bob.say(&format!("line {i}"), &format!("b{i}")).await;
+        ids.push(m["id"].as_i64().unwrap_or_default());
+    }
+    // A retry of an acknowledged message (same client id) is stored once.
+    let again = bob.say("line 6", "b6").await;
+    assert_eq!(again["id"].as_i64(), ids.last().copied());
+    bob.close().await;
+
+    let mut bob = h.client().await;
+    bob.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": BOB}))
+        .await;
+    bob.expect("joined").await;
+    let page = bob.expect("history").await;
+    let texts = |page: &serde_json::Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&page), ["line 4", "line 5", "line 6"]);
+    assert_eq!(page["more"], true);
+    bob.send(json!({"type": "history", "before": ids[4]})).await;
+    let older = bob.expect("history").await;
+    assert_eq!(texts(&older), ["line 1", "line 2", "line 3"]);
+    assert_eq!(older["more"], true);
+    bob.send(json!({"type": "history", "before": ids[1]})).await;
+    let oldest = bob.expect("history").await;
+    assert_eq!(texts(&oldest), ["line 0"]);
+    assert_eq!(oldest["more"], false);
+    assert_eq!(h.message_count().await, 7);
+}
+
+#[tokio::test]
+async fn malformed_frames_get_an_error_and_change_nothing() {
+    let h = Harness::start(|_| {}).await;
+    let mut c = h.client().await;
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::text("not json"), "bad_frame"),
+        (Message::text("[1,2,3]"), "bad_frame"),
+        (Message::text(r#"{"type":"launch"}"#), "bad_frame"),
+        (Message::text(r#"{"type":"join","room":"x"}"#), "bad_frame"),
+        (Message::text(r#"{"type":"message","text":7}"#), "bad_frame"),
+        (Message::binary(vec![1u8, 2, 3]), "bad_frame"),
+        (
+            Message::text(r#"{"type":"message","text":"hi"}"#),
+            "not_joined",
+        ),
+        (Message::text(r#"{"type":"history"}"#), "not_joined"),
+        (Message::text(r#"{"type":"ring"}"#), "not_joined"),
+        (Message::text(r#"{"type":"watch"}"#), "forbidden"),
+        (
+            Message::text(r#"{"type":"accept","ring":1,"room":"r0OmOfAl1ce-Quarterly1"}"#),
+            "forbidden",
+        ),
+    ];
+    for (frame, code) in cases {
+        c.send_raw(frame).await;
+        c.expect_error(code).await;
+    }
+    // Unknown room and wrong port: the same answer.
+    c.send(json!({"type": "join", "port": h.port, "room": "no-such-room"}))
+        .await;
+    let unknown = c.expect_error("not_found").await;
+    c.send(json!({"type": "join", "port": h.port.wrapping_add(1), "room": ROOM, "as": BOB}))
+        .await;
+    let wrong_port = c.expect_error("not_found").await;
+    assert_eq!(unknown["message"], wrong_port["message"]);
+    // Not a recipient; the sender's address without the sender's session; no address at all.
+    for who in [Some("mallory@m.example"), Some(ALICE), None] {
+        let mut frame = json!({"type": "join", "port": h.port, "room": ROOM});
+        if let Some(who) = who {
+            frame["as"] = json!(who);
+        }
+        c.send(frame).await;
+        c.expect_error("forbidden").await;
+    }
+    c.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": BOB, "v": 2}))
+        .await;
+    c.expect_error("unsupported_version").await;
+
+    // Still the same connection, and it can join and talk now.
+    c.assert_alive().await;
+    c.join(h.port, Some(BOB)).await;
+    c.send(json!({"type": "message", "text": "   "})).await;
+    c.expect_error("bad_frame").await;
+    c.send(json!({"type": "message", "text": "x", "id": "i".repeat(65)}))
+        .await;
+    c.expect_error("bad_frame").await;
+    c.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": CAROL}))
+        .await;
+    c.expect_error("already_joined").await;
+    assert_eq!(h.message_count().await, 0);
+    c.say("finally", "ok").await;
+    assert_eq!(h.message_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused_and_nothing_else_changes() {
+    let h = Harness::start(|c| c.chat.max_message_bytes = 100).await;
+    let mut bob = h.joined(BOB).await;
+    let mut carol = h.joined(CAROL).await;
+    bob.send(json!({"type": "message", "text": "x".repeat(101), "id": "big"}))
+        .await;
+    bob.expect_error("too_large").await;
+    bob.say(&"y".repeat(100), "fits").await;
+    let got = carol.skip_to("message").await;
+    assert_eq!(got["message"]["text"], "y".repeat(100));
+    assert_eq!(h.message_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_frame_over_the_frame_limit_gets_too_large_and_a_close() {
+    let h = Harness::start(|c| c.chat.max_frame_bytes = 2048).await;
+    let mut bob = h.joined(BOB).await;
+    bob.say("before", "b1").await;
+    let huge = json!({"type": "message", "text": "z".repeat(4000)}).to_string();
+    bob.send_raw(Message::text(huge)).await;
+    bob.expect_error("too_large").await;
+    let closed = bob.expect("_closed").await;
+    assert_eq!(closed["code"], 1009);
+    // The store and the room are intact: a new connection joins and sees the history.
+    let mut again = h.client().await;
+    again
+        .send(json!({"type": "join", "port": h.port, "room": ROOM, "as": BOB}))
+        .await;
+    again.expect("joined").await;
+    let history = again.expect("history").await;
+    assert_eq!(history["messages"][0]["text"], "before");
+    assert_eq!(h.message_count().await, 1);
+}
+
+#[tokio::test]
+async fn messages_per_minute_are_limited_per_connection() {
+    // The sliding minute itself is unit-tested (ws::session); here: the limit, per connection.
+    let h = Harness::start(|c| c.chat.messages_per_minute = 3).await;
+    let mut bob = h.joined(BOB).await;
+    let mut carol = h.joined(CAROL).await;
+    for i in 0..3 {
+        bob.say(&format!("m{i}"), &format!("m{i}")).await;
+    }
+    bob.send(json!({"type": "message", "text": "one too many", "id": "m3"}))
+        .await;
+    bob.expect_error("rate_limited").await;
+    bob.assert_alive().await;
+    // Another connection has its own budget.
+    carol.say("carol speaks", "c0").await;
+    assert_eq!(h.message_count().await, 4);
+}
+
+#[tokio::test]
+async fn a_room_has_a_connection_limit() {
+    let h = Harness::start(|c| c.chat.max_room_connections = 2).await;
+    let _bob = h.joined(BOB).await;
+    let carol = h.joined(CAROL).await;
+    let mut dave = h.client().await;
+    dave.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": DAVE}))
+        .await;
+    dave.expect_error("room_full").await;
+    dave.assert_alive().await;
+    carol.close().await;
+    // Carol's place frees up once her connection is gone.
+    let mut joined = false;
+    for _ in 0..50 {
+        dave.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": DAVE}))
+            .await;
+        let frame = dave.next().await;
+        if frame["type"] == "joined" {
+            joined = true;
+            break;
+        }
+        assert_eq!(frame["code"], "room_full");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(joined, "the freed place can be taken");
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_and_ours_accepted() {
+    let h = Harness::start(|_| {}).await;
+    let refused = Client::try_connect(&h.ws_url(), Some("https://evil.example"), None).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        Err(other) => panic!("expected HTTP 403, got {other}"),
+        Ok(_) => panic!("a foreign origin was accepted"),
+    }
+    let mut ok = Client::connect(&h.ws_url(), Some(ORIGIN), None).await;
+    ok.assert_alive().await;
+}
+
+#[tokio::test]
+async fn typing_is_relayed_and_never_stored() {
+    let h = Harness::start(|_| {}).await;
+    let mut bob = h.joined(BOB).await;
+    let mut carol = h.joined(CAROL).await;
+    bob.skip_to("presence").await; // carol came
+    bob.send(json!({"type": "typing"})).await;
+    let typing = carol.expect("typing").await;
+    assert_eq!(typing["from"], BOB);
+    bob.assert_alive().await;
+    assert_eq!(h.message_count().await, 0);
+}
+
+#[tokio::test]
+async fn the_sender_is_online_while_a_page_is_open_and_a_reload_does_not_flap() {
+    let h = Harness::start(|c| c.chat.presence_grace_secs = 2).await;
+    let mut bob = h.joined(BOB).await;
+    let me = h.watching().await;
+    let online = bob.expect("presence").await;
+    assert_eq!(online["address"], ALICE);
+    assert_eq!(online["online"], true);
+    assert!(h
+        .store()
+        .online(ALICE, h.state().clock.now_ms())
+        .await
+        .unwrap_or(false));
+    // The first table records where the login connected from.
+    let seen = h.store().login(ALICE).await.ok().flatten();
+    assert_eq!(
+        seen.and_then(|r| r.ip).as_deref(),
+        Some("127.0.0.1"),
+        "record_login on connect"
+    );
+
+    // A reload: closed and back within the grace period; no presence news.
+    me.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let me = h.watching().await;
+    let news = bob.drain(Duration::from_secs(3)).await;
+    assert!(
+        news.iter().all(|f| f["type"] != "presence"),
+        "no flap: {news:?}"
+    );
+    me.close().await;
+    let offline = bob.expect("presence").await;
+    assert_eq!(offline["online"], false);
+    assert_eq!(offline["address"], ALICE);
+}
+
+// Ringing and reminders. These run in real time with intervals of one second: with tokio's
+// clock paused, real sockets fall behind it (auto-advance jumps to the next timer on every idle
+// turn, even while a frame is on its way between client and server), so a connection idle in
+// virtual time hits the 60 s heartbeat time-out and an answer can arrive "after" a time-out.
+// Pausing time stays for what has no sockets (the rate window, the clock).
+
+/// The ring tests' config: ring every second; reminders after a second.
+fn ringing(c: &mut chmail::Config) {
+    c.chat.ring_interval_secs = 1;
+    c.chat.ring_timeout_secs = 30;
+    c.chat.reminder_delay_secs = 1;
+    c.chat.presence_grace_secs = 1;
+}
+
+#[tokio::test]
+async fn ringing_an_online_sender_repeats_until_one_session_accepts_and_the_others_stop() {
+    let h = Harness::start(ringing).await;
+    let mut me1 = h.watching().await;
+    let mut me2 = h.watching().await;
+    let mut bob = h.joined(BOB).await;
+    bob.send(json!({"type": "ring"})).await;
+
+    for me in [&mut me1, &mut me2] {
+        let ring = me.skip_to("ring").await;
+        assert_eq!(ring["attempt"], 1);
+        assert_eq!(ring["caller"], BOB);
+        assert_eq!(ring["room"], ROOM);
+        assert_eq!(ring["port"], h.port);
+        assert_eq!(ring["subject"], SUBJECT);
+    }
+    let call = bob.skip_to("call").await;
+    assert_eq!(call["state"], "ringing");
+    assert_eq!(call["text"], format!("ringing {ALICE}"));
+    let again = me1.skip_to("ring").await;
+    assert_eq!(again["attempt"], 2);
+    let call = bob.skip_to("call").await;
+    assert_eq!(call["text"], format!("ringing {ALICE} (2nd try)"));
+
+    let ring_id = again["ring"].clone();
+    me1.send(json!({"type": "accept", "ring": ring_id, "room": ROOM}))
+        .await;
+    for me in [&mut me1, &mut me2] {
+        let over = me.skip_to("ring_over").await;
+        assert_eq!(over["state"], "accepted");
+    }
+    let call = bob.skip_to("call").await;
+    assert_eq!(call["state"], "accepted");
+    // The second session's answer comes too late.
+    me2.send(json!({"type": "accept", "ring": ring_id, "room": ROOM}))
+        .await;
+    me2.skip_to("error").await;
+    let later = me2.drain(Duration::from_millis(2500)).await;
+    assert!(later.iter().all(|f| f["type"] != "ring"), "{later:?}");
+    assert!(h.store().active_ring(ROOM).await.ok().flatten().is_none());
+    assert!(h.mailer.mails().is_empty());
+
+    // Accepting opens the room page, which joins as the sender: the room sees alice come.
+    let mut alice = h.sender_client().await;
+    alice.join(h.port, None).await;
+    let came = bob.skip_to("presence").await;
+    assert_eq!(came["address"], ALICE);
+    assert_eq!(came["in_room"], true);
+}
+
+#[tokio::test]
+async fn a_declined_ring_stops_everywhere_and_sends_no_reminder() {
+    let h = Harness::start(|c| {
+        ringing(c);
+        c.chat.reminder_delay_secs = 0;
+    })
+    .await;
+    let mut me = h.watching().await;
+    let mut bob = h.joined(BOB).await;
+    bob.send(json!({"type": "ring"})).await;
+    let ring = me.skip_to("ring").await;
+    me.send(json!({"type": "decline", "ring": ring["ring"], "room": ROOM}))
+        .await;
+    let over = me.skip_to("ring_over").await;
+    assert_eq!(over["state"], "declined");
+    loop {
+        let call = bob.skip_to("call").await;
+        if call["state"] == "declined" {
+            assert_eq!(call["text"], format!("{ALICE} cannot chat right now"));
+            break;
+        }
+        assert_eq!(call["state"], "ringing");
+    }
+    let later = me.drain(Duration::from_millis(2500)).await;
+    assert!(later.iter().all(|f| f["type"] != "ring"), "{later:?}");
+    assert!(h.mailer.mails().is_empty());
+}
+
+#[tokio::test]
+async fn an_unanswered_ring_times_out_and_the_sender_gets_a_reminder() {
+    let h = Harness::start(|c| {
+        ringing(c);
+        c.chat.ring_timeout_secs = 3;
+    })
+    .await;
+    let mut me = h.watching().await;
+    let mut bob = h.joined(BOB).await;
+    bob.send(json!({"type": "ring"})).await;
+    bob.say("are you there?", "q1").await;
+    let mut attempts = Vec::new();
+    loop {
+        let frame = me.next().await;
+        match frame["type"].as_str() {
+            Some("ring") => attempts.push(frame["attempt"].as_u64().unwrap_or_default()),
+            Some("ring_over") => {
+                assert_eq!(frame["state"], "timed_out");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(attempts, [1, 2, 3], "a ring a second for three seconds");
+    let timed_out = loop {
+        let call = bob.skip_to("call").await;
+        if call["state"] != "ringing" {
+            break call;
+        }
+    };
+    assert_eq!(timed_out["state"], "timed_out");
+    assert!(timed_out["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with(&format!("{ALICE} did not answer")));
+
+    let mails = h.mailer.wait_for(1).await;
+    let mail = &mails[0];
+    assert_eq!(mail.to, ALICE);
+    assert!(mail.subject.contains(BOB), "{}", mail.subject);
+    assert!(mail.subject.contains(SUBJECT), "{}", mail.subject);
+    assert!(mail.text.contains("are you there?"), "{}", mail.text);
+    assert!(
+        mail.text.contains("http://chat.test/auth/"),
+        "{}",
+        mail.text
+    );
+    let reminded = bob.skip_to("call").await;
+    assert_eq!(reminded["state"], "reminded");
+    assert_eq!(
+        reminded["text"],
+        format!("{ALICE} is away: we e-mailed a reminder")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(h.mailer.mails().len(), 1, "one reminder");
+}
+
+#[tokio::test]
+async fn an_offline_sender_gets_one_reminder_per_interval_with_the_messages_left() {
+    let h = Harness::start(|c| {
+        ringing(c);
+        c.chat.reminder_interval_secs = 3;
+    })
+    .await;
+    let mut bob = h.joined(BOB).await;
+    bob.send(json!({"type": "ring"})).await;
+    let call = bob.skip_to("call").await;
+    assert_eq!(call["state"], "offline");
+    assert!(call["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with(&format!("{ALICE} is away")));
+    bob.say("first question", "a").await;
+    bob.say("second question", "b").await;
+
+    let mails = h.mailer.wait_for(1).await;
+    assert!(mails[0].text.contains("first question"));
+    assert!(mails[0].text.contains("second question"));
+    assert_eq!(mails[0].to, ALICE);
+
+    // Later messages wait for the next reminder, an interval after the first.
+    bob.say("third question", "c").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.mailer.mails().len(), 1, "rate-limited per room");
+    let mails = h.mailer.wait_for(2).await;
+    assert!(mails[1].text.contains("third question"));
+    assert!(
+        !mails[1].text.contains("first question"),
+        "{}",
+        mails[1].text
+    );
+    let schedule = h.store().reminder(ROOM).await.ok().flatten();
+    assert_eq!(schedule.map(|r| r.sent_count), Some(2));
+}
+
+#[tokio::test]
+async fn a_temporary_mail_failure_is_retried_after_the_lease() {
+    // The lease is 120 s: this proves only that a failed reminder is not marked sent.
+    let h = Harness::start(|c| {
+        ringing(c);
+        c.chat.reminder_delay_secs = 0;
+    })
+    .await;
+    h.mailer.fail_next(1);
+    let mut bob = h.joined(BOB).await;
+    bob.send(json!({"type": "ring"})).await;
+    bob.skip_to("call").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(h.mailer.mails().is_empty());
+    let schedule = h.store().reminder(ROOM).await.ok().flatten();
+    assert!(
+        schedule
+            .as_ref()
+            .is_some_and(|r| r.due_ms.is_some() && r.sent_count == 0),
+        "{schedule:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_conversation_loses_no_message_and_no_reminder_and_repeats_none() {
+    let mut h = Harness::start(|c| {
+        ringing(c);
+        c.chat.reminder_delay_secs = 2;
+    })
+    .await;
+    let mut bob = h.joined(BOB).await;
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let m = bob
+            .say(&format!("before restart {i}"), &format!("r{i}"))
+            .await;
+        acked.push(m["id"].as_i64().unwrap_or_default());
+    }
+    // The sender is away: a reminder is due in 2 s. chatd stops before that.
+    h.stop().await;
+    let closed = bob.skip_to("_closed").await;
+    assert_eq!(closed["code"], 1001);
+    assert!(h.mailer.mails().is_empty());
+    h.start_again().await;
+
+    let mut bob = h.client().await;
+    bob.send(json!({"type": "join", "port": h.port, "room": ROOM, "as": BOB}))
+        .await;
+    bob.expect("joined").await;
+    let history = bob.expect("history").await;
+    let ids: Vec<i64> = history["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_i64())
+        .collect();
+    assert_eq!(ids, acked, "every acknowledged message survived");
+
+    let mails = h.mailer.wait_for(1).await;
+    for i in 0..3 {
+        assert!(mails[0].text.contains(&format!("before restart {i}")));
+    }
+    // Stopped and started again after the reminder: it is not sent twice.
+    h.stop().await;
+    h.start_again().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.mailer.mails().len(), 1, "no reminder sent twice");
+    let schedule = h.store().reminder(ROOM).await.ok().flatten();
+    assert_eq!(schedule.map(|r| (r.sent_count, r.due_ms)), Some((1, None)));
+}

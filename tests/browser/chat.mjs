@@ -1,0 +1,155 @@
+// The CHmail chat pages in a real headless Chromium (driven by chatd/tests/browser.rs, which
+// starts chatd, creates the room and passes the URLs):
+//
+// - context A, a recipient, opens the CHmail-Link, picks its address and presses Chat;
+// - context B, the sender, follows a sign-in link to /me, sees the ring and accepts;
+// - both exchange messages that appear on the other side (as text, never as HTML);
+// - screenshots of both pages go to $SCREENSHOT_DIR.
+//
+// Environment: ROOM_URL, SIGNIN_URL, RECIPIENT, SENDER, SCREENSHOT_DIR, CHROMIUM (default
+// /usr/bin/chromium). Prints "OK" as its last line on success; exits 1 otherwise.
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`missing environment variable ${name}`);
+    process.exit(2);
+  }
+  return value;
+};
+const ROOM_URL = env("ROOM_URL");
+const SIGNIN_URL = env("SIGNIN_URL");
+const RECIPIENT = env("RECIPIENT");
+const SENDER = env("SENDER");
+const SHOTS = env("SCREENSHOT_DIR");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+mkdirSync(SHOTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+const problems = [];
+function watch(page, name) {
+  page.on("console", (msg) => {
+    const url = msg.location()?.url || "";
+    // Chromium asks for /favicon.ico on its own; there is none.
+    if (msg.type() === "error" && !url.endsWith("/favicon.ico")) {
+      problems.push(`${name} console: ${msg.text()} (${url})`);
+    }
+  });
+  page.on("pageerror", (err) => problems.push(`${name} script error: ${err.message}`));
+}
+
+const statusOf = (page) => page.locator("#status").textContent();
+const texts = (page) =>
+  page.$$eval("#messages li:not(.pending) .text", (els) => els.map((e) => e.textContent));
+
+let recipientPage;
+let senderPage;
+try {
+  const a = await browser.newContext();
+  const b = await browser.newContext();
+  a.setDefaultTimeout(20000);
+  b.setDefaultTimeout(20000);
+  recipientPage = await a.newPage();
+  senderPage = await b.newPage();
+  watch(recipientPage, "recipient");
+  watch(senderPage, "sender");
+
+  // B: the sender signs in with the mailed link and lands on /me, online.
+  await senderPage.goto(SIGNIN_URL);
+  await senderPage.waitForURL(/\/me$/);
+  await senderPage.waitForFunction(() =>
+    (document.getElementById("status")?.textContent || "").startsWith("Online"),
+  );
+
+  // A: the recipient opens the link, says who they are and presses Chat.
+  await recipientPage.goto(ROOM_URL);
+  await recipientPage.selectOption("#as", RECIPIENT);
+  await recipientPage.click("#chat-button");
+  await recipientPage.waitForFunction(
+    (sender) => (document.getElementById("status")?.textContent || "").includes(`ringing ${sender}`),
+    SENDER,
+  );
+
+  // B rings.
+  await senderPage.locator("#ring").waitFor({ state: "visible" });
+  const ringText = await senderPage.locator("#ring-text").textContent();
+  if (!ringText.includes(RECIPIENT)) throw new Error(`ring text ${JSON.stringify(ringText)} lacks the caller`);
+  await senderPage.screenshot({ path: join(SHOTS, "sender-ringing.png"), fullPage: true });
+  await recipientPage.screenshot({ path: join(SHOTS, "recipient-ringing.png"), fullPage: true });
+
+  // B accepts and is taken into the room; A sees the sender join.
+  await senderPage.click("#accept");
+  await senderPage.waitForURL(/\/c\/\d+\/[^/]+$/);
+  await recipientPage.waitForFunction(
+    (sender) => (document.getElementById("status")?.textContent || "").includes(`${sender} joined`),
+    SENDER,
+  );
+  await senderPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+
+  // Messages both ways; markup stays text.
+  const hello = "Hello from the recipient";
+  await recipientPage.fill("#text", hello);
+  await recipientPage.click("#send");
+  await senderPage.waitForFunction(
+    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
+    hello,
+  );
+  const reply = "Hi! <b>not bold</b> & fine";
+  await senderPage.fill("#text", reply);
+  await senderPage.press("#text", "Enter");
+  await recipientPage.waitForFunction(
+    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
+    reply,
+  );
+  if ((await recipientPage.$$("#messages b")).length !== 0) throw new Error("chat text was rendered as HTML");
+  const seenByRecipient = await texts(recipientPage);
+  const seenBySender = await texts(senderPage);
+  for (const [who, seen] of [["recipient", seenByRecipient], ["sender", seenBySender]]) {
+    if (seen.join("|") !== [hello, reply].join("|")) {
+      throw new Error(`${who} sees ${JSON.stringify(seen)}`);
+    }
+  }
+
+  await recipientPage.screenshot({ path: join(SHOTS, "recipient-chat.png"), fullPage: true });
+  await senderPage.screenshot({ path: join(SHOTS, "sender-chat.png"), fullPage: true });
+  const status = await statusOf(recipientPage);
+  if (problems.length) throw new Error(`page problems:\n${problems.join("\n")}`);
+  console.log(`recipient status: ${status}`);
+  console.log(`screenshots in ${SHOTS}`);
+  console.log("OK");
+} catch (err) {
+  console.error(`FAILED: ${err && err.stack ? err.stack : err}`);
+  for (const p of problems) console.error(p);
+  for (const [name, page] of [["recipient", recipientPage], ["sender", senderPage]]) {
+    if (page) {
+      try {
+        await page.screenshot({ path: join(SHOTS, `failure-${name}.png`), fullPage: true });
+        console.error(`${name} status: ${await statusOf(page)}`);
+      } catch (_) {
+        // the page is gone
+      }
+    }
+  }
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
