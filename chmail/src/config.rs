@@ -49,6 +49,8 @@ pub struct Config {
     pub chat: ChatConfig,
     /// `[smtp]`: how chatd sends mail.
     pub smtp: SmtpConfig,
+    /// `[reply]`: chatd's SMTP listener for replies by mail.
+    pub reply: ReplyConfig,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             chat: ChatConfig::default(),
             smtp: SmtpConfig::default(),
+            reply: ReplyConfig::default(),
         }
     }
 }
@@ -224,6 +227,20 @@ pub struct ChatConfig {
     pub signins_per_hour: u32,
     /// Days a sign-in session lasts. Default 30.
     pub session_days: u64,
+    /// Recipients must prove their address with a mailed code before they may write. Default
+    /// false.
+    pub require_verified: bool,
+    /// Minutes a mailed address code works. Default 15.
+    pub code_ttl_minutes: u64,
+    /// Wrong guesses allowed per code. Default 5.
+    pub code_attempts: u32,
+    /// Most codes mailed to one address of one room per hour. Default 3.
+    pub codes_per_hour: u32,
+    /// Seconds new messages wait before a notification mail, batching what arrives meanwhile.
+    /// Default 120.
+    pub notify_delay_secs: u64,
+    /// The longest back-off between two notifications of one room, in seconds. Default 86400.
+    pub notify_max_backoff_secs: u64,
 }
 
 impl Default for ChatConfig {
@@ -250,6 +267,12 @@ impl Default for ChatConfig {
             signin_ttl_minutes: 15,
             signins_per_hour: 5,
             session_days: 30,
+            require_verified: false,
+            code_ttl_minutes: 15,
+            code_attempts: 5,
+            codes_per_hour: 3,
+            notify_delay_secs: 120,
+            notify_max_backoff_secs: 86_400,
         }
     }
 }
@@ -265,12 +288,64 @@ pub struct SmtpConfig {
     pub from: String,
     /// Longest wait for the relay, per mail, in milliseconds. Default 10000.
     pub timeout_ms: u64,
+    /// Seconds before the first retry of a temporarily failed mail; each retry waits twice as
+    /// long, up to an hour. Default 60.
+    pub retry_initial_secs: u64,
+    /// Hours after which a mail that keeps failing temporarily is given up as failed. Default 48.
+    pub give_up_hours: u64,
 }
 
 impl SmtpConfig {
     /// The time limit of sending one mail.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The wait before the first retry.
+    pub fn retry_initial(&self) -> Duration {
+        Duration::from_secs(self.retry_initial_secs)
+    }
+
+    /// How long a mail is retried before it is given up.
+    pub fn give_up_after(&self) -> Duration {
+        Duration::from_secs(self.give_up_hours * 3_600)
+    }
+}
+
+/// `[reply]`: chatd's own SMTP listener for replies by mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplyConfig {
+    /// Where the reply listener takes SMTP, `HOST:PORT`; the MTA routes the reply domain here.
+    /// Default `127.0.0.1:2525`; empty turns replies by mail off.
+    pub listen: String,
+    /// The domain of reply addresses (`<token>@<domain>`). Default empty:
+    /// `reply.<[signing] domain>`.
+    pub domain: String,
+    /// Largest reply accepted, in bytes. Default 1048576.
+    pub max_bytes: usize,
+    /// Most replies per reply address per hour. Default 20.
+    pub per_token_per_hour: u32,
+    /// Days a reply address keeps working after the last mail that carried it. Default 30.
+    pub token_days: u64,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            domain: String::new(),
+            max_bytes: 1024 * 1024,
+            per_token_per_hour: 20,
+            token_days: 30,
+        }
+    }
+}
+
+impl ReplyConfig {
+    /// How long a reply address works.
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_days * 86_400)
     }
 }
 
@@ -280,6 +355,8 @@ impl Default for SmtpConfig {
             relay: "127.0.0.1:25".into(),
             from: String::new(),
             timeout_ms: 10_000,
+            retry_initial_secs: 60,
+            give_up_hours: 48,
         }
     }
 }
@@ -323,6 +400,21 @@ impl ChatConfig {
     /// How long a sign-in session lasts.
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_days * 86_400)
+    }
+
+    /// How long a mailed address code works.
+    pub fn code_ttl(&self) -> Duration {
+        Duration::from_secs(self.code_ttl_minutes * 60)
+    }
+
+    /// The wait before a notification mail.
+    pub fn notify_delay(&self) -> Duration {
+        Duration::from_secs(self.notify_delay_secs)
+    }
+
+    /// The longest back-off between two notifications of one room.
+    pub fn notify_max_backoff(&self) -> Duration {
+        Duration::from_secs(self.notify_max_backoff_secs)
     }
 
     /// The host (and port, if any) of `public_url`, as it goes into the `h=` tag.
@@ -546,6 +638,15 @@ impl Config {
         }
     }
 
+    /// The domain of reply addresses: `[reply] domain`, else `reply.<[signing] domain>`.
+    pub fn reply_domain(&self) -> String {
+        if self.reply.domain.is_empty() {
+            format!("reply.{}", self.signing.domain)
+        } else {
+            self.reply.domain.to_ascii_lowercase()
+        }
+    }
+
     /// Our own domains, lowercased: `[signing] domain` and `own_domains`.
     pub fn own_domains(&self) -> Vec<String> {
         let mut all = vec![self.signing.domain.to_ascii_lowercase()];
@@ -561,7 +662,7 @@ impl Config {
 }
 
 /// The sections an environment override may name.
-const SECTIONS: &[&str] = &["store", "milter", "signing", "chat", "smtp"];
+const SECTIONS: &[&str] = &["store", "milter", "signing", "chat", "smtp", "reply"];
 
 fn parse_env_value(raw: &str) -> toml::Value {
     format!("v = {raw}")
