@@ -7,12 +7,7 @@
 //! client must arrive signed in, which `Strict` would prevent), `Path=/`, with a `Max-Age` of
 //! `[chat] session_days`, and `Secure` whenever `[chat] public_url` is `https://`.
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::{
-    extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts, HeaderMap},
-};
+use axum::http::{header, HeaderMap};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chmail::store::{Session, SigninToken, MAX_LOGIN_LEN};
 use sha2::{Digest, Sha256};
@@ -236,40 +231,6 @@ pub async fn known_login(state: &AppState, typed: &str) -> Result<Option<String>
     Ok(None)
 }
 
-/// The client's IP address: the TCP peer, except that behind a reverse proxy on the same host
-/// (a loopback peer) the last `X-Forwarded-For` entry is used, which the proxy appended.
-/// `None` when the server was not started with connect info (some tests).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        Ok(ClientIp(client_ip(peer, &parts.headers)))
-    }
-}
-
-/// See [`ClientIp`].
-fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer = peer?;
-    if !peer.is_loopback() {
-        return Some(peer);
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back()
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
-    Some(forwarded.unwrap_or(peer))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,21 +264,6 @@ mod tests {
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
-    }
-
-    #[test]
-    fn forwarded_for_counts_only_behind_a_local_proxy() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.1, 203.0.113.7"),
-        );
-        let local: IpAddr = [127, 0, 0, 1].into();
-        let remote: IpAddr = [192, 0, 2, 9].into();
-        assert_eq!(client_ip(Some(local), &h), Some([203, 0, 113, 7].into()));
-        assert_eq!(client_ip(Some(remote), &h), Some(remote));
-        assert_eq!(client_ip(Some(local), &HeaderMap::new()), Some(local));
-        assert_eq!(client_ip(None, &h), None);
     }
 
     #[test]

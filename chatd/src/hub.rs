@@ -263,6 +263,11 @@ impl Hub {
         }
     }
 
+    /// Whether `login` has connections on this process (its `/me` pages and its room pages).
+    pub fn has_login(&self, login: &str) -> bool {
+        self.lock().logins.contains_key(login)
+    }
+
     /// The addresses with a connection in `room_id` on this process.
     pub fn addresses_in_room(&self, room_id: &str) -> HashSet<String> {
         self.lock()

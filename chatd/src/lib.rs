@@ -5,8 +5,10 @@
 //! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
-//!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker
-//! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions
+//!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker;
+//!   [`unread`]: live unread counts for the sender's page
+//! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
+//!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
 //! - [`mail`]: outgoing mail (lettre, to `[smtp] relay`); [`admin`]: look-ups for admins
 //! - [`error`]: [`AppError`], what a user sees when something fails
 //!
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_ip;
 pub mod clock;
 pub mod error;
 pub mod hub;
@@ -24,6 +27,7 @@ pub mod reminder;
 pub mod ringer;
 pub mod server;
 pub mod state;
+pub mod unread;
 pub mod web;
 pub mod ws;
 

@@ -1,6 +1,7 @@
-// CHmail sender page (/me): keeps the sender online (S113) and rings, visibly and audibly, when a
-// recipient presses Chat (S107-S115). Protocol: docs/protocol.md. Plain JavaScript, no build
-// step; text from the server is inserted with textContent only.
+// CHmail sender page (/me): keeps the sender online (S113), rings, visibly and audibly, when a
+// recipient presses Chat (S107-S115), and keeps the rooms' unread counts current. Protocol:
+// docs/protocol.md. Plain JavaScript, no build step; text from the server is inserted with
+// textContent only.
 "use strict";
 
 (function () {
@@ -112,6 +113,21 @@
     document.title = "Your chats - CHmail";
   }
 
+  // The `unread` frame: the new count of one listed room (rooms made after the page loaded are
+  // not listed; a reload shows them).
+  function setUnread(room, count) {
+    const n = Number(count);
+    if (!Number.isFinite(n) || n < 0) return;
+    for (const li of document.querySelectorAll("#rooms li")) {
+      if (li.dataset.room !== room) continue;
+      const span = li.querySelector(".unread");
+      if (!span) continue;
+      span.textContent = String(n);
+      span.dataset.count = String(n);
+      span.classList.toggle("zero", n === 0);
+    }
+  }
+
   function roomUrl(port, room) {
     return "/c/" + encodeURIComponent(String(port)) + "/" + encodeURIComponent(room);
   }
@@ -127,6 +143,9 @@
         break;
       case "ring":
         showRing(f);
+        break;
+      case "unread":
+        setUnread(f.room, f.count);
         break;
       case "ring_over":
         if (answered === f.ring) {

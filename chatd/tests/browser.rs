@@ -1,7 +1,8 @@
 //! The chat pages in a real headless Chromium: starts chatd in-process (its public URL is the
 //! address it listens on, so the browser's Origin matches), creates the room, and runs
-//! `node tests/browser/chat.mjs` (playwright-core driving /usr/bin/chromium): a recipient opens
-//! the link and presses Chat, the sender signed in on /me sees the ring and accepts, and they
+//! `node tests/browser/chat.mjs` (playwright-core driving /usr/bin/chromium): the sender signs in
+//! by link (the page's button) onto /me; a recipient opens the link, writes (the sender's list
+//! shows it unread, live) and presses Chat; the sender sees the ring and accepts, and they
 //! exchange messages. Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots` (printed).
 //!
 //! Needs node, Chromium (`CHROMIUM`, default /usr/bin/chromium) and `npm ci` in tests/browser.
@@ -120,5 +121,5 @@ async fn a_recipient_rings_the_sender_who_accepts_and_they_chat_in_chromium() {
     eprintln!("{stderr}");
     assert!(output.status.success(), "browser script failed: {stderr}");
     assert_eq!(stdout.lines().last(), Some("OK"), "the script's last line");
-    assert_eq!(h.message_count().await, 2, "both messages were stored");
+    assert_eq!(h.message_count().await, 3, "all three messages were stored");
 }

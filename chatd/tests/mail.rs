@@ -86,7 +86,7 @@ async fn a_signin_mail_goes_by_smtp_and_its_link_signs_in() {
     assert!(text.contains(&format!("{ORIGIN}{link}")));
     assert!(html.contains(&format!("href=\"{ORIGIN}{link}\"")));
 
-    let followed = send(&router, get(&link, "")).await;
+    let followed = follow_link(&router, &link).await;
     assert_eq!(followed.status, StatusCode::SEE_OTHER);
     assert_eq!(followed.location(), Some("/me"));
     let cookie = followed.cookie_pair("chmail_session").unwrap_or_default();
@@ -176,7 +176,7 @@ async fn a_reminder_names_caller_subject_and_messages_and_its_link_opens_the_roo
 
     let router = app(state);
     let link = auth_path(&text).expect("a link");
-    let followed = send(&router, get(&link, "")).await;
+    let followed = follow_link(&router, &link).await;
     let room_path = format!("/c/{}/{}", seeded.port, seeded.room);
     assert_eq!(followed.status, StatusCode::SEE_OTHER);
     assert_eq!(followed.location(), Some(room_path.as_str()));

@@ -153,6 +153,7 @@ async fn every_response_has_the_security_headers() {
         "/me".to_owned(),
         "/static/chat.css".to_owned(),
         "/auth/nonsense".to_owned(),
+        format!("/auth/{}", "A".repeat(43)),
     ] {
         let page = send(&router, get(&path, "")).await;
         let csp = page.header("content-security-policy").unwrap_or_default();
@@ -296,7 +297,7 @@ async fn signing_in_by_mailed_link_sets_a_safe_cookie_and_me_lists_rooms_with_un
         mail.text
     );
 
-    let followed = send(&router, get(&link, "")).await;
+    let followed = follow_link(&router, &link).await;
     assert_eq!(followed.status, StatusCode::SEE_OTHER);
     assert_eq!(followed.location(), Some("/me"));
     let set = followed
@@ -368,15 +369,59 @@ async fn a_signin_link_works_only_once() {
         .expect("link made");
     let path = auth_path(&url).expect("an /auth/ link");
     let router = app(state);
-    let first = send(&router, get(&path, "")).await;
+    let first = follow_link(&router, &path).await;
     assert_eq!(first.status, StatusCode::SEE_OTHER);
-    let second = send(&router, get(&path, "")).await;
+    let second = follow_link(&router, &path).await;
     assert_eq!(second.status, StatusCode::NOT_FOUND);
     assert!(second.set_cookie("chmail_session").is_none());
     assert!(second.body.contains("This link no longer works"));
     let junk = send(&router, get("/auth/not-a-token", "")).await;
     assert_eq!(junk.status, StatusCode::NOT_FOUND);
     assert_eq!(junk.body, second.body);
+}
+
+#[tokio::test]
+async fn opening_a_signin_link_only_asks_and_leaves_it_usable_for_the_button() {
+    let (state, _) = state().await;
+    alice_room(&*state.store).await;
+    let url = auth::signin_url(&state, "alice@a.example", None)
+        .await
+        .expect("link made");
+    let path = auth_path(&url).expect("an /auth/ link");
+    let store = state.store.clone();
+    let router = app(state);
+
+    // A mail link scanner fetches the link, maybe more than once: a page, no session.
+    for _ in 0..2 {
+        let scanned = send(&router, get(&path, "")).await;
+        assert_eq!(scanned.status, StatusCode::OK);
+        assert!(scanned.set_cookie("chmail_session").is_none());
+        assert!(scanned.body.contains("data-page=\"signin-confirm\""));
+        assert!(scanned.body.contains("Sign in to CHmail"));
+        assert!(scanned.body.contains("id=\"signin\""));
+        assert!(scanned.csrf_field().is_some());
+    }
+    let seen = store.login("alice@a.example").await.ok().flatten();
+    assert_ne!(
+        seen.and_then(|r| r.ip),
+        Some(client().ip().to_string()),
+        "a GET signs nobody in, not even in the first table"
+    );
+
+    // A post without the form's token uses nothing either.
+    let forged = send(&router, post_form(&path, "", "csrf=x")).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    assert!(forged.set_cookie("chmail_session").is_none());
+
+    // The person presses the button later: the link still works, once.
+    let followed = follow_link(&router, &path).await;
+    assert_eq!(followed.status, StatusCode::SEE_OTHER);
+    assert_eq!(followed.location(), Some("/me"));
+    let cookie = followed.cookie_pair("chmail_session").expect("a session");
+    assert_eq!(
+        send(&router, get("/me", &cookie)).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,14 +437,14 @@ async fn a_signin_link_expires_after_its_ttl() {
         .expect("link made");
     let router = app(state);
     tokio::time::advance(ttl - Duration::from_secs(5)).await;
-    let page = send(&router, get(&auth_path(&fresh).unwrap_or_default(), "")).await;
+    let page = follow_link(&router, &auth_path(&fresh).unwrap_or_default()).await;
     assert_eq!(
         page.status,
         StatusCode::SEE_OTHER,
         "still valid before the TTL"
     );
     tokio::time::advance(Duration::from_secs(10)).await;
-    let page = send(&router, get(&auth_path(&stale).unwrap_or_default(), "")).await;
+    let page = follow_link(&router, &auth_path(&stale).unwrap_or_default()).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "expired after the TTL");
     assert!(page.set_cookie("chmail_session").is_none());
 }
@@ -422,7 +467,7 @@ async fn an_expired_token_in_the_store_signs_nobody_in() {
         )
         .await
         .expect("token stored");
-    let page = send(&app(state), get(&format!("/auth/{token}"), "")).await;
+    let page = follow_link(&app(state), &format!("/auth/{token}")).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
 }
 
@@ -566,7 +611,7 @@ async fn a_reminder_link_signs_the_sender_straight_into_the_room() {
     .expect("link made");
     assert!(url.starts_with(&format!("{ORIGIN}/auth/")));
     let router = app(state);
-    let followed = send(&router, get(&auth_path(&url).unwrap_or_default(), "")).await;
+    let followed = follow_link(&router, &auth_path(&url).unwrap_or_default()).await;
     assert_eq!(followed.status, StatusCode::SEE_OTHER);
     let room_path = format!("/c/{}/{}", seeded.port, seeded.room);
     assert_eq!(followed.location(), Some(room_path.as_str()));

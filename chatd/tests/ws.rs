@@ -319,6 +319,90 @@ async fn the_sender_is_online_while_a_page_is_open_and_a_reload_does_not_flap() 
     assert_eq!(offline["address"], ALICE);
 }
 
+#[tokio::test]
+async fn a_sender_behind_a_local_proxy_is_recorded_at_the_forwarded_address() {
+    let h = Harness::start(|_| {}).await;
+    let cookie = h.sender_cookie().await;
+    // The test connects from 127.0.0.1, as a reverse proxy on the same host does; the proxy
+    // appended the last entry.
+    let mut me = Client::try_connect_with(
+        &h.ws_url(),
+        &[
+            ("Origin", ORIGIN),
+            ("Cookie", &cookie),
+            ("X-Forwarded-For", "198.51.100.1, 203.0.113.7"),
+        ],
+    )
+    .await
+    .expect("WebSocket connects");
+    me.send(json!({"type": "watch"})).await;
+    me.expect("watching").await;
+    let seen = h.store().login(ALICE).await.ok().flatten();
+    assert_eq!(seen.and_then(|r| r.ip).as_deref(), Some("203.0.113.7"));
+}
+
+/// The unread count of the room as `/me` renders it (the store's figure).
+async fn unread_on_me(h: &Harness) -> i64 {
+    h.store()
+        .rooms_of_login(ALICE, 200)
+        .await
+        .expect("rooms read")
+        .iter()
+        .find(|r| r.room_id == ROOM)
+        .map(|r| r.unread)
+        .expect("the room is listed")
+}
+
+/// The next `unread` frame of `c`: asserts it is for the room and returns its count.
+async fn next_unread(c: &mut Client) -> i64 {
+    let frame = c.skip_to("unread").await;
+    assert_eq!(frame["room"], ROOM, "{frame}");
+    frame["count"].as_i64().expect("a count")
+}
+
+#[tokio::test]
+async fn the_senders_pages_get_the_unread_count_as_messages_arrive_and_as_the_sender_reads() {
+    let h = Harness::start(|_| {}).await;
+    let mut me = h.watching().await;
+    let mut bob = h.joined(BOB).await;
+    let mut carol = h.joined(CAROL).await;
+
+    let first = bob.say("one", "b-1").await;
+    assert_eq!(next_unread(&mut me).await, 1);
+    bob.say("two", "b-2").await;
+    assert_eq!(next_unread(&mut me).await, 2);
+    carol.say("three", "c-1").await;
+    assert_eq!(next_unread(&mut me).await, 3);
+    assert_eq!(unread_on_me(&h).await, 3, "the page would render the same");
+
+    // A recipient reading changes nothing for the sender: no frame.
+    assert_eq!(bob.skip_to("message").await["message"]["text"], "three");
+    bob.send(json!({"type": "read", "up_to": first["id"]}))
+        .await;
+    bob.assert_alive().await;
+    me.assert_alive().await;
+
+    // The sender reads in another tab: the count falls on /me, and on that tab too.
+    let mut tab = h.sender_client().await;
+    tab.join(h.port, None).await;
+    tab.send(json!({"type": "read", "up_to": first["id"]}))
+        .await;
+    assert_eq!(next_unread(&mut me).await, 2);
+    assert_eq!(next_unread(&mut tab).await, 2);
+    assert_eq!(unread_on_me(&h).await, 2);
+
+    // The sender's own message is not unread, and it marks the room read for them.
+    tab.say("all read", "a-1").await;
+    assert_eq!(next_unread(&mut me).await, 0);
+    assert_eq!(unread_on_me(&h).await, 0);
+
+    // Recipients' pages never get the frame.
+    for c in [&mut bob, &mut carol] {
+        let frames = c.drain(Duration::from_millis(200)).await;
+        assert!(frames.iter().all(|f| f["type"] != "unread"), "{frames:?}");
+    }
+}
+
 // Ringing and reminders. These run in real time with intervals of one second: with tokio's
 // clock paused, real sockets fall behind it (auto-advance jumps to the next timer on every idle
 // turn, even while a frame is on its way between client and server), so a connection idle in

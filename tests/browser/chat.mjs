@@ -1,8 +1,9 @@
 // The CHmail chat pages in a real headless Chromium (driven by chatd/tests/browser.rs, which
 // starts chatd, creates the room and passes the URLs):
 //
-// - context A, a recipient, opens the CHmail-Link, picks its address and presses Chat;
-// - context B, the sender, follows a sign-in link to /me, sees the ring and accepts;
+// - context A, a recipient, opens the CHmail-Link, picks its address, writes, and presses Chat;
+// - context B, the sender, follows a sign-in link to /me (pressing its Sign in button), sees the
+//   unread count of the room rise with A's first message, sees the ring and accepts;
 // - both exchange messages that appear on the other side (as text, never as HTML);
 // - screenshots of both pages go to $SCREENSHOT_DIR.
 //
@@ -74,15 +75,29 @@ try {
   watch(senderPage, "sender");
 
   // B: the sender signs in with the mailed link and lands on /me, online.
+  // The link opens a page whose button signs in (mail scanners fetch links; only the post counts).
   await senderPage.goto(SIGNIN_URL);
+  await senderPage.click("#signin");
   await senderPage.waitForURL(/\/me$/);
   await senderPage.waitForFunction(() =>
     (document.getElementById("status")?.textContent || "").startsWith("Online"),
   );
 
-  // A: the recipient opens the link, says who they are and presses Chat.
+  // A: the recipient opens the link, says who they are and writes first; B's list counts the
+  // message as unread while B's page is open.
   await recipientPage.goto(ROOM_URL);
   await recipientPage.selectOption("#as", RECIPIENT);
+  await recipientPage.click("#join");
+  await recipientPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+  const early = "Are you there?";
+  await recipientPage.fill("#text", early);
+  await recipientPage.click("#send");
+  await senderPage.waitForFunction(() => {
+    const unread = document.querySelector("#rooms .unread");
+    return unread && unread.textContent === "1" && !unread.classList.contains("zero");
+  });
+
+  // A presses Chat.
   await recipientPage.click("#chat-button");
   await recipientPage.waitForFunction(
     (sender) => (document.getElementById("status")?.textContent || "").includes(`ringing ${sender}`),
@@ -124,7 +139,7 @@ try {
   const seenByRecipient = await texts(recipientPage);
   const seenBySender = await texts(senderPage);
   for (const [who, seen] of [["recipient", seenByRecipient], ["sender", seenBySender]]) {
-    if (seen.join("|") !== [hello, reply].join("|")) {
+    if (seen.join("|") !== [early, hello, reply].join("|")) {
       throw new Error(`${who} sees ${JSON.stringify(seen)}`);
     }
   }

@@ -1,4 +1,5 @@
-//! Cross-site request forgery protection for the forms (`POST /signin`, `POST /signout`).
+//! Cross-site request forgery protection for the forms (`POST /signin`, `POST /auth/{token}`,
+//! `POST /signout`).
 //!
 //! Two independent checks, both required:
 //!

@@ -5,7 +5,8 @@
 //! | `GET /c/{port}/{room}` | the chat page of a room (the CHmail-Link) ([`room`]) |
 //! | `GET /me` | the sender's page: their rooms with unread counts; rings show here ([`me`]) |
 //! | `GET /signin`, `POST /signin` | ask for a sign-in link by mail ([`signin`]) |
-//! | `GET /auth/{token}` | follow a sign-in link: start a session, open the room or `/me` |
+//! | `GET /auth/{token}` | follow a sign-in link: a page whose button posts it (mail scanners fetch links) |
+//! | `POST /auth/{token}` | use the sign-in link once: start a session, open the room or `/me` |
 //! | `POST /signout` | end the session |
 //! | `GET /static/{file}` | `chat.js`, `me.js`, `chat.css` ([`assets`]) |
 //!
@@ -52,7 +53,10 @@ pub fn routes() -> Router<AppState> {
             "/signin",
             get(signin::signin_page).post(signin::request_link),
         )
-        .route("/auth/{token}", get(signin::follow_link))
+        .route(
+            "/auth/{token}",
+            get(signin::confirm_link).post(signin::use_link),
+        )
         .route("/signout", post(signin::sign_out))
         .route("/static/{file}", get(assets::asset))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

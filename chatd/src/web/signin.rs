@@ -1,5 +1,12 @@
 //! Sign-in by magic link: `GET /signin` (the form), `POST /signin` (mail a link),
-//! `GET /auth/{token}` (follow it), `POST /signout`.
+//! `GET /auth/{token}` (a page with a Sign in button), `POST /auth/{token}` (use the link),
+//! `POST /signout`.
+//!
+//! Following a link only shows a page; the button posts it, and only the post uses the
+//! single-use token. Mail link scanners (Microsoft Safe Links and the like) fetch every link of a
+//! mail before the person clicks; a `GET` that used the token would sign the scanner in and leave
+//! the person a dead link. The page is the same for every well-formed token, used or not, so the
+//! `GET` needs nothing from the store.
 //!
 //! `POST /signin` always gives the same answer, fast: the look-up of the login, the per-login
 //! limit (`[chat] signins_per_hour`, counted in the store) and the mail run after the response,
@@ -25,8 +32,9 @@ use super::{
 use crate::{
     auth::{
         end_session, is_token, known_login, login_address, session_login, signin_url,
-        start_session, ClientIp, SIGNIN_WINDOW_MS,
+        start_session, SIGNIN_WINDOW_MS,
     },
+    client_ip::ClientIp,
     error::AppError,
     state::AppState,
 };
@@ -183,14 +191,51 @@ async fn mail_link(state: AppState, typed: String) {
     }
 }
 
-/// `GET /auth/{token}`: uses the token once, starts a session and opens the room of the link or
-/// `/me`.
-pub async fn follow_link(
+/// `GET /auth/{token}`: the page with the button that signs in (see the module doc on why a
+/// `GET` must not use the token). A token that cannot be one of ours gets the dead-link page.
+pub async fn confirm_link(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AppError> {
     let token = token.map(|Path(t)| t).unwrap_or_default();
+    if !is_token(&token) {
+        return Ok(dead_link());
+    }
+    let (csrf, set_csrf) = csrf::form_token(&state, &headers)?;
+    let main = format!(
+        "<section class=\"card stack\"><h1>Sign in to CHmail</h1>\
+         <p>Press the button to sign in with the link from your mail.</p>\
+         <form method=\"post\"{action} class=\"stack\">\
+         <input type=\"hidden\" name=\"csrf\"{csrf}>\
+         <button type=\"submit\" id=\"signin\" class=\"primary\">Sign in</button>\
+         </form></section>",
+        action = attr("action", &format!("/auth/{token}")),
+        csrf = attr("value", &csrf),
+    );
+    let html = page(
+        &Page {
+            title: "Sign in - CHmail",
+            body_attrs: attr("data-page", "signin-confirm"),
+            scripts: &[],
+        },
+        &main,
+    );
+    Ok(super::html_response(StatusCode::OK, set_csrf, html))
+}
+
+/// `POST /auth/{token}`: uses the token once, starts a session and opens the room of the link or
+/// `/me`.
+pub async fn use_link(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    token: Result<Path<String>, PathRejection>,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, AppError> {
+    let token = token.map(|Path(t)| t).unwrap_or_default();
+    let Form(form) = form.map_err(bad_form)?;
+    csrf::verify(&state, &headers, &form.csrf)?;
     let now = state.clock.now_ms();
     let used = if is_token(&token) {
         state

@@ -11,18 +11,16 @@ pub mod connection;
 pub mod protocol;
 pub mod session;
 
-use std::net::SocketAddr;
-
 use axum::{
-    extract::{ws::WebSocketUpgrade, ConnectInfo, State},
+    extract::{ws::WebSocketUpgrade, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
-    Extension, Router,
+    Router,
 };
 use tracing::debug;
 
-use crate::state::AppState;
+use crate::{client_ip::ClientIp, state::AppState};
 
 pub use session::sender_address;
 
@@ -51,7 +49,7 @@ pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
 
 async fn upgrade(
     State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -64,10 +62,7 @@ async fn upgrade(
             .into_response();
     }
     let login = crate::auth::session_login(&state, &headers).await;
-    let peer = session::Peer {
-        ip: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
-        login,
-    };
+    let peer = session::Peer { ip, login };
     let max = state.config.chat.max_frame_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)

@@ -293,6 +293,15 @@ pub enum ServerFrame {
         /// The status line, e.g. "ringing alice@example.com (2nd try)".
         text: String,
     },
+    /// To the sender's connections: the unread count of one of their rooms changed (a message
+    /// was stored there, or the sender read it). The count of [`chmail::store::RoomSummary`]'s
+    /// `unread`, as `/me` shows it.
+    Unread {
+        /// The room.
+        room: String,
+        /// Messages not written by the sender and newer than what the sender has read.
+        count: i64,
+    },
     /// To the room: an address came or went.
     Presence {
         /// The address.

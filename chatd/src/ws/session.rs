@@ -15,6 +15,7 @@ use crate::{
     hub::{ConnId, JoinError, Outbox, RoomKey},
     presence, reminder, ringer,
     state::AppState,
+    unread,
 };
 
 /// Most frames of any kind one connection may send per minute: far above what a person types
@@ -63,7 +64,8 @@ impl RateWindow {
 /// Who is on the other end, as known at the upgrade.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// The client's IP address (the TCP peer; behind a proxy, the proxy).
+    /// The client's IP address ([`crate::client_ip`]: behind a local proxy, the address it
+    /// forwarded).
     pub ip: Option<IpAddr>,
     /// The signed-in login, from the session cookie.
     pub login: Option<String>,
@@ -211,6 +213,10 @@ impl Session {
                 let j = self.joined()?;
                 let call = self.state.store.mark_read(&j.room.id, &j.address, up_to);
                 self.state.store_call(call).await?;
+                if j.is_sender {
+                    // The sender's other pages show the count this read lowered.
+                    unread::push(&self.state, &j.room.login, &j.room.id).await;
+                }
                 Ok(())
             }
             ClientFrame::Typing {} => self.typing(),
@@ -475,6 +481,8 @@ impl Session {
         if let Err(e) = state.store_call(read).await {
             warn!(cause = %e, "read mark not stored");
         }
+        // After the author's read mark: the sender's own message leaves their count at 0.
+        unread::push(state, &j.room.login, &j.room.id).await;
         if !j.is_sender
             && !state.hub.sender_in_room(&j.room.id)
             && !presence::is_online(state, &j.room.login).await

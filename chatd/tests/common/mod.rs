@@ -207,11 +207,16 @@ impl Harness {
 
     /// A client signed in as the sender (a session cookie from `auth::start_session`).
     pub async fn sender_client(&self) -> Client {
+        let cookie = self.sender_cookie().await;
+        Client::connect(&self.ws_url(), Some(ORIGIN), Some(&cookie)).await
+    }
+
+    /// A `Cookie` header value (`name=value`) of a fresh session of the sender.
+    pub async fn sender_cookie(&self) -> String {
         let set_cookie = chatd::auth::start_session(self.state(), ALICE)
             .await
             .expect("session starts");
-        let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
-        Client::connect(&self.ws_url(), Some(ORIGIN), Some(&cookie)).await
+        set_cookie.split(';').next().unwrap_or_default().to_owned()
     }
 
     /// A recipient joined as `address`; the `joined` frame and the first history page are read.
@@ -279,16 +284,25 @@ impl Client {
         origin: Option<&str>,
         cookie: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let headers: Vec<(&str, &str)> = [("Origin", origin), ("Cookie", cookie)]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect();
+        Self::try_connect_with(url, &headers).await
+    }
+
+    /// Connects with these request headers, or returns the handshake error.
+    pub async fn try_connect_with(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("Origin", HeaderValue::from_str(origin).expect("origin"));
-        }
-        if let Some(cookie) = cookie {
-            request
-                .headers_mut()
-                .insert("Cookie", HeaderValue::from_str(cookie).expect("cookie"));
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         let (sink, mut stream) = ws.split();

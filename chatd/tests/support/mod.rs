@@ -300,6 +300,24 @@ pub fn auth_path(text: &str) -> Option<String> {
     Some(format!("/auth/{token}"))
 }
 
+/// Follows a sign-in link as a person does: opens its page (`path` is `/auth/<token>`), which
+/// must not use the link yet, and presses the Sign in button. Returns the answer to that post.
+pub async fn follow_link(router: &Router, path: &str) -> Page {
+    let confirm = send(router, get(path, "")).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert!(confirm.set_cookie("chmail_session").is_none());
+    assert!(
+        confirm
+            .body
+            .contains(&format!("<form method=\"post\" action=\"{path}\"")),
+        "{}",
+        confirm.body
+    );
+    let cookie = confirm.cookie_pair("chmail_csrf").expect("a CSRF cookie");
+    let token = confirm.csrf_field().expect("a csrf field");
+    send(router, post_form(path, &cookie, &format!("csrf={token}"))).await
+}
+
 /// One mail as a real SMTP server received it.
 #[derive(Debug, Clone, Default)]
 pub struct Received {

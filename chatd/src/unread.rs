@@ -1,0 +1,44 @@
+//! Live unread counts for the sender's page: `/me` renders each room's count once; after that,
+//! whatever changes a count sends the sender's connections an `unread` frame with the new one.
+//!
+//! Two things change a count: a message stored in the room (call [`push`] after storing it, on
+//! every path that stores messages: typed in a page, a reply by mail, chatd's own notes) and the
+//! sender reading the room (the `read` frame; reading in one tab clears the count in the others).
+//!
+//! The count is the store's own ([`chmail::store::RoomSummary::unread`] from `rooms_of_login`),
+//! so the live figure and the rendered one cannot disagree. That call counts all of the login's
+//! listed rooms to report one, which is why it runs only while the login has connections on this
+//! process; a store call for one room's count would make it cheaper.
+
+use tracing::warn;
+
+use crate::{state::AppState, web::me::ROOMS_SHOWN, ws::protocol::ServerFrame};
+
+/// Sends `login`'s connections on this process the unread count of `room_id` (their `/me`
+/// pages update it; room pages ignore it). Nothing when the login has no connection here, or
+/// the room is not among the [`ROOMS_SHOWN`] that `/me` lists. A store failure is logged: the
+/// page keeps its old figure until the next change.
+pub async fn push(state: &AppState, login: &str, room_id: &str) {
+    if !state.hub.has_login(login) {
+        return;
+    }
+    let rooms = match state
+        .store_call(state.store.rooms_of_login(login, ROOMS_SHOWN))
+        .await
+    {
+        Ok(rooms) => rooms,
+        Err(e) => {
+            warn!(login = %login, room = %room_id, cause = %e, "unread count not read");
+            return;
+        }
+    };
+    if let Some(summary) = rooms.iter().find(|r| r.room_id == room_id) {
+        state.hub.publish_login(
+            login,
+            &ServerFrame::Unread {
+                room: room_id.to_owned(),
+                count: summary.unread,
+            },
+        );
+    }
+}
