@@ -10,6 +10,7 @@
 //! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
 //!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
 //! - [`mail`]: outgoing mail (lettre, to `[smtp] relay`); [`admin`]: look-ups for admins
+//! - [`reply`]: replies by mail, the pure part: their new text, and which mails are automatic
 //! - [`error`]: [`AppError`], what a user sees when something fails
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod mail;
 pub mod presence;
 pub mod reminder;
+pub mod reply;
 pub mod ringer;
 pub mod server;
 pub mod state;
