@@ -4,7 +4,8 @@
 //!   the DNS key record and the `keygen` helpers. See `docs/header.md`.
 //! - [`store`]: the [`Store`] trait over PostgreSQL and the embedded SQLite store: the first table
 //!   (login -> last IP/hostname), the second table (port -> login), rooms and participants; and
-//!   chatd's tables ([`ChatStore`]): messages, rings, reminders, sign-in tokens, sessions.
+//!   chatd's tables ([`ChatStore`]): messages, rings, reminders, sign-in tokens, sessions; and the
+//!   mail loop ([`MailStore`]): the outbox, reply tokens, address codes, notifications.
 //! - [`config`]: the one TOML file for the whole system, with environment overrides.
 //!
 //! Logging policy (for every CHmail crate): libraries only emit `tracing` events and never install a
@@ -17,4 +18,4 @@ pub mod store;
 
 pub use config::Config;
 pub use header::{ChmailHeader, RoomId, Signer, Verdict};
-pub use store::{open_store, ChatStore, Store};
+pub use store::{open_store, ChatStore, MailStore, Store};

@@ -18,8 +18,10 @@ use chmail::{
     config::PortRange,
     open_store,
     store::{
-        Member, NewMessage, Participant, PortGrant, RingState, Role, Room, Session, SigninToken,
-        StoreError, Submission, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_PAGE, MAX_PRESENCE_BATCH,
+        kind, CodeCheck, MailScope, Member, NewMessage, NewOutgoing, NotifyJob, NotifyState,
+        OutgoingRecord, OutgoingState, Participant, PortGrant, ReplyToken, RingState, Role, Room,
+        Session, SigninToken, StoreError, Submission, Via, CODE_SEND_KEEP_MS, MAX_BODY_LEN,
+        MAX_CLIENT_ID_LEN, MAX_MAIL_BODY_LEN, MAX_MAIL_ERROR_LEN, MAX_PAGE, MAX_PRESENCE_BATCH,
         SIGNIN_TOKEN_KEEP_MS,
     },
     Store,
@@ -1679,6 +1681,1330 @@ mod behaviour {
         assert_eq!(s.prune_presence(i64::MAX).await.expect("prune all"), 2);
         assert!(!s.online("carol", 0).await.expect("carol's row is gone"));
     }
+    // The mail loop (MailStore).
+
+    fn out(message_id: &str, to: &str, room: Option<&str>, created_ms: i64) -> NewOutgoing {
+        NewOutgoing {
+            message_id: message_id.into(),
+            kind: kind::NOTIFICATION.into(),
+            to: to.into(),
+            subject: "New messages about the offer".into(),
+            text: "bob: hello\n".into(),
+            html: Some("<p>bob: hello</p>".into()),
+            headers: vec![
+                ("Reply-To".into(), "r-token@reply.example".into()),
+                (
+                    "List-Unsubscribe".into(),
+                    "<https://chat.example/u/token>".into(),
+                ),
+                (
+                    "List-Unsubscribe-Post".into(),
+                    "List-Unsubscribe=One-Click".into(),
+                ),
+                ("Auto-Submitted".into(), "auto-generated".into()),
+            ],
+            room_id: room.map(str::to_owned),
+            created_ms,
+        }
+    }
+
+    /// A well-formed mail token: 26 times `c` (a-z or 2-7).
+    fn tok(c: char) -> String {
+        c.to_string().repeat(26)
+    }
+
+    /// The ids of the mails a claim returned.
+    fn ids(mails: &[OutgoingRecord]) -> Vec<i64> {
+        mails.iter().map(|m| m.id).collect()
+    }
+
+    pub async fn enqueue_mail_is_idempotent_on_the_message_id(h: &Harness) {
+        let s = h.fresh().await;
+        let mail = out("n.1@chat.example", " Bob@X.example ", Some("r"), 100);
+        let (id, fresh) = s.enqueue_mail(&mail).await.expect("enqueue");
+        assert!(fresh);
+        let again = NewOutgoing {
+            subject: "something else".into(),
+            created_ms: 999,
+            ..mail.clone()
+        };
+        assert_eq!(
+            s.enqueue_mail(&again).await.expect("enqueue again"),
+            (id, false)
+        );
+        // Another process retrying too.
+        let other = h.open().await;
+        assert_eq!(
+            other.enqueue_mail(&mail).await.expect("enqueue elsewhere"),
+            (id, false)
+        );
+
+        let record = s.outgoing(id).await.expect("outgoing").expect("stored");
+        assert_eq!(
+            record,
+            OutgoingRecord {
+                id,
+                mail: NewOutgoing {
+                    to: "bob@x.example".into(),
+                    ..mail.clone()
+                },
+                state: OutgoingState::Queued,
+                attempts: 0,
+                next_attempt_ms: 100,
+                last_error: None,
+                sent_ms: None,
+                failed_ms: None,
+                lease_owner: None,
+                lease_until_ms: None,
+            }
+        );
+        assert_eq!(
+            s.outgoing_by_message_id("n.1@chat.example")
+                .await
+                .expect("by message id"),
+            Some(record)
+        );
+        assert_eq!(
+            s.outgoing_by_message_id("N.1@chat.example")
+                .await
+                .expect("compared exactly"),
+            None
+        );
+        assert_eq!(s.outgoing(id + 1).await.expect("outgoing"), None);
+
+        // A second mail gets a larger id; no headers, no HTML, no room round-trip too.
+        let plain = NewOutgoing {
+            html: None,
+            headers: vec![],
+            room_id: None,
+            kind: kind::SIGNIN.into(),
+            ..out("s.1@chat.example", "alice@example.com", None, 50)
+        };
+        let (id2, fresh) = s.enqueue_mail(&plain).await.expect("enqueue");
+        assert!(fresh && id2 > id);
+        assert_eq!(
+            s.outgoing(id2).await.expect("outgoing").map(|r| r.mail),
+            Some(plain)
+        );
+
+        // Bad input is refused before anything is written.
+        let invalid = |r: Result<(i64, bool), StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(
+            s.enqueue_mail(&out("<x@y>", "bob@x.example", None, 1))
+                .await,
+            "angle brackets",
+        );
+        invalid(
+            s.enqueue_mail(&out("no-at", "bob@x.example", None, 1))
+                .await,
+            "no @",
+        );
+        invalid(
+            s.enqueue_mail(&out("x.2@y", " ", None, 1)).await,
+            "no recipient",
+        );
+        invalid(
+            s.enqueue_mail(&NewOutgoing {
+                headers: vec![("Reply-To".into(), "a@b\r\nBcc: everyone@x".into())],
+                ..out("x.3@y", "bob@x.example", None, 1)
+            })
+            .await,
+            "header injection",
+        );
+        invalid(
+            s.enqueue_mail(&NewOutgoing {
+                subject: "hi\nBcc: everyone@x".into(),
+                ..out("x.4@y", "bob@x.example", None, 1)
+            })
+            .await,
+            "subject injection",
+        );
+        invalid(
+            s.enqueue_mail(&NewOutgoing {
+                kind: "Reminder".into(),
+                ..out("x.5@y", "bob@x.example", None, 1)
+            })
+            .await,
+            "kind",
+        );
+        invalid(
+            s.enqueue_mail(&NewOutgoing {
+                text: "x".repeat(MAX_MAIL_BODY_LEN + 1),
+                ..out("x.6@y", "bob@x.example", None, 1)
+            })
+            .await,
+            "body",
+        );
+        for n in 2..=6 {
+            assert_eq!(
+                s.outgoing_by_message_id(&format!("x.{n}@y"))
+                    .await
+                    .expect("lookup"),
+                None
+            );
+        }
+        assert_eq!(
+            s.claim_mail("n1", 1_000, 60, 100)
+                .await
+                .expect("claim")
+                .len(),
+            2
+        );
+    }
+
+    pub async fn mail_claims_respect_due_times_owners_and_retries(h: &Harness) {
+        let s = h.fresh().await;
+        let (a, _) = s
+            .enqueue_mail(&out("a@chat.example", "bob@x.example", Some("r"), 100))
+            .await
+            .expect("enqueue");
+        let (b, _) = s
+            .enqueue_mail(&out("b@chat.example", "carol@y.example", Some("r"), 200))
+            .await
+            .expect("enqueue");
+
+        assert_eq!(s.claim_mail("n1", 99, 60, 10).await.expect("claim"), vec![]);
+        let claimed = s.claim_mail("n1", 150, 60, 10).await.expect("claim");
+        assert_eq!(ids(&claimed), [a]);
+        assert_eq!(
+            (claimed[0].lease_owner.as_deref(), claimed[0].lease_until_ms),
+            (Some("n1"), Some(210))
+        );
+        // Leased: nobody else gets it, not even at the lease's last moment.
+        assert_eq!(
+            ids(&s.claim_mail("n2", 210, 60, 10).await.expect("claim")),
+            [b]
+        );
+        assert!(s.mail_sent(b, "n2", 215).await.expect("sent"));
+
+        // Only the owner records the attempt.
+        assert!(!s.mail_sent(a, "n2", 160).await.expect("sent"));
+        assert!(!s
+            .mail_failed(a, "n2", 160, "451 later", Some(500))
+            .await
+            .expect("failed"));
+        assert_eq!(
+            s.outgoing(a).await.expect("outgoing").map(|r| r.state),
+            Some(OutgoingState::Queued)
+        );
+
+        // A temporary failure: queued again until the retry time, the lease gone.
+        assert!(s
+            .mail_failed(a, "n1", 170, "451 4.3.0 try again later", Some(1_000))
+            .await
+            .expect("failed"));
+        let retry = s.outgoing(a).await.expect("outgoing").expect("kept");
+        assert_eq!(
+            (
+                retry.state,
+                retry.attempts,
+                retry.next_attempt_ms,
+                retry.last_error.as_deref(),
+                retry.lease_owner.as_deref(),
+                retry.failed_ms
+            ),
+            (
+                OutgoingState::Queued,
+                1,
+                1_000,
+                Some("451 4.3.0 try again later"),
+                None,
+                None
+            )
+        );
+        // The owner's claim is over: a second report changes nothing.
+        assert!(!s.mail_sent(a, "n1", 171).await.expect("sent"));
+        assert_eq!(
+            s.claim_mail("n1", 999, 60, 10).await.expect("claim"),
+            vec![]
+        );
+        let claimed = s.claim_mail("n3", 1_000, 60, 10).await.expect("claim");
+        assert_eq!(ids(&claimed), [a]);
+        assert_eq!(claimed[0].attempts, 1);
+
+        assert!(s.mail_sent(a, "n3", 1_010).await.expect("sent"));
+        let sent = s.outgoing(a).await.expect("outgoing").expect("kept");
+        assert_eq!(
+            (
+                sent.state,
+                sent.sent_ms,
+                sent.attempts,
+                sent.lease_owner,
+                sent.lease_until_ms
+            ),
+            (OutgoingState::Sent, Some(1_010), 1, None, None)
+        );
+        // Sent is final.
+        assert!(!s.mail_sent(a, "n3", 1_020).await.expect("sent twice"));
+        assert!(!s
+            .mail_failed(a, "n3", 1_020, "550", None)
+            .await
+            .expect("failed after sent"));
+        assert_eq!(
+            s.claim_mail("n1", 100_000, 60, 10).await.expect("claim"),
+            vec![]
+        );
+
+        // An expired lease: another process takes the mail over (same Message-ID); the first
+        // owner, waking up late, can no longer record it.
+        let (c, _) = s
+            .enqueue_mail(&out("c@chat.example", "dave@z.example", Some("r"), 300))
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            ids(&s.claim_mail("n1", 300, 50, 10).await.expect("claim")),
+            [c]
+        );
+        assert_eq!(
+            s.claim_mail("n2", 350, 50, 10).await.expect("claim"),
+            vec![]
+        );
+        let taken = s.claim_mail("n2", 351, 50, 10).await.expect("claim");
+        assert_eq!(ids(&taken), [c]);
+        assert_eq!(taken[0].mail.message_id, "c@chat.example");
+        assert!(!s.mail_sent(c, "n1", 360).await.expect("sent"));
+        assert!(s.mail_sent(c, "n2", 370).await.expect("sent"));
+
+        // A long SMTP error is cut, not refused.
+        let (d, _) = s
+            .enqueue_mail(&out("d@chat.example", "dave@z.example", None, 400))
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            ids(&s.claim_mail("n1", 400, 50, 10).await.expect("claim")),
+            [d]
+        );
+        let long = "4".repeat(MAX_MAIL_ERROR_LEN * 3);
+        assert!(s
+            .mail_failed(d, "n1", 410, &long, Some(420))
+            .await
+            .expect("failed"));
+        assert_eq!(
+            s.outgoing(d)
+                .await
+                .expect("outgoing")
+                .and_then(|r| r.last_error)
+                .map(|e| e.len()),
+            Some(MAX_MAIL_ERROR_LEN)
+        );
+        assert!(matches!(
+            s.claim_mail("", 1, 1, 1).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn permanent_failures_are_listed_and_old_mail_is_pruned(h: &Harness) {
+        let s = h.fresh().await;
+        let mut failed = Vec::new();
+        for (i, (room, to)) in [
+            (Some("r"), "bob@x.example"),
+            (Some("r"), "carol@y.example"),
+            (Some("other"), "bob@x.example"),
+            (None, "bob@x.example"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (id, _) = s
+                .enqueue_mail(&out(&format!("f{i}@chat.example"), to, room, 10))
+                .await
+                .expect("enqueue");
+            failed.push(id);
+        }
+        let (sent, _) = s
+            .enqueue_mail(&out("ok@chat.example", "bob@x.example", Some("r"), 10))
+            .await
+            .expect("enqueue");
+        let (queued, _) = s
+            .enqueue_mail(&out("q@chat.example", "bob@x.example", Some("r"), 10))
+            .await
+            .expect("enqueue");
+        let (retrying, _) = s
+            .enqueue_mail(&out("t@chat.example", "bob@x.example", Some("r"), 10))
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            s.claim_mail("n1", 10, 1_000, 100)
+                .await
+                .expect("claim")
+                .len(),
+            7
+        );
+        for (i, id) in failed.iter().enumerate() {
+            let at = 100 + i64::try_from(i).expect("small");
+            assert!(s
+                .mail_failed(*id, "n1", at, "550 5.1.1 no such user", None)
+                .await
+                .expect("failed"));
+        }
+        assert!(s.mail_sent(sent, "n1", 100).await.expect("sent"));
+        assert!(s
+            .mail_failed(retrying, "n1", 100, "421", Some(5_000))
+            .await
+            .expect("failed"));
+
+        let f0 = s
+            .outgoing(failed[0])
+            .await
+            .expect("outgoing")
+            .expect("kept");
+        assert_eq!(
+            (
+                f0.state,
+                f0.attempts,
+                f0.failed_ms,
+                f0.last_error.as_deref(),
+                f0.lease_owner
+            ),
+            (
+                OutgoingState::Failed,
+                1,
+                Some(100),
+                Some("550 5.1.1 no such user"),
+                None
+            )
+        );
+        // Failed is final: never claimed again.
+        assert_eq!(
+            ids(&s.claim_mail("n1", 10_000, 60, 100).await.expect("claim")),
+            [queued, retrying]
+        );
+
+        let in_room = s
+            .failed_mail(MailScope::Room("r"), 10)
+            .await
+            .expect("failed in room");
+        assert_eq!(ids(&in_room), [failed[1], failed[0]]);
+        let to_bob = s
+            .failed_mail(MailScope::Recipient(" BOB@x.example"), 10)
+            .await
+            .expect("failed to bob");
+        assert_eq!(ids(&to_bob), [failed[3], failed[2], failed[0]]);
+        assert_eq!(
+            ids(&s
+                .failed_mail(MailScope::Recipient("bob@x.example"), 1)
+                .await
+                .expect("limited")),
+            [failed[3]]
+        );
+        assert_eq!(
+            s.failed_mail(MailScope::Room("nope"), 10)
+                .await
+                .expect("none"),
+            vec![]
+        );
+
+        // Pruning takes finished mail older than the cut-off only.
+        assert_eq!(s.prune_mail(102).await.expect("prune"), 3);
+        assert_eq!(
+            s.outgoing(failed[2]).await.expect("outgoing").map(|r| r.id),
+            Some(failed[2])
+        );
+        assert_eq!(s.prune_mail(i64::MAX).await.expect("prune all"), 2);
+        assert!(s.outgoing(queued).await.expect("outgoing").is_some());
+        assert!(s.outgoing(retrying).await.expect("outgoing").is_some());
+        assert_eq!(s.outgoing(sent).await.expect("outgoing"), None);
+        // Its Message-ID is free again.
+        assert!(
+            s.enqueue_mail(&out("ok@chat.example", "bob@x.example", Some("r"), 10))
+                .await
+                .expect("enqueue")
+                .1
+        );
+    }
+
+    pub async fn concurrent_mail_claims_take_each_mail_exactly_once(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        let mut expected = Vec::new();
+        for i in 0..31 {
+            // The last one is not due yet.
+            let created = if i == 30 { 1_000_000 } else { 100 + i };
+            let (id, _) = stores[0]
+                .enqueue_mail(&out(
+                    &format!("m{i}@chat.example"),
+                    "bob@x.example",
+                    None,
+                    created,
+                ))
+                .await
+                .expect("enqueue");
+            if i < 30 {
+                expected.push(id);
+            }
+        }
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = Arc::clone(&stores[t % 2]);
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node{t}");
+                let mut claimed = Vec::new();
+                loop {
+                    let mails = store
+                        .claim_mail(&owner, 500, 60_000, 3)
+                        .await
+                        .expect("claim");
+                    if mails.is_empty() {
+                        return claimed;
+                    }
+                    for mail in mails {
+                        assert_eq!(mail.lease_owner.as_deref(), Some(owner.as_str()));
+                        assert!(store.mail_sent(mail.id, &owner, 600).await.expect("sent"));
+                        claimed.push(mail.id);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        all.sort_unstable();
+        assert_eq!(all, expected, "each due mail claimed exactly once");
+    }
+
+    pub async fn reply_tokens_are_one_per_participant_expire_and_are_looked_up(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        chat_room(&s, "r2", "alice", 1).await;
+        let first = s
+            .reply_token("r", "Bob@X.example", &tok('b'), 1_000, 5_000)
+            .await
+            .expect("token");
+        assert_eq!(
+            first,
+            ReplyToken {
+                token: tok('b'),
+                room_id: "r".into(),
+                address: "bob@x.example".into(),
+                created_ms: 1_000,
+                expires_ms: 5_000,
+            }
+        );
+        // Get-or-create: the stored token, its expiry only ever extended.
+        let same = s
+            .reply_token("r", "bob@x.example", &tok('c'), 2_000, 4_000)
+            .await
+            .expect("token");
+        assert_eq!(same, first);
+        let extended = s
+            .reply_token("r", "bob@x.example", &tok('c'), 2_000, 9_000)
+            .await
+            .expect("token");
+        assert_eq!(
+            (
+                extended.token.as_str(),
+                extended.created_ms,
+                extended.expires_ms
+            ),
+            (tok('b').as_str(), 1_000, 9_000)
+        );
+        // Per (room, address).
+        let carol = s
+            .reply_token("r", "carol@y.example", &tok('d'), 2_000, 9_000)
+            .await
+            .expect("token");
+        let other_room = s
+            .reply_token("r2", "bob@x.example", &tok('e'), 2_000, 9_000)
+            .await
+            .expect("token");
+        assert_eq!((carol.token, other_room.token), (tok('d'), tok('e')));
+
+        // Looked up in any case, until it expires.
+        let found = s
+            .lookup_reply_token(&tok('b').to_uppercase(), 8_999)
+            .await
+            .expect("lookup");
+        assert_eq!(found, Some(extended.clone()));
+        assert_eq!(
+            s.lookup_reply_token(&tok('b'), 9_000)
+                .await
+                .expect("lookup"),
+            None
+        );
+        assert_eq!(
+            s.lookup_reply_token(&tok('z'), 1_000)
+                .await
+                .expect("lookup"),
+            None
+        );
+        assert_eq!(
+            s.lookup_reply_token("short", 1_000).await.expect("lookup"),
+            None
+        );
+        assert_eq!(s.lookup_reply_token("", 1_000).await.expect("lookup"), None);
+
+        // Once expired, the next request stores the new candidate; the old token is dead.
+        let renewed = s
+            .reply_token("r", "bob@x.example", &tok('f'), 9_000, 20_000)
+            .await
+            .expect("token");
+        assert_eq!(
+            (
+                renewed.token.as_str(),
+                renewed.created_ms,
+                renewed.expires_ms
+            ),
+            (tok('f').as_str(), 9_000, 20_000)
+        );
+        assert_eq!(
+            s.lookup_reply_token(&tok('b'), 1_000)
+                .await
+                .expect("lookup"),
+            None
+        );
+        assert_eq!(
+            s.lookup_reply_token(&tok('f'), 10_000)
+                .await
+                .expect("lookup"),
+            Some(renewed)
+        );
+
+        let invalid = |r: Result<ReplyToken, StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(
+            s.reply_token("r", "mallory@evil.example", &tok('g'), 1, 2)
+                .await,
+            "stranger",
+        );
+        invalid(
+            s.reply_token("nope", "bob@x.example", &tok('g'), 1, 2)
+                .await,
+            "unknown room",
+        );
+        invalid(
+            s.reply_token("r", "dave@z.example", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 1, 2)
+                .await,
+            "upper case",
+        );
+        invalid(
+            s.reply_token("r", "dave@z.example", "abc", 1, 2).await,
+            "short",
+        );
+        invalid(
+            s.reply_token("r", "dave@z.example", &tok('g'), 2, 2).await,
+            "already expired",
+        );
+        invalid(
+            s.reply_token("r", "dave@z.example", &tok('f'), 10_000, 30_000)
+                .await,
+            "bob's token",
+        );
+        assert_eq!(
+            s.lookup_reply_token(&tok('g'), 1).await.expect("lookup"),
+            None
+        );
+        assert_eq!(
+            s.lookup_reply_token(&tok('f'), 10_000)
+                .await
+                .expect("lookup")
+                .map(|t| t.address),
+            Some("bob@x.example".into())
+        );
+    }
+
+    pub async fn concurrent_reply_token_requests_agree_on_one_token(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        chat_room(&stores[0], "r", "alice", 1).await;
+        let mut tasks = Vec::new();
+        for (i, c) in "abcdefghijkl".chars().enumerate() {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .reply_token("r", "bob@x.example", &tok(c), 1_000, 5_000)
+                    .await
+                    .expect("token")
+                    .token
+            }));
+        }
+        let mut tokens = HashSet::new();
+        for task in tasks {
+            tokens.insert(task.await.expect("task"));
+        }
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+    }
+
+    pub async fn count_messages_counts_one_authors_messages_by_way_and_time(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        chat_room(&s, "r2", "alice", 1).await;
+        for (room, author, via, at) in [
+            ("r", "bob@x.example", Via::Mail, 100),
+            ("r", "Bob@X.example", Via::Mail, 200),
+            ("r", "bob@x.example", Via::Mail, 300),
+            ("r", "bob@x.example", Via::Web, 300),
+            ("r", "carol@y.example", Via::Mail, 300),
+            ("r2", "bob@x.example", Via::Mail, 300),
+        ] {
+            s.add_message(&NewMessage {
+                created_ms: at,
+                via,
+                ..msg(room, author, "hi", None)
+            })
+            .await
+            .expect("add");
+        }
+        let n = |author: &'static str, via: Via, since: i64| {
+            let s = Arc::clone(&s);
+            async move {
+                s.count_messages("r", author, via, since)
+                    .await
+                    .expect("count")
+            }
+        };
+        assert_eq!(n(" BOB@x.example", Via::Mail, 0).await, 3);
+        assert_eq!(n("bob@x.example", Via::Mail, 200).await, 2);
+        assert_eq!(n("bob@x.example", Via::Mail, 301).await, 0);
+        assert_eq!(n("bob@x.example", Via::Web, 0).await, 1);
+        assert_eq!(n("carol@y.example", Via::Mail, 0).await, 1);
+        assert_eq!(n("dave@z.example", Via::Mail, 0).await, 0);
+        assert_eq!(
+            s.count_messages("nope", "bob@x.example", Via::Mail, 0)
+                .await
+                .expect("count"),
+            0
+        );
+    }
+
+    pub async fn codes_replace_count_expire_lock_and_verify(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "h1", 100, 3)
+                .await
+                .expect("check"),
+            CodeCheck::NoCode
+        );
+        s.create_code("r", "Bob@X.example", "h1", 100, 1_000)
+            .await
+            .expect("create");
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "wrong", 110, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Wrong { attempts_left: 2 }
+        );
+        // A new code replaces the old one and starts with no wrong guesses.
+        s.create_code("r", "bob@x.example", "h2", 200, 1_000)
+            .await
+            .expect("create");
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "h1", 210, 3)
+                .await
+                .expect("the old code is gone"),
+            CodeCheck::Wrong { attempts_left: 2 }
+        );
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "wrong", 220, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "wrong", 230, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Wrong { attempts_left: 0 }
+        );
+        // Locked: even the right code no longer counts.
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "h2", 240, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Locked
+        );
+        assert!(!s.is_verified("r", "bob@x.example").await.expect("verified"));
+
+        // Sends are counted in a window.
+        assert_eq!(
+            s.count_codes("r", "BOB@x.example", 0).await.expect("count"),
+            2
+        );
+        assert_eq!(
+            s.count_codes("r", "bob@x.example", 101)
+                .await
+                .expect("count"),
+            1
+        );
+        assert_eq!(
+            s.count_codes("r", "carol@y.example", 0)
+                .await
+                .expect("count"),
+            0
+        );
+
+        // Expired.
+        s.create_code("r", "bob@x.example", "h3", 300, 400)
+            .await
+            .expect("create");
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "h3", 400, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Expired
+        );
+
+        // Right: every row of bob in the room is verified (To and Cc), the code is used up.
+        s.create_code("r", "bob@x.example", "h4", 500, 1_000)
+            .await
+            .expect("create");
+        assert_eq!(
+            s.check_code("r", " Bob@x.example", "h4", 510, 3)
+                .await
+                .expect("check"),
+            CodeCheck::Verified
+        );
+        assert!(s.is_verified("r", "BOB@x.example").await.expect("verified"));
+        assert!(!s
+            .is_verified("r", "carol@y.example")
+            .await
+            .expect("verified"));
+        assert!(!s
+            .is_verified("nope", "bob@x.example")
+            .await
+            .expect("verified"));
+        let verified: Vec<_> = s
+            .members("r")
+            .await
+            .expect("members")
+            .into_iter()
+            .map(|m| (m.address, m.role, m.verified))
+            .collect();
+        assert_eq!(
+            verified,
+            vec![
+                ("alice@example.com".into(), Role::From, false),
+                ("bob@x.example".into(), Role::To, true),
+                ("dave@z.example".into(), Role::To, false),
+                ("carol@y.example".into(), Role::Cc, false),
+                ("bob@x.example".into(), Role::Cc, true),
+            ]
+        );
+        assert_eq!(
+            s.check_code("r", "bob@x.example", "h4", 520, 3)
+                .await
+                .expect("check"),
+            CodeCheck::NoCode
+        );
+        assert_eq!(
+            s.count_codes("r", "bob@x.example", 0).await.expect("count"),
+            4
+        );
+
+        // The send log is pruned after a day, so a day later the old sends no longer count.
+        s.create_code(
+            "r",
+            "bob@x.example",
+            "h5",
+            500 + CODE_SEND_KEEP_MS + 1,
+            i64::MAX,
+        )
+        .await
+        .expect("create");
+        assert_eq!(
+            s.count_codes("r", "bob@x.example", 0).await.expect("count"),
+            1
+        );
+
+        let invalid = |r: Result<(), StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(
+            s.create_code("r", "mallory@evil.example", "h", 1, 2).await,
+            "stranger",
+        );
+        invalid(
+            s.create_code("nope", "bob@x.example", "h", 1, 2).await,
+            "room",
+        );
+        invalid(
+            s.create_code("r", "carol@y.example", "", 1, 2).await,
+            "hash",
+        );
+        invalid(
+            s.create_code("r", "carol@y.example", "h", 2, 2).await,
+            "expired",
+        );
+        assert_eq!(
+            s.count_codes("r", "mallory@evil.example", 0)
+                .await
+                .expect("count"),
+            0
+        );
+        assert_eq!(
+            s.count_codes("r", "carol@y.example", 0)
+                .await
+                .expect("count"),
+            0
+        );
+    }
+
+    pub async fn concurrent_wrong_guesses_never_exceed_max_attempts(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        chat_room(&stores[0], "r", "alice", 1).await;
+        stores[0]
+            .create_code("r", "bob@x.example", "right", 100, 1_000_000)
+            .await
+            .expect("create");
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .check_code("r", "bob@x.example", &format!("wrong{i}"), 200, 5)
+                    .await
+                    .expect("check")
+            }));
+        }
+        let mut left = Vec::new();
+        let mut locked = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                CodeCheck::Wrong { attempts_left } => left.push(attempts_left),
+                CodeCheck::Locked => locked += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [0, 1, 2, 3, 4],
+            "exactly max_attempts guesses compared"
+        );
+        assert_eq!(locked, 19);
+        assert_eq!(
+            stores[1]
+                .check_code("r", "bob@x.example", "right", 300, 5)
+                .await
+                .expect("check"),
+            CodeCheck::Locked
+        );
+    }
+
+    pub async fn notifications_keep_the_earlier_due_and_wait_for_a_claim(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        assert_eq!(
+            s.notify_state("r", "bob@x.example").await.expect("state"),
+            None
+        );
+        assert!(s
+            .schedule_notification("r", "Bob@X.example", 500)
+            .await
+            .expect("schedule"));
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 300)
+            .await
+            .expect("earlier"));
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 900)
+            .await
+            .expect("later"));
+        let pending = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("scheduled");
+        assert_eq!(
+            pending,
+            NotifyState {
+                room_id: "r".into(),
+                address: "bob@x.example".into(),
+                muted: false,
+                due_ms: Some(300),
+                next_due_ms: None,
+                last_sent_ms: None,
+                backoff_ms: 0,
+                last_message_id: None,
+                sent_count: 0,
+            }
+        );
+
+        assert_eq!(
+            s.claim_notifications("n1", 299, 60, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+        let jobs = s
+            .claim_notifications("n1", 300, 60, 10)
+            .await
+            .expect("claim");
+        assert_eq!(
+            jobs,
+            vec![NotifyJob {
+                state: pending.clone(),
+                owner: "n1".into(),
+                lease_until_ms: 360,
+            }]
+        );
+        assert_eq!(
+            s.claim_notifications("n2", 360, 60, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+
+        // New messages while it is being sent: asked for after the claim, not lost.
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 700)
+            .await
+            .expect("schedule"));
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 650)
+            .await
+            .expect("schedule"));
+        let during = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!((during.due_ms, during.next_due_ms), (Some(300), Some(650)));
+
+        // Only the owner finishes it.
+        assert!(!s
+            .finish_notification("r", "bob@x.example", "n2", 320, Some(7), 120_000)
+            .await
+            .expect("finish"));
+        assert!(s
+            .finish_notification("r", "BOB@x.example", "n1", 330, Some(7), 120_000)
+            .await
+            .expect("finish"));
+        let sent = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!(
+            sent,
+            NotifyState {
+                due_ms: Some(650),
+                next_due_ms: None,
+                last_sent_ms: Some(330),
+                backoff_ms: 120_000,
+                last_message_id: Some(7),
+                sent_count: 1,
+                ..pending.clone()
+            }
+        );
+        assert!(!s
+            .finish_notification("r", "bob@x.example", "n1", 340, Some(8), 1)
+            .await
+            .expect("finish twice"));
+
+        // The next one is claimed, found unnecessary and skipped: nothing recorded as sent.
+        let jobs = s
+            .claim_notifications("n2", 650, 60, 10)
+            .await
+            .expect("claim");
+        assert_eq!(jobs.len(), 1);
+        assert!(!s
+            .skip_notification("r", "bob@x.example", "n1")
+            .await
+            .expect("skip"));
+        assert!(s
+            .skip_notification("r", "bob@x.example", "n2")
+            .await
+            .expect("skip"));
+        let skipped = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!(
+            skipped,
+            NotifyState {
+                due_ms: None,
+                ..sent
+            }
+        );
+        assert_eq!(
+            s.claim_notifications("n1", i64::MAX, 60, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+
+        // An expired lease: another process takes over; the first cannot finish any more.
+        assert!(s
+            .schedule_notification("r", "carol@y.example", 1_000)
+            .await
+            .expect("schedule"));
+        assert_eq!(
+            s.claim_notifications("n1", 1_000, 50, 10)
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
+        assert_eq!(
+            s.claim_notifications("n2", 1_050, 50, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+        let taken = s
+            .claim_notifications("n2", 1_051, 50, 10)
+            .await
+            .expect("claim");
+        assert_eq!(
+            taken.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
+            ["n2"]
+        );
+        assert!(!s
+            .finish_notification("r", "carol@y.example", "n1", 1_060, None, 1)
+            .await
+            .expect("finish"));
+        assert!(s
+            .finish_notification("r", "carol@y.example", "n2", 1_070, None, 5)
+            .await
+            .expect("finish"));
+        let carol = s
+            .notify_state("r", "carol@y.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!(
+            (carol.sent_count, carol.last_message_id, carol.backoff_ms),
+            (1, None, 5)
+        );
+
+        assert!(matches!(
+            s.schedule_notification("r", "mallory@evil.example", 1)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.schedule_notification("nope", "bob@x.example", 1).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.claim_notifications("", 1, 1, 1).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn muted_participants_get_no_notifications(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 100)
+            .await
+            .expect("schedule"));
+        // Muting drops the pending notification.
+        s.set_muted("r", "Bob@X.example", true).await.expect("mute");
+        let muted = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!((muted.muted, muted.due_ms), (true, None));
+        assert!(!s
+            .schedule_notification("r", "bob@x.example", 200)
+            .await
+            .expect("no-op"));
+        assert_eq!(
+            s.notify_state("r", "bob@x.example").await.expect("state"),
+            Some(muted)
+        );
+        assert_eq!(
+            s.claim_notifications("n1", 10_000, 60, 10)
+                .await
+                .expect("claim"),
+            vec![]
+        );
+
+        // Muting a participant with no schedule yet.
+        s.set_muted("r", "carol@y.example", true)
+            .await
+            .expect("mute");
+        assert!(!s
+            .schedule_notification("r", "carol@y.example", 200)
+            .await
+            .expect("no-op"));
+
+        // Unmuting schedules nothing by itself.
+        s.set_muted("r", "bob@x.example", false)
+            .await
+            .expect("unmute");
+        let unmuted = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!((unmuted.muted, unmuted.due_ms), (false, None));
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 300)
+            .await
+            .expect("schedule"));
+        let jobs = s
+            .claim_notifications("n1", 10_000, 60, 10)
+            .await
+            .expect("claim");
+        assert_eq!(
+            jobs.iter()
+                .map(|j| j.state.address.as_str())
+                .collect::<Vec<_>>(),
+            ["bob@x.example"]
+        );
+
+        // Muted while claimed: the send in flight still finishes, and nothing follows it.
+        assert!(s
+            .schedule_notification("r", "bob@x.example", 20_000)
+            .await
+            .expect("schedule"));
+        s.set_muted("r", "bob@x.example", true).await.expect("mute");
+        assert!(s
+            .finish_notification("r", "bob@x.example", "n1", 10_010, Some(3), 1)
+            .await
+            .expect("finish"));
+        let after = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("kept");
+        assert_eq!(
+            (after.muted, after.due_ms, after.next_due_ms),
+            (true, None, None)
+        );
+
+        assert!(matches!(
+            s.set_muted("r", "mallory@evil.example", true).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    pub async fn concurrent_notification_claims_take_each_exactly_once(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        let mut expected = Vec::new();
+        for i in 0..5 {
+            let room = format!("r{i}");
+            chat_room(&stores[0], &room, "alice", 1).await;
+            for address in [
+                "alice@example.com",
+                "bob@x.example",
+                "carol@y.example",
+                "dave@z.example",
+            ] {
+                stores[0]
+                    .schedule_notification(&room, address, 100 + i)
+                    .await
+                    .expect("schedule");
+                expected.push((room.clone(), address.to_owned()));
+            }
+        }
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = Arc::clone(&stores[t % 2]);
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node{t}");
+                let mut claimed = Vec::new();
+                loop {
+                    let jobs = store
+                        .claim_notifications(&owner, 500, 60_000, 3)
+                        .await
+                        .expect("claim");
+                    if jobs.is_empty() {
+                        return claimed;
+                    }
+                    for job in jobs {
+                        assert_eq!(job.owner, owner);
+                        claimed.push((job.state.room_id, job.state.address));
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        all.sort();
+        expected.sort();
+        assert_eq!(all, expected, "each due notification claimed exactly once");
+    }
+
+    pub async fn unsubscribe_tokens_are_stable_and_lead_back(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        let s = &stores[0];
+        chat_room(s, "r", "alice", 1).await;
+        let token = s
+            .unsubscribe_token("r", "Bob@X.example", &tok('u'))
+            .await
+            .expect("token");
+        assert_eq!(token, tok('u'));
+        assert_eq!(
+            stores[1]
+                .unsubscribe_token("r", "bob@x.example", &tok('v'))
+                .await
+                .expect("token"),
+            token,
+            "get-or-create"
+        );
+        assert_eq!(
+            s.lookup_unsubscribe(&token.to_uppercase())
+                .await
+                .expect("lookup"),
+            Some(("r".into(), "bob@x.example".into()))
+        );
+        assert_eq!(s.lookup_unsubscribe(&tok('v')).await.expect("lookup"), None);
+        assert_eq!(s.lookup_unsubscribe("x").await.expect("lookup"), None);
+        // A token changes nothing about the schedule.
+        let state = s
+            .notify_state("r", "bob@x.example")
+            .await
+            .expect("state")
+            .expect("row");
+        assert_eq!((state.muted, state.due_ms), (false, None));
+        // Muting (the one-click unsubscribe) keeps the token working.
+        s.set_muted("r", "bob@x.example", true).await.expect("mute");
+        assert_eq!(
+            s.unsubscribe_token("r", "bob@x.example", &tok('w'))
+                .await
+                .expect("token"),
+            token
+        );
+        // Concurrent first requests agree.
+        let mut tasks = Vec::new();
+        for (i, c) in "abcdefgh".chars().enumerate() {
+            let store = Arc::clone(&stores[i % 2]);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .unsubscribe_token("r", "carol@y.example", &tok(c))
+                    .await
+                    .expect("token")
+            }));
+        }
+        let mut tokens = HashSet::new();
+        for task in tasks {
+            tokens.insert(task.await.expect("task"));
+        }
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+
+        let invalid = |r: Result<String, StoreError>, what: &str| {
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: {r:?}");
+        };
+        invalid(
+            s.unsubscribe_token("r", "mallory@evil.example", &tok('x'))
+                .await,
+            "stranger",
+        );
+        invalid(
+            s.unsubscribe_token("r", "dave@z.example", "abc").await,
+            "short",
+        );
+        invalid(
+            s.unsubscribe_token("r", "dave@z.example", &tok('u')).await,
+            "bob's token",
+        );
+        assert_eq!(
+            s.notify_state("r", "dave@z.example").await.expect("state"),
+            None
+        );
+    }
 }
 
 macro_rules! conformance {
@@ -1735,6 +3061,19 @@ conformance!(
     presence_is_online_until_every_nodes_row_expires_or_clears,
     online_logins_returns_the_online_subset_as_given,
     prune_presence_removes_only_expired_rows,
+    enqueue_mail_is_idempotent_on_the_message_id,
+    mail_claims_respect_due_times_owners_and_retries,
+    permanent_failures_are_listed_and_old_mail_is_pruned,
+    concurrent_mail_claims_take_each_mail_exactly_once,
+    reply_tokens_are_one_per_participant_expire_and_are_looked_up,
+    concurrent_reply_token_requests_agree_on_one_token,
+    count_messages_counts_one_authors_messages_by_way_and_time,
+    codes_replace_count_expire_lock_and_verify,
+    concurrent_wrong_guesses_never_exceed_max_attempts,
+    notifications_keep_the_earlier_due_and_wait_for_a_claim,
+    muted_participants_get_no_notifications,
+    concurrent_notification_claims_take_each_exactly_once,
+    unsubscribe_tokens_are_stable_and_lead_back,
 );
 
 #[tokio::test]

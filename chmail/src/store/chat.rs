@@ -41,7 +41,8 @@ pub struct Member {
     pub joined_at: Option<i64>,
     /// The id of the last message this address has read.
     pub last_read: Option<i64>,
-    /// Whether the address was proven (a mailed code; the mail-loop issue). Always false for now.
+    /// Whether the address was proven with a mailed code (set by
+    /// [`super::MailStore::check_code`] on every row of the address in the room).
     pub verified: bool,
 }
 

@@ -33,6 +33,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "presence",
         sql: include_str!("../../../sql/postgres/0003_presence.sql"),
     },
+    Migration {
+        version: 4,
+        name: "mail_loop",
+        sql: include_str!("../../../sql/postgres/0004_mail_loop.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -51,6 +56,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "presence",
         sql: include_str!("../../../sql/sqlite/0003_presence.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "mail_loop",
+        sql: include_str!("../../../sql/sqlite/0004_mail_loop.sql"),
     },
 ];
 

@@ -6,18 +6,23 @@
 //! the rooms (one per chat-capable mail) and their participants. The milter writes all of it for
 //! one mail in one transaction with [`Store::record_submission`]. chatd adds the chat tables
 //! ([`ChatStore`], a supertrait of [`Store`]): who joined, messages, rings, the reminder
-//! schedule, sign-in tokens, sessions and presence.
+//! schedule, sign-in tokens, sessions and presence; and the mail loop ([`MailStore`], another
+//! supertrait): the outbox, reply-by-mail tokens, codes that prove an address, and the
+//! notification schedule of participants who are not there.
 //!
 //! [`open_store`] picks the backend from the URL: `postgres://` or `postgresql://` for PostgreSQL,
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
 //! (`chmail/tests/store.rs`). Migrations are the files under `sql/`, embedded in the binary.
 
 mod chat;
+mod mail_loop;
 mod migrate;
 mod postgres;
 mod postgres_chat;
+mod postgres_mail;
 mod sqlite;
 mod sqlite_chat;
+mod sqlite_mail;
 
 use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -27,6 +32,12 @@ pub use chat::{
     ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring, RingState, RoomSummary,
     Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_HASH_LEN, MAX_PAGE,
     MAX_PRESENCE_BATCH, SIGNIN_TOKEN_KEEP_MS,
+};
+pub use mail_loop::{
+    kind, CodeCheck, MailScope, MailStore, NewOutgoing, NotifyJob, NotifyState, OutgoingRecord,
+    OutgoingState, ReplyToken, CODE_SEND_KEEP_MS, MAX_HEADER_NAME_LEN, MAX_HEADER_VALUE_LEN,
+    MAX_MAIL_BODY_LEN, MAX_MAIL_ERROR_LEN, MAX_MAIL_HEADERS, MAX_MAIL_KIND_LEN, MAX_MAIL_TOKEN_LEN,
+    MIN_MAIL_TOKEN_LEN,
 };
 pub use migrate::{Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
@@ -226,9 +237,9 @@ impl Submission {
 }
 
 /// The CHmail tables, over one backend. Handlers hold it as `Arc<dyn Store>`, which has the chat
-/// tables' methods too ([`ChatStore`]).
+/// tables' methods ([`ChatStore`]) and the mail loop's ([`MailStore`]) too.
 #[async_trait::async_trait]
-pub trait Store: ChatStore + Send + Sync + 'static {
+pub trait Store: ChatStore + MailStore + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
 

@@ -49,7 +49,7 @@ const ROOMS_OF_LOGIN_SQL: &str = "SELECT r.id, r.port, r.subject, r.created,
     ORDER BY r.created DESC, r.id DESC LIMIT $2";
 
 /// Runs a cached statement and returns its rows.
-async fn query_all<C: GenericClient>(
+pub(super) async fn query_all<C: GenericClient>(
     c: &C,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -59,7 +59,7 @@ async fn query_all<C: GenericClient>(
 }
 
 /// Runs a cached statement and returns at most one row.
-async fn query_opt<C: GenericClient>(
+pub(super) async fn query_opt<C: GenericClient>(
     c: &C,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -69,7 +69,7 @@ async fn query_opt<C: GenericClient>(
 }
 
 /// Runs a cached statement and returns the number of rows it touched.
-async fn execute<C: GenericClient>(
+pub(super) async fn execute<C: GenericClient>(
     c: &C,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
@@ -79,7 +79,7 @@ async fn execute<C: GenericClient>(
 }
 
 /// Maps a foreign key violation to "unknown room", anything else to a backend error.
-fn fk_error(room_id: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+pub(super) fn fk_error(room_id: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     move |e| {
         if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
             StoreError::Invalid(format!("unknown room {room_id:?}"))

@@ -49,7 +49,7 @@ const ONLINE_SQL: &str =
     "SELECT EXISTS (SELECT 1 FROM presence WHERE login = ?1 AND until_ms > ?2)";
 
 /// Reads a stored name (role, via, ring state) into its enum.
-fn parsed<T: FromStr<Err = StoreError>>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+pub(super) fn parsed<T: FromStr<Err = StoreError>>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
     let s: String = r.get(i)?;
     s.parse()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
@@ -113,7 +113,7 @@ fn reminder_row(r: &Row<'_>) -> rusqlite::Result<(Reminder, Option<String>, Opti
 }
 
 /// Runs a query and collects its rows.
-fn query_all<T, P: rusqlite::Params>(
+pub(super) fn query_all<T, P: rusqlite::Params>(
     c: &Connection,
     sql: &str,
     params: P,
@@ -125,7 +125,10 @@ fn query_all<T, P: rusqlite::Params>(
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it.
-fn write<T>(c: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+pub(super) fn write<T>(
+    c: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
