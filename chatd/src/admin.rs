@@ -6,7 +6,7 @@
 
 use std::{fmt::Write as _, sync::Arc};
 
-use chmail::store::{Store, StoreError, MAX_PAGE};
+use chmail::store::{MailScope, Store, StoreError, MAX_PAGE};
 
 use crate::clock::format_utc_ms;
 
@@ -23,6 +23,9 @@ pub enum AdminError {
 
 /// Most rooms listed by [`show_login`] (newest first).
 pub const ROOMS_LISTED: u32 = 50;
+
+/// Most failed mails listed by [`show_room`] (latest failure first).
+pub const FAILED_MAILS_LISTED: u32 = 20;
 
 /// Opens (without migrating) the store of `config`, for the commands.
 ///
@@ -103,7 +106,8 @@ pub async fn show_port(store: &dyn Store, port: u16) -> Result<String, AdminErro
     ))
 }
 
-/// A room: its mail, its participants, how many messages, the ring and the reminder state.
+/// A room: its mail, its participants, how many messages, the ring and the reminder state, and
+/// the mails about it that could not be delivered.
 ///
 /// # Errors
 /// [`AdminError::NotFound`] for an unknown room.
@@ -181,6 +185,22 @@ pub async fn show_room(
             );
         }
         None => out.push_str("reminder:  none\n"),
+    }
+    let failed = store
+        .failed_mail(MailScope::Room(&room.id), FAILED_MAILS_LISTED)
+        .await?;
+    let _ = writeln!(out, "failed mail: {}", failed.len());
+    for f in &failed {
+        let _ = writeln!(
+            out,
+            "  {}  {}  to {}  after {} attempts  <{}>  {}",
+            f.failed_ms.map_or_else(String::new, format_utc_ms),
+            f.mail.kind,
+            f.mail.to,
+            f.attempts,
+            f.mail.message_id,
+            f.last_error.as_deref().unwrap_or("no error recorded"),
+        );
     }
     Ok(out)
 }

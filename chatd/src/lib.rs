@@ -9,8 +9,15 @@
 //!   [`unread`]: live unread counts for the sender's page
 //! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
 //!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
-//! - [`mail`]: outgoing mail (lettre, to `[smtp] relay`); [`admin`]: look-ups for admins
-//! - [`reply`]: replies by mail, the pure part: their new text, and which mails are automatic
+//! - [`outbox`]: every outgoing mail queued in the store, delivered once with retries;
+//!   [`mail`]: what the mails say and how they are sent (lettre, to `[smtp] relay`);
+//!   [`admin`]: look-ups for admins
+//! - [`reply`]: replies by mail: their new text, which mails are automatic, the reply address
+//!   of a participant, and the SMTP listener that takes replies ([`reply::listener`]);
+//!   [`post`]: the one path that stores a message and sends it to the room (pages and replies)
+//! - [`codes`]: proven addresses (a code mailed to a recipient's address); [`notify`]:
+//!   notification mails to verified recipients who are not in the room, with back-off and
+//!   one-click unsubscribe
 //! - [`error`]: [`AppError`], what a user sees when something fails
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
@@ -20,9 +27,13 @@ pub mod admin;
 pub mod auth;
 pub mod client_ip;
 pub mod clock;
+pub mod codes;
 pub mod error;
 pub mod hub;
 pub mod mail;
+pub mod notify;
+pub mod outbox;
+pub mod post;
 pub mod presence;
 pub mod reminder;
 pub mod reply;

@@ -4,8 +4,12 @@
 //! like any other). Each mail is `multipart/alternative` (text and HTML, both UTF-8) when it has
 //! an HTML part, carries a `Date`, a stable `Message-ID`, `Auto-Submitted: auto-generated`
 //! (RFC 3834: no vacation replies to it) and `X-Auto-Response-Suppress: All` (the same for
-//! Exchange). What a mail says is built by [`reminder_mail`] and [`signin_mail`]; every text
-//! that came from a user is escaped in the HTML part.
+//! Exchange), and the mail's extra headers (Reply-To, List-Unsubscribe, ...), checked so that
+//! none can add a header of its own. Subjects go out as RFC 2047 encoded words and bodies as
+//! quoted-printable or base64 where they are not plain ASCII, so a mail is 7-bit on the wire.
+//! What a mail says is built by [`reminder_mail`] and [`signin_mail`]; every text that came from a
+//! user is escaped in the HTML part. Nothing is sent from here directly: mails are queued in the
+//! outbox ([`crate::outbox`]), whose worker calls [`MailSender::send`].
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -35,6 +39,10 @@ pub struct OutgoingMail {
     pub html: Option<String>,
     /// The Message-ID without angle brackets: stable per mail, so a resend can be recognised.
     pub message_id: String,
+    /// Extra header fields in order (Reply-To, List-Unsubscribe, List-Unsubscribe-Post, ...),
+    /// unfolded. Never From, To, Subject, Date or Message-ID, which come from the fields above;
+    /// a name or value with a line break makes the mail fail permanently.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a mail was not sent.
@@ -152,7 +160,13 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
     let to: Mailbox = mail.to.trim().parse().map_err(|e| {
         MailError::Permanent(format!("recipient {:?} is not an address: {e}", mail.to))
     })?;
-    let builder = lettre::Message::builder()
+    if !is_message_id(&mail.message_id) {
+        return Err(MailError::Permanent(format!(
+            "Message-ID {:?} is not id-left@id-right in printable ASCII",
+            mail.message_id
+        )));
+    }
+    let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
         .subject(one_line(&mail.subject))
@@ -160,6 +174,9 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
         .message_id(Some(format!("<{}>", mail.message_id)))
         .header(AutoSubmitted)
         .header(AutoResponseSuppress);
+    for (name, value) in &mail.headers {
+        builder = add_header(builder, name, value)?;
+    }
     let built = match &mail.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(
             mail.text.clone(),
@@ -168,6 +185,69 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
         None => builder.singlepart(SinglePart::plain(mail.text.clone())),
     };
     built.map_err(|e| MailError::Permanent(format!("mail not built: {e}")))
+}
+
+/// Header fields that [`OutgoingMail`]'s own fields or the MIME structure write: an extra header
+/// must not repeat or replace them.
+const RESERVED_HEADERS: [&str; 11] = [
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+];
+
+/// Whether `id` can go between the angle brackets of a Message-ID: `id-left@id-right`, printable
+/// ASCII without `<` and `>`.
+fn is_message_id(id: &str) -> bool {
+    id.contains('@')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+}
+
+/// Adds the extra header `name: value` to `builder`. `Reply-To` goes through lettre's mailbox
+/// header (so it is parsed and encoded as an address); any other through lettre's encoder
+/// (RFC 2047 encoded words for non-ASCII, folded), replacing a default of the same name
+/// (`Auto-Submitted`, say). A line break or other control character in the name or value could
+/// add header fields of its own, so it makes the mail fail permanently, as do a reserved name
+/// ([`RESERVED_HEADERS`]) and a Reply-To that is not an address.
+fn add_header(
+    builder: lettre::message::MessageBuilder,
+    name: &str,
+    value: &str,
+) -> Result<lettre::message::MessageBuilder, MailError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(MailError::Permanent(format!(
+            "header name {name:?} is not printable ASCII without ':'"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(MailError::Permanent(format!(
+            "header {name} has a line break or control character in its value"
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(MailError::Permanent(format!(
+            "header {name} is written by chatd itself, not as an extra header"
+        )));
+    }
+    if lower == "reply-to" {
+        let mailbox: Mailbox = value.trim().parse().map_err(|e| {
+            MailError::Permanent(format!("Reply-To {value:?} is not an address: {e}"))
+        })?;
+        return Ok(builder.reply_to(mailbox));
+    }
+    let header_name = HeaderName::new_from_ascii(name.to_owned())
+        .map_err(|_| MailError::Permanent(format!("header name {name:?} is too long")))?;
+    Ok(builder.raw_header(HeaderValue::new(header_name, value.trim().to_owned())))
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834).
@@ -256,11 +336,14 @@ fn stable_message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> Str
 /// It names the caller and the subject, quotes `messages` (the first [`MAX_REMINDER_MESSAGES`],
 /// oldest first) and carries `signin_url`, which signs the sender straight into the room.
 ///
-/// The recipient is the room's From address (else its login). The Message-ID is stable per
-/// (room, newest message quoted, caller), so a retried reminder keeps its id.
+/// The recipient is the room's From address (else its login). `sequence` counts the room's
+/// reminders before this one; the Message-ID is made from the room and it alone, so composing the
+/// same reminder again (after a crash, when more messages or another link came meanwhile) gives
+/// the same id, which the outbox queues only once. The caller adds Reply-To.
 pub fn reminder_mail(
     config: &chmail::Config,
     room: &Room,
+    sequence: u32,
     caller: &str,
     messages: &[ChatMessage],
     signin_url: &str,
@@ -343,15 +426,13 @@ pub fn reminder_mail(
         u = escape(signin_url),
         r = escape(&room_url),
     );
-    let last_id = messages
-        .last()
-        .map_or_else(String::new, |m| m.id.to_string());
     OutgoingMail {
         to: sender_address(room),
         subject,
         text,
         html: Some(html),
-        message_id: stable_message_id(config, "reminder", &[&room.id, &last_id, &caller]),
+        message_id: stable_message_id(config, "reminder", &[&room.id, &sequence.to_string()]),
+        headers: Vec::new(),
     }
 }
 
@@ -380,6 +461,7 @@ pub fn signin_mail(config: &chmail::Config, to: &str, signin_url: &str) -> Outgo
         text,
         html: Some(html),
         message_id: stable_message_id(config, "signin", &[to, signin_url]),
+        headers: Vec::new(),
     }
 }
 

@@ -7,19 +7,20 @@
 //! the store, so a restart neither loses nor repeats a reminder.
 //!
 //! The worker ([`run_worker`]) claims due reminders every [`TICK`] with a lease of [`LEASE`]
-//! (one node works each), mails each and records it. A temporary mail failure leaves the lease to
-//! run out, and the reminder is tried again after it; a permanent one is logged and dropped.
+//! (one node works each), queues each reminder mail in the outbox ([`crate::outbox`], which
+//! delivers it with retries) and records it. The mail's Message-ID comes from the room and the
+//! number of its reminders, so a worker that dies between queueing and recording queues the same
+//! Message-ID again after the lease, which the outbox ignores: one mail either way.
 
 use std::time::Duration;
 
-use chmail::store::{Message, ReminderJob};
+use chmail::store::{kind, Message, ReminderJob};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::{
     error::AppError,
-    mail::MailError,
-    ringer,
+    outbox, ringer,
     state::AppState,
     ws::{protocol::ServerFrame, sender_address},
 };
@@ -27,8 +28,8 @@ use crate::{
 /// How often the worker looks for due reminders.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// How long a claimed reminder stays ours: past the SMTP time-out, so a slow relay does not let a
-/// second node send it too; also the retry delay after a temporary failure.
+/// How long a claimed reminder stays ours: long past the store calls of queueing one, so a second
+/// node does not queue it too; also the retry delay when queueing failed.
 pub const LEASE: Duration = Duration::from_secs(120);
 
 /// Most reminders claimed per tick; the rest wait one tick.
@@ -62,8 +63,8 @@ pub async fn schedule(state: &AppState, room_id: &str, caller: &str) -> Result<i
     Ok(pending.map_or(due, |p| p.min(due)))
 }
 
-/// Sends due reminders until `shutdown` turns true. Stops at once on shutdown, even mid-mail: an
-/// unfinished reminder keeps its lease and is sent after it runs out.
+/// Queues due reminders until `shutdown` turns true. Stops at once on shutdown: an unfinished
+/// reminder keeps its lease and is queued after it runs out (once: see the module doc).
 pub async fn run_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,14 +88,14 @@ pub async fn run_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
                 result = send(&state, &job) => if let Err(e) = result {
-                    warn!(room = %job.reminder.room_id, cause = %e, "reminder not sent; retrying after the lease");
+                    warn!(room = %job.reminder.room_id, cause = %e, "reminder not queued; retrying after the lease");
                 },
             }
         }
     }
 }
 
-/// Mails one claimed reminder and records it.
+/// Queues the mail of one claimed reminder and records it.
 async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     let room_id = &job.reminder.room_id;
     let Some(room) = state.store_call(state.store.room(room_id)).await? else {
@@ -124,21 +125,22 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     }
     let caller = job.reminder.caller.as_deref().unwrap_or("someone");
     let url = crate::auth::signin_url(state, &room.login, Some((room.port, &room.id))).await?;
-    let mail = crate::mail::reminder_mail(&state.config, &room, caller, &messages, &url);
-    let limit = state.config.smtp.timeout() + Duration::from_secs(5);
-    match tokio::time::timeout(limit, state.mailer.send(&mail)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(MailError::Permanent(why))) => {
-            warn!(room = %room_id, to = %mail.to, cause = %why, "reminder refused by the relay; dropped");
-            finish(state, room_id, last_included).await?;
-            return Ok(());
-        }
-        Ok(Err(MailError::Temporary(why))) => {
-            return Err(AppError::Internal(format!("mail: {why}")))
-        }
-        Err(_) => return Err(AppError::Internal("mail: timed out".into())),
+    let sequence = job.reminder.sent_count;
+    let mut mail =
+        crate::mail::reminder_mail(&state.config, &room, sequence, caller, &messages, &url);
+    if let Some(reply_to) = reply_address(state, room_id, &sender).await {
+        mail.headers.push(("Reply-To".into(), reply_to));
     }
-    info!(room = %room_id, to = %mail.to, messages = messages.len(), "reminder sent");
+    let fresh = outbox::queue(state, &mail, kind::REMINDER, Some(room_id)).await?;
+    let last_included = if fresh {
+        info!(room = %room_id, to = %mail.to, messages = messages.len(), "reminder queued");
+        last_included
+    } else {
+        // Queued by an attempt that died before recording it, perhaps with fewer messages: count
+        // none of these as reminded, so the next reminder quotes them rather than losing some.
+        info!(room = %room_id, message_id = %mail.message_id, "reminder was queued before");
+        job.reminder.last_message_id
+    };
     let sent = finish(state, room_id, last_included).await?;
     state.hub.publish_room(
         room_id,
@@ -171,6 +173,23 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
             .await?;
     }
     Ok(())
+}
+
+/// The reply address (`<token>@<reply domain>`) of `participant` in `room_id` for the Reply-To
+/// of a reminder, so that answering the mail writes in the chat. `None` (no Reply-To: an answer
+/// goes to the From address) when replies by mail are off (`[reply] listen` empty) or the address
+/// cannot be made (logged): the reminder matters more than its Reply-To.
+async fn reply_address(state: &AppState, room_id: &str, participant: &str) -> Option<String> {
+    if state.config.reply.listen.trim().is_empty() {
+        return None;
+    }
+    match crate::reply::address(state, room_id, participant).await {
+        Ok(address) => Some(address),
+        Err(e) => {
+            warn!(room = %room_id, cause = %e, "no reply address for the reminder; sent without Reply-To");
+            None
+        }
+    }
 }
 
 /// Records the claimed reminder as sent now; returns the time recorded.

@@ -1,5 +1,6 @@
 //! The router and the running server: bind `[chat] listen`, serve pages and WebSockets, run the
-//! reminder worker, stop cleanly.
+//! reminder worker and the outbox's delivery worker, take replies by mail on `[reply] listen`,
+//! stop cleanly.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -19,10 +20,10 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(#[from] chmail::store::StoreError),
-    /// The HTTP socket could not be bound.
+    /// The HTTP or the reply socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// `[chat] listen`.
+        /// `[chat] listen` or `[reply] listen`.
         addr: String,
         /// Why.
         source: std::io::Error,
@@ -42,6 +43,7 @@ pub fn app(state: AppState) -> Router {
 /// A chatd started by [`start`].
 pub struct Running {
     addr: SocketAddr,
+    reply_addr: Option<SocketAddr>,
     state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -51,6 +53,11 @@ impl Running {
     /// The address chatd listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the reply listener takes SMTP on; `None` when `[reply] listen` is empty.
+    pub fn reply_addr(&self) -> Option<SocketAddr> {
+        self.reply_addr
     }
 
     /// The shared state (for tests and the admin commands).
@@ -96,6 +103,7 @@ pub async fn start_with_store(
         addr: config.chat.listen.clone(),
         source,
     })?;
+    let reply = bind_reply(&config).await?;
     let state = AppState::new(config, store, mailer)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -117,17 +125,51 @@ pub async fn start_with_store(
         state.clone(),
         stopped.clone(),
     )));
+    tasks.push(tokio::spawn(crate::outbox::run_delivery(
+        state.clone(),
+        stopped.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::notify::run_worker(
+        state.clone(),
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(crate::presence::run_heartbeat(
         state.clone(),
         stopped.clone(),
     )));
+    let mut reply_addr = None;
+    if let Some((listener, addr)) = reply {
+        info!(addr = %addr, domain = %state.config.reply_domain(), "reply listener listening");
+        reply_addr = Some(addr);
+        tasks.push(tokio::spawn(crate::reply::listener::run(
+            listener,
+            state.clone(),
+            stopped.clone(),
+        )));
+    }
     info!(addr = %local, url = %state.base_url(), "chatd listening");
     Ok(Running {
         addr: local,
+        reply_addr,
         state,
         stop,
         tasks,
     })
+}
+
+/// Binds `[reply] listen`, unless it is empty (replies by mail off).
+async fn bind_reply(config: &Config) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let addr = config.reply.listen.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let bind_error = |source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok(Some((listener, local)))
 }
 
 /// Runs chatd until SIGINT or SIGTERM, sending mail through `[smtp] relay`.

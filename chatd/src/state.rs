@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chmail::{config::ConfigError, store::Store, Config};
+use tokio::sync::Notify;
 
 use crate::{
     clock::Clock, error::AppError, hub::Hub, mail::MailSender, presence::Presence, ringer::Ringer,
@@ -23,8 +24,11 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// The rings under way.
     pub ringer: Arc<Ringer>,
-    /// Where outgoing mail goes.
+    /// Where outgoing mail goes (the outbox's delivery worker sends through it).
     pub mailer: Arc<dyn MailSender>,
+    /// Wakes the outbox's delivery worker when a mail was queued, so it does not wait for its
+    /// next tick ([`crate::outbox`]).
+    pub mail_queued: Arc<Notify>,
     /// A random id of this process: the owner name of the jobs it claims.
     pub node: Arc<str>,
     /// The Origin that browsers send for our pages (`https://chat.example.com`), from
@@ -61,6 +65,7 @@ impl AppState {
             store,
             clock: Clock::new(),
             mailer,
+            mail_queued: Arc::new(Notify::new()),
             node: node.into(),
             origin,
         })

@@ -24,6 +24,13 @@
   const composer = $("composer");
   const textEl = $("text");
   const sendButton = $("send");
+  const proofEl = $("proof");
+  const codeForm = $("code-form");
+  const codeInput = $("code");
+  const codeAgain = $("code-again");
+  const mailSettings = $("mail-settings");
+  const muteText = $("mute-text");
+  const muteToggle = $("mute-toggle");
 
   let ws = null;
   let joined = false;
@@ -37,6 +44,8 @@
   let newestId = 0;
   let seq = 0;
   let ringAfterJoin = false;
+  let verified = false; // whether the address this page speaks as is proven
+  let muted = false; // whether its notification mails are off
   const pending = new Map(); // client id -> text, resent after a reconnect
 
   // The page's CSS gives some elements a display that beats the hidden attribute.
@@ -176,6 +185,57 @@
     }
   }
 
+  // Proven addresses and notification mails
+
+  function participantItems(address) {
+    if (!participantsEl) return [];
+    return [...participantsEl.querySelectorAll("li[data-address]")].filter((li) => li.dataset.address === address);
+  }
+
+  function markVerified(address) {
+    for (const li of participantItems(address)) {
+      if (li.dataset.role === "from") continue;
+      for (const el of li.querySelectorAll(".unverified, .prove")) el.remove();
+      if (!li.querySelector(".verified")) {
+        const mark = document.createElement("span");
+        mark.className = "verified";
+        mark.title = "Proven with a code mailed to this address";
+        mark.textContent = "verified";
+        const role = li.querySelector(".role");
+        li.insertBefore(mark, role ? role.nextSibling : null);
+      }
+    }
+  }
+
+  function addProveLink() {
+    if (IS_SENDER || verified) return;
+    for (const li of participantItems(me)) {
+      if (li.querySelector(".prove")) continue;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link-button prove";
+      button.textContent = "Prove it\u2019s you";
+      button.addEventListener("click", askForCode);
+      const mark = li.querySelector(".unverified");
+      li.insertBefore(button, mark ? mark.nextSibling : null);
+    }
+  }
+
+  function askForCode() {
+    if (!joined) return;
+    send({ type: "prove" });
+  }
+
+  function updateMailSettings() {
+    show(mailSettings, !IS_SENDER && joined && verified);
+    if (muteText) {
+      muteText.textContent = muted
+        ? "Mails about new messages while you are away are off for this chat."
+        : "While you are away, new messages here are mailed to you.";
+    }
+    if (muteToggle) muteToggle.textContent = muted ? "Mail me new messages" : "Stop these mails";
+  }
+
   // Frames
 
   function onFrame(f) {
@@ -190,7 +250,14 @@
         me = f.you;
         if (whoami) show(whoami.closest("section") || whoami, false);
         enableChat(true);
-        for (const m of f.members || []) setPresence(m.address, m.online, m.in_room);
+        for (const m of f.members || []) {
+          setPresence(m.address, m.online, m.in_room);
+          if (m.verified) markVerified(m.address);
+        }
+        verified = IS_SENDER || (f.members || []).some((m) => m.address === me && m.verified);
+        muted = false; // a "muted" frame follows when the mails are off
+        addProveLink();
+        updateMailSettings();
         setStatus(IS_SENDER ? "You are in the chat." : "You are in the chat as " + me + ".");
         if (!IS_SENDER) {
           try {
@@ -245,6 +312,27 @@
         break;
       case "ring_over":
         break;
+      case "proof_sent":
+        show(proofEl, true);
+        setStatus("We mailed a code to " + f.address + ". Enter it here; it works for " + f.ttl_minutes + " minutes.");
+        if (codeInput) {
+          codeInput.value = "";
+          codeInput.focus();
+        }
+        break;
+      case "verified":
+        markVerified(f.address);
+        if (f.address === me) {
+          verified = true;
+          show(proofEl, false);
+          setStatus("You proved that you are " + me + ".");
+          updateMailSettings();
+        }
+        break;
+      case "muted":
+        muted = !!f.muted;
+        updateMailSettings();
+        break;
       case "error":
         onError(f);
         break;
@@ -263,6 +351,25 @@
           li.classList.add("failed");
           pending.delete(li.dataset.clientId);
         }
+        setStatus(f.message);
+        break;
+      case "not_verified":
+        for (const li of messagesEl.querySelectorAll("li.pending")) {
+          li.classList.remove("pending");
+          li.classList.add("failed");
+          pending.delete(li.dataset.clientId);
+        }
+        addProveLink();
+        setStatus(f.message);
+        break;
+      case "wrong_code":
+        setStatus(f.message);
+        if (codeInput) codeInput.select();
+        break;
+      case "locked":
+      case "expired":
+      case "no_code":
+        if (codeInput) codeInput.value = "";
         setStatus(f.message);
         break;
       case "forbidden":
@@ -349,6 +456,19 @@
         lastTypingSent = now;
         send({ type: "typing" });
       }
+    });
+  }
+  if (codeForm && codeInput) {
+    codeForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const code = codeInput.value.trim();
+      if (joined && code) send({ type: "code", code: code });
+    });
+  }
+  if (codeAgain) codeAgain.addEventListener("click", askForCode);
+  if (muteToggle) {
+    muteToggle.addEventListener("click", () => {
+      if (joined) send({ type: "mute", muted: !muted });
     });
   }
   document.addEventListener("visibilitychange", markRead);

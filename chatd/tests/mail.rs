@@ -28,7 +28,9 @@ fn smtp_config(addr: std::net::SocketAddr) -> Config {
 async fn smtp_state(addr: std::net::SocketAddr) -> AppState {
     let config = smtp_config(addr);
     let mailer = Arc::new(SmtpSender::new(&config));
-    AppState::new(config, memory_store().await, mailer).expect("valid config")
+    let state = AppState::new(config, memory_store().await, mailer).expect("valid config");
+    start_delivery(&state);
+    state
 }
 
 /// The parsed mail, with the checks every chatd mail must pass.
@@ -140,7 +142,7 @@ async fn a_reminder_names_caller_subject_and_messages_and_its_link_opens_the_roo
     let url = auth::signin_url(&state, &room.login, Some((room.port, room.id.as_str())))
         .await
         .expect("link");
-    let mail = reminder_mail(&state.config, &room, "bob@b.example", &messages, &url);
+    let mail = reminder_mail(&state.config, &room, 0, "bob@b.example", &messages, &url);
     assert_eq!(mail.to, "alice@a.example");
     state.mailer.send(&mail).await.expect("sent");
 
@@ -186,7 +188,7 @@ async fn a_reminder_names_caller_subject_and_messages_and_its_link_opens_the_roo
 }
 
 #[tokio::test]
-async fn a_reminder_keeps_its_message_id_until_something_new_happens() {
+async fn a_reminders_message_id_depends_on_its_room_and_sequence_only() {
     let (state, _) = state().await;
     let seeded = alice_room(&*state.store).await;
     add_message(&*state.store, &seeded.room, "bob@b.example", "one", 1_000).await;
@@ -202,51 +204,32 @@ async fn a_reminder_keeps_its_message_id_until_something_new_happens() {
         .messages(&room.id, None, 50)
         .await
         .expect("messages");
-    let a = reminder_mail(
-        &state.config,
-        &room,
-        "bob@b.example",
-        &first,
-        "http://x/auth/a",
-    );
-    let b = reminder_mail(
-        &state.config,
-        &room,
-        "bob@b.example",
-        &first,
-        "http://x/auth/b",
-    );
-    assert_eq!(a.message_id, b.message_id);
+    let compose = |seq: u32, caller: &str, messages: &[Message], link: &str| {
+        reminder_mail(&state.config, &room, seq, caller, messages, link)
+    };
+    let a = compose(0, "bob@b.example", &first, "http://x/auth/a");
     assert!(a.message_id.ends_with("@a.example"));
+    // Composed again after a crash: another link, more messages, another caller: the same id,
+    // so the outbox queues it once.
     add_message(&*state.store, &seeded.room, "bob@b.example", "two", 2_000).await;
     let more = state
         .store
         .messages(&room.id, None, 50)
         .await
         .expect("messages");
-    let c = reminder_mail(
-        &state.config,
-        &room,
-        "bob@b.example",
-        &more,
-        "http://x/auth/c",
+    for again in [
+        compose(0, "bob@b.example", &first, "http://x/auth/b"),
+        compose(0, "bob@b.example", &more, "http://x/auth/c"),
+        compose(0, "carol@c.example", &first, "http://x/auth/d"),
+    ] {
+        assert_eq!(again.message_id, a.message_id);
+    }
+    // The next reminder of the room is another mail.
+    assert_ne!(
+        compose(1, "bob@b.example", &first, "http://x/auth/a").message_id,
+        a.message_id
     );
-    assert_ne!(a.message_id, c.message_id);
-    let d = reminder_mail(
-        &state.config,
-        &room,
-        "carol@c.example",
-        &first,
-        "http://x/auth/d",
-    );
-    assert_ne!(a.message_id, d.message_id);
-    let none = reminder_mail(
-        &state.config,
-        &room,
-        "bob@b.example",
-        &[],
-        "http://x/auth/e",
-    );
+    let none = compose(0, "bob@b.example", &[], "http://x/auth/e");
     assert!(none.text.contains("No messages yet"));
 }
 
@@ -258,6 +241,7 @@ fn mail_to(to: &str) -> OutgoingMail {
         text: "hello".into(),
         html: None,
         message_id: "test.1@a.example".into(),
+        headers: Vec::new(),
     }
 }
 
@@ -289,4 +273,112 @@ async fn smtp_failures_say_whether_a_retry_may_help() {
         refused.send(&mail_to("ok@x.example")).await,
         Err(MailError::Temporary(_))
     ));
+}
+
+#[tokio::test]
+async fn a_mail_is_seven_bit_on_the_wire_with_encoded_words_and_qp_or_base64_bodies() {
+    let (addr, mut inbox) = start_smtp();
+    let sender = SmtpSender::new(&smtp_config(addr));
+    let subject = "Grüße: 📈 Zahlen für das Quartal, bitte bis Freitag ansehen und kommentieren";
+    let text = format!("Hallo,\n\nGrüße aus Köln 📈\n{}\n", "ä".repeat(400));
+    let html = format!("<p>Grüße aus Köln 📈</p><p>{}</p>", "ö".repeat(400));
+    let mail = OutgoingMail {
+        to: "ok@x.example".into(),
+        subject: subject.into(),
+        text: text.clone(),
+        html: Some(html.clone()),
+        message_id: "enc.1@a.example".into(),
+        headers: vec![
+            (
+                "Reply-To".into(),
+                "abcdefghijklmnopqrstuvwxyz234567@reply.a.example".into(),
+            ),
+            (
+                "List-Unsubscribe".into(),
+                "<https://chat.test/unsubscribe/abcdefghijklmnopqrstuvwxyz234567>".into(),
+            ),
+            (
+                "List-Unsubscribe-Post".into(),
+                "List-Unsubscribe=One-Click".into(),
+            ),
+        ],
+    };
+    sender.send(&mail).await.expect("sent");
+    let received = inbox.next().await.expect("the relay got it");
+
+    // On the wire: ASCII only, no line over 998 octets, the subject in encoded words.
+    assert!(received.data.is_ascii(), "8-bit data on the wire");
+    let raw = String::from_utf8_lossy(&received.data).into_owned();
+    assert!(raw.split("\r\n").all(|l| l.len() <= 998));
+    let (head, _) = raw.split_once("\r\n\r\n").expect("a header and a body");
+    let raw_subject = head
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Subject:"))
+        .take_while(|l| l.starts_with("Subject:") || l.starts_with([' ', '\t']))
+        .collect::<Vec<_>>()
+        .concat();
+    assert!(raw_subject.contains("=?utf-8?"), "{raw_subject}");
+    let encodings: Vec<String> = raw
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    assert_eq!(encodings.len(), 2, "a text and an HTML part: {raw}");
+    assert!(
+        encodings
+            .iter()
+            .all(|e| e == "quoted-printable" || e == "base64"),
+        "{encodings:?}"
+    );
+
+    // Decoded: the same texts and headers.
+    let msg = parse_checked(&received);
+    assert_eq!(msg.subject(), Some(subject));
+    assert_eq!(msg.message_id(), Some("enc.1@a.example"));
+    // Text travels with CRLF line ends (RFC 5322); the content is the same.
+    let unix = |s: std::borrow::Cow<'_, str>| s.replace("\r\n", "\n");
+    assert_eq!(msg.body_text(0).map(unix).as_deref(), Some(text.as_str()));
+    assert_eq!(msg.body_html(0).map(unix).as_deref(), Some(html.as_str()));
+    let reply_to = msg
+        .reply_to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    assert_eq!(
+        reply_to,
+        Some("abcdefghijklmnopqrstuvwxyz234567@reply.a.example")
+    );
+    assert_eq!(
+        msg.header_raw("List-Unsubscribe").map(str::trim),
+        Some("<https://chat.test/unsubscribe/abcdefghijklmnopqrstuvwxyz234567>")
+    );
+    assert_eq!(
+        msg.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+}
+
+#[tokio::test]
+async fn an_extra_header_that_could_add_headers_fails_the_mail_for_good() {
+    let (addr, mut inbox) = start_smtp();
+    let sender = SmtpSender::new(&smtp_config(addr));
+    for (name, value) in [
+        ("List-Unsubscribe", "<https://x>\r\nBcc: victim@x.example"),
+        ("List-Unsubscribe", "<https://x>\nBcc: victim@x.example"),
+        ("X-Test\r\nBcc", "victim@x.example"),
+        ("Bad Name", "x"),
+        ("Bcc", "victim@x.example"),
+        ("Subject", "another subject"),
+        ("Reply-To", "not an address"),
+    ] {
+        let mut mail = mail_to("ok@x.example");
+        mail.headers = vec![(name.into(), value.into())];
+        assert!(
+            matches!(sender.send(&mail).await, Err(MailError::Permanent(_))),
+            "{name:?}: {value:?}"
+        );
+    }
+    // The relay got none of them; a clean mail still goes.
+    assert_eq!(sender.send(&mail_to("ok@x.example")).await, Ok(()));
+    let received = inbox.next().await.expect("the clean mail");
+    assert!(!String::from_utf8_lossy(&received.data).contains("victim"));
 }

@@ -1,9 +1,9 @@
 //! Ringing and reminders with the default intervals (10 s between rings, 90 s to time out, 60 s
 //! to the reminder, 30 min between reminders) on paused time.
 //!
-//! These drive the ringer and the reminder worker in-process, with the hub's connection queues
-//! standing in for sockets: with paused time tokio jumps to the next timer whenever the runtime is
-//! idle, which a frame in flight on a real socket does not prevent (the socket tests in `ws.rs`
+//! These drive the ringer, the reminder worker and the outbox's delivery worker in-process, with
+//! the hub's connection queues standing in for sockets: with paused time tokio jumps to the next
+//! timer whenever the runtime is idle, which a frame in flight on a real socket does not prevent (the socket tests in `ws.rs`
 //! therefore run on real time with short intervals).
 
 mod common;
@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 
 use chatd::{
     hub::{Inbox, Outbox, Outgoing, RoomKey},
-    presence, reminder, ringer, AppState,
+    outbox, presence, reminder, ringer, AppState,
 };
 use chmail::store::{open_store, Participant, Role, Room};
 use common::{RecordingMailer, ALICE, BOB, CAROL, ROOM, SUBJECT};
@@ -107,6 +107,18 @@ fn of_type<'a>(frames: &'a [Value], kind: &str) -> Vec<&'a Value> {
     frames.iter().filter(|f| f["type"] == kind).collect()
 }
 
+/// Runs the reminder worker and the outbox's delivery worker (which hands the reminders to the
+/// mailer) until `stopped` turns true.
+fn workers(state: &AppState, stopped: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let reminders = tokio::spawn(reminder::run_worker(state.clone(), stopped.clone()));
+    let delivery = tokio::spawn(outbox::run_delivery(state.clone(), stopped));
+    tokio::spawn(async move {
+        let (a, b) = tokio::join!(reminders, delivery);
+        a.expect("reminder worker");
+        b.expect("delivery worker");
+    })
+}
+
 /// Lets spawned tasks run, then moves time on by `secs`.
 async fn pass(secs: u64) {
     for _ in 0..secs {
@@ -124,7 +136,7 @@ async fn an_unanswered_ring_repeats_every_ten_seconds_then_times_out_into_a_remi
     let mut sender = w.sender_page().await;
     let mut bob = w.recipient_page(BOB);
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(reminder::run_worker(w.state.clone(), stopped));
+    let worker = workers(&w.state, stopped);
 
     ringer::ring(&w.state, &w.room, BOB, ALICE)
         .await
@@ -187,7 +199,7 @@ async fn an_unanswered_ring_repeats_every_ten_seconds_then_times_out_into_a_remi
 async fn a_second_reminder_waits_for_the_thirty_minute_interval() {
     let w = world().await;
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(reminder::run_worker(w.state.clone(), stopped));
+    let worker = workers(&w.state, stopped);
 
     // The sender is offline: pressing Chat schedules the reminder at once.
     ringer::ring(&w.state, &w.room, BOB, ALICE)
@@ -223,7 +235,7 @@ async fn the_first_accept_stops_every_session_ringing_and_no_reminder_follows() 
     let mut desk = w.sender_page().await;
     let mut bob = w.recipient_page(BOB);
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(reminder::run_worker(w.state.clone(), stopped));
+    let worker = workers(&w.state, stopped);
 
     ringer::ring(&w.state, &w.room, BOB, ALICE)
         .await

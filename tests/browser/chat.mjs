@@ -136,11 +136,18 @@ try {
     reply,
   );
   if ((await recipientPage.$$("#messages b")).length !== 0) throw new Error("chat text was rendered as HTML");
-  const seenByRecipient = await texts(recipientPage);
-  const seenBySender = await texts(senderPage);
-  for (const [who, seen] of [["recipient", seenByRecipient], ["sender", seenBySender]]) {
-    if (seen.join("|") !== [early, hello, reply].join("|")) {
-      throw new Error(`${who} sees ${JSON.stringify(seen)}`);
+  // The author's own copy appears on its ack, which may come a moment after the others get the
+  // message: wait for both pages to show the whole conversation, in order.
+  const expected = [early, hello, reply].join("|");
+  for (const [who, page] of [["recipient", recipientPage], ["sender", senderPage]]) {
+    try {
+      await page.waitForFunction(
+        (want) => [...document.querySelectorAll("#messages li .text")].map((e) => e.textContent).join("|") === want,
+        expected,
+        { timeout: 10000 },
+      );
+    } catch {
+      throw new Error(`${who} sees ${JSON.stringify(await texts(page))}`);
     }
   }
 

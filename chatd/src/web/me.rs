@@ -1,8 +1,9 @@
 //! `GET /me`: the sender's page. It lists the rooms of the mails they sent, newest first, with
 //! unread counts; while it is open the sender is online, and a ring shows here with Accept and
-//! Decline (`static/me.js` drives it over the WebSocket and relies on the ids written here).
+//! Decline (`static/me.js` drives it over the WebSocket and relies on the ids written here). A
+//! room whose reminder mail could not be delivered says so.
 
-use std::fmt::Write as _;
+use std::{collections::HashMap, fmt::Write as _};
 
 use axum::{
     extract::State,
@@ -10,12 +11,22 @@ use axum::{
     response::Response,
 };
 
+use chmail::store::{kind, MailScope};
+
 use super::html::{attr, escape, page, Page};
-use crate::{auth::session_login, clock::format_utc_ms, error::AppError, state::AppState};
+use crate::{
+    auth::{login_address, session_login},
+    clock::format_utc_ms,
+    error::AppError,
+    state::AppState,
+};
 
 /// Most rooms listed on the page: enough for months of mail; older rooms stay reachable by their
 /// links.
 pub const ROOMS_SHOWN: u32 = 200;
+
+/// Most failed mails looked at for the page's notes: the latest failures are the ones to tell.
+pub const FAILED_LOOKED_AT: u32 = 50;
 
 /// `GET /me`: the page, or a redirect to `/signin` without a session.
 pub async fn me_page(
@@ -26,6 +37,18 @@ pub async fn me_page(
         return Ok(super::see_other("/signin", []));
     };
     let rooms = state.store.rooms_of_login(&login, ROOMS_SHOWN).await?;
+    let to = login_address(&state.config, &login);
+    let mut failed: HashMap<String, i64> = HashMap::new();
+    for f in state
+        .store
+        .failed_mail(MailScope::Recipient(&to), FAILED_LOOKED_AT)
+        .await?
+    {
+        if let (kind::REMINDER, Some(room)) = (f.mail.kind.as_str(), f.mail.room_id) {
+            let when = f.failed_ms.unwrap_or_default();
+            failed.entry(room).or_insert(when);
+        }
+    }
     let (csrf, set_csrf) = super::csrf::form_token(&state, &headers)?;
 
     let mut items = String::new();
@@ -39,9 +62,16 @@ pub async fn me_page(
             .last_message_ms
             .unwrap_or_else(|| r.created.saturating_mul(1000));
         let zero = if r.unread == 0 { " zero" } else { "" };
+        let note = failed.get(&r.room_id).map_or_else(String::new, |&t| {
+            format!(
+                "<span class=\"mail-failed\">A reminder mail to you could not be delivered \
+                 ({}).</span>",
+                escape(&format_utc_ms(t))
+            )
+        });
         let _ = write!(
             items,
-            "<li{room}{port}><a{href}><span class=\"subject\">{subject}</span>\
+            "<li{room}{port}><a{href}><span class=\"subject\">{subject}{note}</span>\
              <span class=\"when\">{when}</span>\
              <span class=\"unread{zero}\"{count} title=\"unread messages\">{unread}</span></a></li>",
             room = attr("data-room", &r.room_id),

@@ -8,6 +8,7 @@
 //! | `GET /auth/{token}` | follow a sign-in link: a page whose button posts it (mail scanners fetch links) |
 //! | `POST /auth/{token}` | use the sign-in link once: start a session, open the room or `/me` |
 //! | `POST /signout` | end the session |
+//! | `GET /u/{token}`, `POST /u/{token}` | stop the notification mails of a room: a page with a button; the post (also RFC 8058's one-click, without CSRF token) mutes ([`unsubscribe`]) |
 //! | `GET /static/{file}` | `chat.js`, `me.js`, `chat.css` ([`assets`]) |
 //!
 //! Every response of chatd (pages, assets, errors, WebSocket upgrades) gets the headers of
@@ -21,6 +22,7 @@ pub mod limit;
 pub mod me;
 pub mod room;
 pub mod signin;
+pub mod unsubscribe;
 
 use std::sync::Arc;
 
@@ -58,6 +60,10 @@ pub fn routes() -> Router<AppState> {
             get(signin::confirm_link).post(signin::use_link),
         )
         .route("/signout", post(signin::sign_out))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::confirm).post(unsubscribe::mute),
+        )
         .route("/static/{file}", get(assets::asset))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(Extension(Arc::new(limit::SigninLimiter::new())))

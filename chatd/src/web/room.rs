@@ -119,6 +119,7 @@ fn render(
     main.push_str(&participants(room, members, &sender));
     if !is_sender {
         main.push_str(&whoami(members));
+        main.push_str(PROOF_AND_MAIL);
         let _ = writeln!(
             main,
             "<section class=\"card row\" id=\"call\">\
@@ -152,7 +153,7 @@ fn render(
 }
 
 /// `#participants`: the sender first, then the To and Cc addresses, each with its role and, for
-/// recipients, the mark that nobody proved the address yet.
+/// recipients, a mark: verified (proven with a mailed code) or unverified.
 fn participants(room: &Room, members: &[Member], sender: &str) -> String {
     let mut items = String::new();
     let mut seen = HashSet::new();
@@ -165,8 +166,12 @@ fn participants(room: &Room, members: &[Member], sender: &str) -> String {
             Role::To => "to",
             Role::Cc => "cc",
         };
-        let mark = if verified || role == Role::From {
+        let mark = if role == Role::From {
             String::new()
+        } else if verified {
+            " <span class=\"verified\" title=\"Proven with a code mailed to this address\">\
+             verified</span>"
+                .to_owned()
         } else {
             " <span class=\"unverified\" title=\"Whoever joins as this address has not proven \
              it\">unverified</span>"
@@ -199,6 +204,20 @@ fn participants(room: &Room, members: &[Member], sender: &str) -> String {
     )
 }
 
+/// `#proof`, the code form of a recipient proving their address (after "Prove it's you"), and
+/// `#mail-settings`, the toggle of notification mails; `chat.js` shows them when they apply.
+const PROOF_AND_MAIL: &str = "<section class=\"card stack\" id=\"proof\" hidden>\
+     <form id=\"code-form\" class=\"row\" autocomplete=\"off\">\
+     <label for=\"code\">Code from the mail</label>\
+     <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" \
+     autocomplete=\"one-time-code\" maxlength=\"12\" placeholder=\"123456\" required>\
+     <button type=\"submit\" id=\"code-send\" class=\"primary\">Confirm</button>\
+     <button type=\"button\" id=\"code-again\" class=\"link-button\">Mail a new code</button>\
+     </form></section>\n\
+     <section class=\"card row\" id=\"mail-settings\" hidden>\
+     <span id=\"mute-text\" class=\"muted\"></span>\
+     <button type=\"button\" id=\"mute-toggle\"></button></section>\n";
+
 /// `#whoami`: which of the room's To/Cc addresses the visitor is.
 fn whoami(members: &[Member]) -> String {
     let mut options = String::new();
@@ -220,7 +239,7 @@ fn whoami(members: &[Member]) -> String {
          {options}</select>\
          <button type=\"submit\" id=\"join\">Join</button>\
          </form><p class=\"muted\">Pick the address this mail reached you at. Others see it as \
-         unverified.</p></section>\n"
+         unverified until you prove it with a code mailed there.</p></section>\n"
     )
 }
 

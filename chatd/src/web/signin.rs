@@ -9,8 +9,8 @@
 //! `GET` needs nothing from the store.
 //!
 //! `POST /signin` always gives the same answer, fast: the look-up of the login, the per-login
-//! limit (`[chat] signins_per_hour`, counted in the store) and the mail run after the response,
-//! so neither the text nor the timing says whether an address can sign in. The per-IP limit
+//! limit (`[chat] signins_per_hour`, counted in the store) and queueing the mail run after the
+//! response, so neither the text nor the timing says whether an address can sign in. The per-IP limit
 //! ([`super::limit`]) answers `429` before anything else; it says nothing about the address.
 
 use std::sync::Arc;
@@ -150,8 +150,8 @@ pub async fn request_link(
     Ok(super::html_response(StatusCode::OK, [], html))
 }
 
-/// The part of `POST /signin` that runs after the answer: find the login, apply its limit, mail
-/// the link. Failures are logged; the visitor already has their answer.
+/// The part of `POST /signin` that runs after the answer: find the login, apply its limit, queue
+/// the mail with the link (the outbox delivers it). Failures are logged; the visitor already has their answer.
 async fn mail_link(state: AppState, typed: String) {
     let login = match known_login(&state, &typed).await {
         Ok(Some(login)) => login,
@@ -185,9 +185,9 @@ async fn mail_link(state: AppState, typed: String) {
     };
     let to = login_address(&state.config, &login);
     let mail = crate::mail::signin_mail(&state.config, &to, &url);
-    match state.mailer.send(&mail).await {
-        Ok(()) => info!(login = %login, "sign-in link mailed"),
-        Err(e) => warn!(login = %login, cause = %e, "sign-in mail not sent"),
+    match crate::outbox::queue(&state, &mail, chmail::store::kind::SIGNIN, None).await {
+        Ok(_) => info!(login = %login, "sign-in link queued"),
+        Err(e) => warn!(login = %login, cause = %e, "sign-in mail not queued"),
     }
 }
 

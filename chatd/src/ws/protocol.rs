@@ -75,6 +75,18 @@ pub enum ClientFrame {
     },
     /// An application-level ping; answered with `pong`.
     Ping {},
+    /// A recipient asks for a code mailed to the address they joined as ([`crate::codes`]).
+    Prove {},
+    /// A recipient enters the code from that mail.
+    Code {
+        /// The six digits (spaces and dashes between them are ignored).
+        code: String,
+    },
+    /// Turns the notification mails of the joined room off (`true`) or on (`false`).
+    Mute {
+        /// Whether to mute.
+        muted: bool,
+    },
 }
 
 /// The stable error names of `error` frames.
@@ -104,6 +116,16 @@ pub enum ErrorCode {
     RingOver,
     /// chatd could not do it now (the store failed); try again.
     ServerError,
+    /// `[chat] require_verified` is on and this recipient has not proven the address yet.
+    NotVerified,
+    /// The code is wrong; `attempts_left` more guesses are allowed.
+    WrongCode,
+    /// Too many wrong guesses: the code no longer counts; ask for a new one.
+    Locked,
+    /// The code has expired; ask for a new one.
+    Expired,
+    /// No code was asked for (or it was used already).
+    NoCode,
 }
 
 impl ErrorCode {
@@ -121,6 +143,11 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::RingOver => "ring_over",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::NotVerified => "not_verified",
+            ErrorCode::WrongCode => "wrong_code",
+            ErrorCode::Locked => "locked",
+            ErrorCode::Expired => "expired",
+            ErrorCode::NoCode => "no_code",
         }
     }
 }
@@ -165,7 +192,7 @@ pub struct MemberView {
     pub role: &'static str,
     /// Whether someone ever joined as this address.
     pub joined: bool,
-    /// Whether the address was proven (always false for now: recipients are unverified).
+    /// Whether the address was proven with a mailed code (the sender, signed in, always is).
     pub verified: bool,
     /// Whether the address is online (recipients: in this room; the sender: anywhere).
     pub online: bool,
@@ -180,7 +207,7 @@ impl MemberView {
             address: member.address.clone(),
             role: role_name(member.role),
             joined: member.joined_at.is_some(),
-            verified: member.verified,
+            verified: member.verified || member.role == Role::From,
             online,
             in_room,
         }
@@ -318,12 +345,34 @@ pub enum ServerFrame {
     },
     /// The answer to `ping`.
     Pong {},
+    /// The answer to `prove`: a code is on its way to the address.
+    ProofSent {
+        /// The address it was mailed to.
+        address: String,
+        /// How long it works, in minutes.
+        ttl_minutes: u64,
+    },
+    /// To the room: `address` was proven with a mailed code (also the answer to `prove` or
+    /// `code` when it already was).
+    Verified {
+        /// The address.
+        address: String,
+    },
+    /// To the connection: whether notification mails of this room are off for its address (the
+    /// answer to `mute`; after a recipient's `join` only when they are off).
+    Muted {
+        /// Whether they are off.
+        muted: bool,
+    },
     /// Something the client sent was refused; nothing else changed.
     Error {
         /// The stable name.
         code: ErrorCode,
         /// A sentence for people.
         message: String,
+        /// For `wrong_code`: how many more guesses the code allows.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempts_left: Option<u32>,
     },
 }
 
@@ -333,6 +382,7 @@ impl ServerFrame {
         ServerFrame::Error {
             code,
             message: message.into(),
+            attempts_left: None,
         }
     }
 
@@ -389,6 +439,18 @@ mod tests {
             })
         );
         assert_eq!(parse(r#"{"type":"typing"}"#), Ok(ClientFrame::Typing {}));
+        assert_eq!(parse(r#"{"type":"prove"}"#), Ok(ClientFrame::Prove {}));
+        assert_eq!(
+            parse(r#"{"type":"code","code":"123 456"}"#),
+            Ok(ClientFrame::Code {
+                code: "123 456".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"mute","muted":true}"#),
+            Ok(ClientFrame::Mute { muted: true })
+        );
+        assert!(parse(r#"{"type":"mute"}"#).is_err());
         assert_eq!(
             parse(r#"{"type":"history"}"#),
             Ok(ClientFrame::History { before: None })
@@ -407,6 +469,25 @@ mod tests {
         assert_eq!(v["type"], "error");
         assert_eq!(v["code"], "room_full");
         assert_eq!(v["code"], ErrorCode::RoomFull.as_str());
+        for code in [
+            ErrorCode::NotVerified,
+            ErrorCode::WrongCode,
+            ErrorCode::Locked,
+            ErrorCode::Expired,
+            ErrorCode::NoCode,
+        ] {
+            let text = ServerFrame::error(code, "x").to_text();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            assert_eq!(v["code"], code.as_str());
+            assert!(v.get("attempts_left").is_none(), "{text:?}");
+        }
+        let wrong = ServerFrame::Error {
+            code: ErrorCode::WrongCode,
+            message: "x".into(),
+            attempts_left: Some(2),
+        }
+        .to_text();
+        assert!(wrong.as_str().contains(r#""attempts_left":2"#), "{wrong:?}");
         let pong = ServerFrame::Pong {}.to_text();
         assert_eq!(pong.as_str(), r#"{"type":"pong"}"#);
         let over = ServerFrame::RingOver {

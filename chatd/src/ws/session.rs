@@ -5,7 +5,7 @@
 
 use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
-use chmail::store::{NewMessage, Role, Room, StoreError, Via, MAX_CLIENT_ID_LEN};
+use chmail::store::{Role, Room, StoreError, Via, MAX_CLIENT_ID_LEN};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -13,7 +13,7 @@ use super::protocol::{self, ClientFrame, ErrorCode, MemberView, MessageView, Ser
 use crate::{
     error::AppError,
     hub::{ConnId, JoinError, Outbox, RoomKey},
-    presence, reminder, ringer,
+    presence, ringer,
     state::AppState,
     unread,
 };
@@ -201,14 +201,18 @@ impl Session {
                 v,
             } => {
                 check_version(v)?;
-                self.join(port, &room, as_address.as_deref()).await
+                self.join(port, &room, as_address.as_deref()).await?;
+                self.send_muted().await
             }
             ClientFrame::Watch { v } => {
                 check_version(v)?;
                 self.watch().await
             }
             ClientFrame::History { before } => self.history(before).await,
-            ClientFrame::Message { text, id } => self.message(text, id).await,
+            ClientFrame::Message { text, id } => {
+                self.check_verified().await?;
+                self.message(text, id).await
+            }
             ClientFrame::Read { up_to } => {
                 let j = self.joined()?;
                 let call = self.state.store.mark_read(&j.room.id, &j.address, up_to);
@@ -237,7 +241,141 @@ impl Session {
                 self.send(&ServerFrame::Pong {});
                 Ok(())
             }
+            ClientFrame::Prove {} => self.prove().await,
+            ClientFrame::Code { code } => self.code(&code).await,
+            ClientFrame::Mute { muted } => self.mute(muted).await,
         }
+    }
+
+    /// The recipient joined as (`None` for the sender, who is proven by signing in).
+    fn recipient(&self) -> Result<Option<(String, String)>, Refusal> {
+        let j = self.joined()?;
+        Ok((!j.is_sender).then(|| (j.room.id.clone(), j.address.clone())))
+    }
+
+    /// With `[chat] require_verified`, a recipient speaks only once proven.
+    async fn check_verified(&self) -> Outcome {
+        if !self.state.config.chat.require_verified {
+            return Ok(());
+        }
+        let Some((room_id, address)) = self.recipient()? else {
+            return Ok(());
+        };
+        let call = self.state.store.is_verified(&room_id, &address);
+        if self.state.store_call(call).await? {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            ErrorCode::NotVerified,
+            format!("prove that you are {address} first: ask for a code by mail"),
+        ))
+    }
+
+    /// `prove`: mail a code to the address this connection joined as.
+    async fn prove(&mut self) -> Outcome {
+        let Some((room_id, address)) = self.recipient()? else {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the sender is proven by signing in",
+            ));
+        };
+        let subject = self.joined()?.room.subject.clone();
+        let requested =
+            crate::codes::request(&self.state, &room_id, subject.as_deref(), &address).await?;
+        match requested {
+            crate::codes::Requested::Sent { ttl_minutes } => {
+                self.send(&ServerFrame::ProofSent {
+                    address,
+                    ttl_minutes,
+                });
+                Ok(())
+            }
+            crate::codes::Requested::AlreadyVerified => {
+                self.send(&ServerFrame::Verified { address });
+                Ok(())
+            }
+            crate::codes::Requested::TooMany => Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "{} codes an hour at most; use the last one or wait",
+                    self.state.config.chat.codes_per_hour
+                ),
+            )),
+        }
+    }
+
+    /// `code`: check the code; the right one proves the address to the whole room.
+    async fn code(&mut self, typed: &str) -> Outcome {
+        let Some((room_id, address)) = self.recipient()? else {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the sender is proven by signing in",
+            ));
+        };
+        let check = match crate::codes::verify(&self.state, &room_id, &address, typed).await {
+            Ok(check) => check,
+            Err(AppError::BadRequest(why)) => return Err(Refusal::new(ErrorCode::BadFrame, why)),
+            Err(e) => return Err(e.into()),
+        };
+        match check {
+            chmail::store::CodeCheck::Verified => {
+                self.state
+                    .hub
+                    .publish_room(&room_id, &ServerFrame::Verified { address }, None);
+                Ok(())
+            }
+            chmail::store::CodeCheck::Wrong { attempts_left } => {
+                self.send(&ServerFrame::Error {
+                    code: ErrorCode::WrongCode,
+                    message: match attempts_left {
+                        0 => "that code is wrong; ask for a new one".to_owned(),
+                        1 => "that code is wrong; 1 more try".to_owned(),
+                        n => format!("that code is wrong; {n} more tries"),
+                    },
+                    attempts_left: Some(attempts_left),
+                });
+                Ok(())
+            }
+            chmail::store::CodeCheck::Locked => Err(Refusal::new(
+                ErrorCode::Locked,
+                "too many wrong codes; ask for a new one",
+            )),
+            chmail::store::CodeCheck::Expired => Err(Refusal::new(
+                ErrorCode::Expired,
+                "that code has expired; ask for a new one",
+            )),
+            chmail::store::CodeCheck::NoCode => {
+                // A code used by another connection of the same address proved it already.
+                let call = self.state.store.is_verified(&room_id, &address);
+                if self.state.store_call(call).await? {
+                    self.send(&ServerFrame::Verified { address });
+                    return Ok(());
+                }
+                Err(Refusal::new(ErrorCode::NoCode, "ask for a code first"))
+            }
+        }
+    }
+
+    /// `mute`: notification mails of this room off or on for the joined address.
+    async fn mute(&mut self, muted: bool) -> Outcome {
+        let j = self.joined()?;
+        let call = self.state.store.set_muted(&j.room.id, &j.address, muted);
+        self.state.store_call(call).await?;
+        self.send(&ServerFrame::Muted { muted });
+        Ok(())
+    }
+
+    /// After a recipient's `join`: `muted` when their notification mails are off (on is the
+    /// default and needs no frame).
+    async fn send_muted(&mut self) -> Outcome {
+        let Some((room_id, address)) = self.recipient()? else {
+            return Ok(());
+        };
+        let call = self.state.store.notify_state(&room_id, &address);
+        if self.state.store_call(call).await?.is_some_and(|s| s.muted) {
+            self.send(&ServerFrame::Muted { muted: true });
+        }
+        Ok(())
     }
 
     fn joined(&self) -> Result<&Joined, Refusal> {
@@ -458,38 +596,22 @@ impl Session {
             ));
         }
         let state = &self.state;
-        let new = NewMessage {
-            room_id: j.room.id.clone(),
-            author: j.address.clone(),
-            body: text,
-            created_ms: state.clock.now_ms(),
-            via: Via::Web,
-            client_id: id.clone(),
-        };
-        let stored = state.store_call(state.store.add_message(&new)).await?;
-        let view = MessageView::from(&stored);
+        let posted = crate::post::post(
+            state,
+            crate::post::Post {
+                room: &j.room,
+                author: &j.address,
+                text,
+                via: Via::Web,
+                client_id: id.clone(),
+                except: Some(self.id),
+            },
+        )
+        .await?;
         self.send(&ServerFrame::Ack {
             id,
-            message: view.clone(),
+            message: MessageView::from(&posted.message),
         });
-        state.hub.publish_room(
-            &j.room.id,
-            &ServerFrame::Message { message: view },
-            Some(self.id),
-        );
-        let read = state.store.mark_read(&j.room.id, &j.address, stored.id);
-        if let Err(e) = state.store_call(read).await {
-            warn!(cause = %e, "read mark not stored");
-        }
-        // After the author's read mark: the sender's own message leaves their count at 0.
-        unread::push(state, &j.room.login, &j.room.id).await;
-        if !j.is_sender
-            && !state.hub.sender_in_room(&j.room.id)
-            && !presence::is_online(state, &j.room.login).await
-        {
-            // The sender is away: the message goes into a reminder (S117).
-            reminder::schedule(state, &j.room.id, &j.address).await?;
-        }
         Ok(())
     }
 

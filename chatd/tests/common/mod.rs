@@ -114,11 +114,13 @@ pub struct Harness {
     pub port: u16,
 }
 
-/// The test config: public URL [`ORIGIN`], listening on 127.0.0.1:0.
+/// The test config: public URL [`ORIGIN`], listening (HTTP and replies) on 127.0.0.1:0.
 pub fn config() -> Config {
     let mut config = Config::default();
     config.chat.public_url = ORIGIN.into();
     config.chat.listen = "127.0.0.1:0".into();
+    // Its own port per chatd: tests run in parallel, and the default 2525 is one port.
+    config.reply.listen = "127.0.0.1:0".into();
     config.signing.domain = "a.example".into();
     config
 }

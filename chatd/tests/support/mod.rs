@@ -78,12 +78,26 @@ pub async fn memory_store() -> Arc<dyn Store> {
     store
 }
 
-/// A state over a fresh in-memory store, its mails captured.
+/// A state over a fresh in-memory store, its mails captured once the outbox's delivery worker
+/// (running for the rest of the test) sends them.
 pub async fn state_with(config: Config) -> (AppState, Mails) {
     let (tx, rx) = mpsc::unbounded_channel();
     let state = AppState::new(config, memory_store().await, Arc::new(CaptureMailer { tx }))
         .expect("test config is valid");
+    start_delivery(&state);
     (state, Mails(rx))
+}
+
+/// Runs the outbox's delivery worker of `state` for the rest of the test (as a running chatd
+/// does), so that queued mail reaches its mailer.
+pub fn start_delivery(state: &AppState) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let state = state.clone();
+    tokio::spawn(async move {
+        // Holding the sender keeps the worker running: a dropped one would read as shutdown.
+        let _stop = stop;
+        chatd::outbox::run_delivery(state, stopped).await;
+    });
 }
 
 /// A state with [`config`].

@@ -1,0 +1,633 @@
+//! chatd's SMTP listener for replies by mail (`[reply] listen`). The MTA routes the reply domain
+//! here (`contrib/postfix/`); a reply to `<token>@<reply domain>` from the token's participant is
+//! posted into the token's room as that participant ([`crate::post`]).
+//!
+//! # Policy
+//!
+//! Decided as early in the SMTP dialogue as the information allows, so that the sending MTA, not
+//! chatd, tells a person what went wrong; chatd itself never sends a mail about a reply.
+//!
+//! | when | what | answer |
+//! |---|---|---|
+//! | RCPT | not at the reply domain | `550 5.1.1` not a CHmail reply address |
+//! | RCPT | a second reply address in one mail | `452 4.5.3` (the MTA sends it separately) |
+//! | RCPT | unknown or expired token | `550 5.1.1` unknown or expired, reply in the chat: `<public_url>` |
+//! | RCPT | `[reply] per_token_per_hour` replies posted in the last hour | `450 4.7.1` (temporary: the MTA delivers it later, nothing is lost) |
+//! | end of DATA | empty envelope sender (a bounce) | `250`, dropped |
+//! | end of DATA | automatic ([`super::is_automatic`]: auto-replies, lists, reports) | `250`, dropped |
+//! | end of DATA | more than `[reply] max_bytes` | `552 5.3.4` |
+//! | end of DATA | From is not the token's participant | `550 5.7.1` belongs to another sender |
+//! | end of DATA | no text body, not a mail | `550 5.6.0` |
+//! | end of DATA | nothing new once quotes and signature are cut ([`super::ReplyError::Empty`]) | `250`, dropped |
+//! | end of DATA | new text longer than `[chat] max_message_bytes` | `552 5.3.4` |
+//! | end of DATA | otherwise | `250`, posted (once per Message-ID) |
+//! | any | the store fails or times out | `451 4.3.0` (the MTA retries) |
+//!
+//! Bounces and automatic mail are accepted, not refused: a refusal makes the MTA write a bounce
+//! of its own, and mail must never answer mail that no person wrote. A bounce is accepted for any
+//! recipient at the reply domain, for the same reason. Each decision is logged once, with the
+//! token's room and never the token (the token is the secret that lets a mail into the room).
+//!
+//! # Machinery
+//!
+//! The SMTP protocol is `mailin`'s [`mailin::Session`] (the core of `mailin-embedded`), with its
+//! synchronous [`Handler`]. The accept loop is ours rather than `mailin-embedded`'s `Server`,
+//! which can neither be stopped nor bounded: it runs on tokio and stops on chatd's shutdown;
+//! each connection runs on a blocking thread, where the handler waits for the store with
+//! [`Handle::block_on`] (every store call under `[store] timeout_ms`). The loop also works around
+//! three gaps of mailin 0.6: it cannot parse the null reverse-path `MAIL FROM:<>` of bounces (the
+//! loop hands it a placeholder and tells the handler), it stays in the DATA state after an error
+//! at the end of DATA (the loop starts a fresh session, greeted as before), and it reads lines
+//! of any length (the loop caps them at [`MAX_LINE`]).
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    io::{self, BufRead, BufReader, BufWriter, Read as _, Write},
+    net::{IpAddr, Shutdown, TcpStream},
+    rc::Rc,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use chmail::store::{ReplyToken, StoreError, Via};
+use mail_parser::MessageParser;
+use mailin::{Action, Handler, Response, SessionBuilder};
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::AsyncWriteExt as _,
+    net::TcpListener,
+    runtime::Handle,
+    sync::{watch, Semaphore},
+    task::JoinSet,
+};
+use tracing::{debug, info, warn};
+
+use super::{is_automatic, links, new_text, ReplyError};
+use crate::{error::AppError, post, state::AppState};
+
+/// Most SMTP connections served at once; one more gets `421` at once. The MTA delivers replies
+/// over a handful of connections; this only bounds the threads a flood can take.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Longest line read at once, in bytes: RFC 5321 allows 1000 per line; a longer command is
+/// refused, a longer data line is taken in pieces.
+pub const MAX_LINE: u64 = 64 * 1024;
+
+/// How long a connection may stay silent: RFC 5321's server time-out (section 4.5.3.2.7).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The window of `[reply] per_token_per_hour`, in ms.
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// What mailin gets in place of the null reverse-path it cannot parse; the handler knows.
+const NULL_PLACEHOLDER: &str = "null-sender@invalid";
+
+/// The longest client id kept of a Message-ID's hash: `mail:` and 40 hex digits.
+const CLIENT_ID_HEX: usize = 40;
+
+/// Takes replies on `listener` until `shutdown` turns true, then ends the open connections and
+/// returns when they are done.
+pub async fn run(listener: TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let context = Arc::new(Context {
+        domain: state.config.reply_domain(),
+        state,
+        runtime: Handle::current(),
+    });
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+    let mut sessions = JoinSet::new();
+    let mut next_id = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                warn!(cause = %e, "reply listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"421 4.3.2 Too many connections; try again later\r\n")
+                .await;
+            warn!(peer = %peer, "reply listener: too many connections");
+            continue;
+        };
+        let stream = match blocking(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(peer = %peer, cause = %e, "reply connection not set up");
+                continue;
+            }
+        };
+        next_id += 1;
+        let id = next_id;
+        if let Ok(copy) = stream.try_clone() {
+            open.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, copy);
+        }
+        let context = context.clone();
+        let open = open.clone();
+        sessions.spawn_blocking(move || {
+            if let Err(e) = serve(stream, peer.ip(), &context) {
+                debug!(peer = %peer, cause = %e, "reply connection ended");
+            }
+            open.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Ends every session: its next read sees the end of the stream.
+    for stream in open.lock().unwrap_or_else(PoisonError::into_inner).values() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    while sessions.join_next().await.is_some() {}
+    info!("reply listener stopped");
+}
+
+/// A tokio stream as a blocking std one with the idle time-out.
+fn blocking(stream: tokio::net::TcpStream) -> io::Result<TcpStream> {
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// What every connection shares.
+struct Context {
+    state: AppState,
+    runtime: Handle,
+    /// The reply domain, lowercase.
+    domain: String,
+}
+
+/// Runs the SMTP dialogue of one connection (on a blocking thread).
+fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = BufWriter::new(stream);
+    let builder = SessionBuilder::new(context.domain.clone());
+    let conn = Rc::new(RefCell::new(Conn::new(context.clone(), ip)));
+    let mut session = builder.build(ip, ReplyHandler(conn.clone()));
+    reply(&mut writer, &session.greeting())?;
+    let mut in_data = false;
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let read = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return Ok(());
+        }
+        if !in_data && !line.ends_with(b"\n") {
+            // A command line over the limit: drop the rest of it and refuse it.
+            skip_line(&mut reader)?;
+            reply(
+                &mut writer,
+                &Response::custom(500, "5.5.2 Line too long".into()),
+            )?;
+            continue;
+        }
+        let data_end = in_data && line == b".\r\n";
+        let response = if !in_data && is_null_mail(&line) {
+            conn.borrow_mut().null_sender_next = true;
+            let response = session.process(&null_placeholder(&line));
+            // Taken by the handler when the command was accepted; a refused one leaves it.
+            conn.borrow_mut().null_sender_next = false;
+            response
+        } else {
+            session.process(&line)
+        };
+        match response.action {
+            Action::Reply => reply(&mut writer, &response)?,
+            Action::Close => {
+                reply(&mut writer, &response)?;
+                return Ok(());
+            }
+            // No STARTTLS is offered, so no upgrade is ever asked for.
+            Action::NoReply | Action::UpgradeTls => {}
+        }
+        if response.code == 354 {
+            in_data = true;
+        }
+        if data_end {
+            in_data = false;
+            if response.is_error {
+                // mailin stays in DATA after refusing a mail; a fresh session, greeted as the
+                // client did, takes the next command.
+                session = builder.build(ip, ReplyHandler(conn.clone()));
+                let helo = format!("HELO {}\r\n", conn.borrow().helo);
+                let _ = session.process(helo.as_bytes());
+            }
+        }
+    }
+}
+
+fn reply(writer: &mut impl Write, response: &Response) -> io::Result<()> {
+    response.write_to(writer)?;
+    writer.flush()
+}
+
+/// Reads to the end of an over-long line, [`MAX_LINE`] bytes at a time.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    let mut rest = Vec::new();
+    loop {
+        rest.clear();
+        let read = reader.take(MAX_LINE).read_until(b'\n', &mut rest)?;
+        if read == 0 || rest.ends_with(b"\n") {
+            return Ok(());
+        }
+    }
+}
+
+/// `MAIL FROM:<>` with any parameters, the null reverse-path of bounces.
+fn is_null_mail(line: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"mail from:";
+    line.len() > PREFIX.len()
+        && line[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+        && line[PREFIX.len()..].trim_ascii_start().starts_with(b"<>")
+}
+
+/// The `MAIL` line with [`NULL_PLACEHOLDER`] as its reverse-path, parameters kept.
+fn null_placeholder(line: &[u8]) -> Vec<u8> {
+    let rest = line[10..].trim_ascii_start();
+    let mut out = format!("MAIL FROM:<{NULL_PLACEHOLDER}>").into_bytes();
+    out.extend_from_slice(&rest[2..]);
+    out
+}
+
+/// One connection: the greeting and the transaction under way.
+struct Conn {
+    context: Arc<Context>,
+    ip: IpAddr,
+    /// The client's HELO/EHLO name.
+    helo: String,
+    /// Set by the line loop when the next `MAIL` has the null reverse-path.
+    null_sender_next: bool,
+    txn: Transaction,
+}
+
+/// One mail: from MAIL to the end of DATA.
+#[derive(Default)]
+struct Transaction {
+    /// The reverse-path; empty for a bounce.
+    envelope_sender: String,
+    /// The token of the recipient, once one was accepted.
+    token: Option<ReplyToken>,
+    /// A bounce to an address that is no token: accepted to be dropped.
+    unknown_bounce: bool,
+    /// The mail, up to `[reply] max_bytes`.
+    data: Vec<u8>,
+    /// Whether more came than `[reply] max_bytes`.
+    oversized: bool,
+}
+
+impl Conn {
+    fn new(context: Arc<Context>, ip: IpAddr) -> Self {
+        Self {
+            context,
+            ip,
+            helo: String::new(),
+            null_sender_next: false,
+            txn: Transaction::default(),
+        }
+    }
+
+    fn state(&self) -> &AppState {
+        &self.context.state
+    }
+
+    /// Runs a store call to its end (under `[store] timeout_ms`) from this blocking thread.
+    fn wait<T>(
+        &self,
+        call: impl std::future::Future<Output = chmail::store::Result<T>>,
+    ) -> Result<T, AppError> {
+        let state = self.state();
+        self.context.runtime.block_on(state.store_call(call))
+    }
+
+    /// Logs the decision about the current mail once and returns its answer.
+    fn decide(&self, room: Option<&str>, code: u16, text: String, why: &str) -> Response {
+        if code < 400 {
+            info!(room = ?room, peer = %self.ip, code, why, "reply accepted");
+        } else {
+            info!(room = ?room, peer = %self.ip, code, why, "reply refused");
+        }
+        Response::custom(code, text)
+    }
+
+    fn temporary_failure(&self, room: Option<&str>, e: &AppError) -> Response {
+        warn!(room = ?room, peer = %self.ip, cause = %e, "reply deferred: the store failed");
+        Response::custom(
+            451,
+            "4.3.0 The chat server has a problem right now; try again later".into(),
+        )
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        let not_ours = "5.1.1 Not a CHmail reply address";
+        let Some((local, domain)) = to.rsplit_once('@') else {
+            return self.decide(None, 550, not_ours.into(), "no domain");
+        };
+        if !domain.eq_ignore_ascii_case(&self.context.domain) {
+            return self.decide(None, 550, not_ours.into(), "other domain");
+        }
+        if self.txn.token.is_some() || self.txn.unknown_bounce {
+            return self.decide(
+                None,
+                452,
+                "4.5.3 One reply address per mail; send the others separately".into(),
+                "second recipient",
+            );
+        }
+        let bounce = self.txn.envelope_sender.is_empty();
+        let now = self.state().clock.now_ms();
+        let token = match self.wait(self.state().store.lookup_reply_token(local, now)) {
+            Ok(Some(token)) => token,
+            Ok(None) if bounce => {
+                // Never answer a bounce, not even with a refusal; dropped at the end of DATA.
+                self.txn.unknown_bounce = true;
+                return accepted_recipient();
+            }
+            Ok(None) => {
+                return self.decide(
+                    None,
+                    550,
+                    self.unknown_address(),
+                    "unknown or expired token",
+                )
+            }
+            Err(e) => return self.temporary_failure(None, &e),
+        };
+        if !bounce {
+            let since = now.saturating_sub(HOUR_MS);
+            let count =
+                self.state()
+                    .store
+                    .count_messages(&token.room_id, &token.address, Via::Mail, since);
+            match self.wait(count) {
+                Ok(n) if n >= self.state().config.reply.per_token_per_hour => {
+                    return self.decide(
+                        Some(&token.room_id),
+                        450,
+                        "4.7.1 Too many replies to this address in the last hour; try again later"
+                            .into(),
+                        "rate limit",
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => return self.temporary_failure(Some(&token.room_id), &e),
+            }
+        }
+        self.txn.token = Some(token);
+        accepted_recipient()
+    }
+
+    /// The refusal of an address that is no (longer a) token.
+    fn unknown_address(&self) -> String {
+        format!(
+            "5.1.1 This reply address is unknown or has expired; reply in the chat instead: {}",
+            self.state().base_url()
+        )
+    }
+
+    fn data(&mut self, buf: &[u8]) {
+        let max = self.state().config.reply.max_bytes;
+        let left = max.saturating_sub(self.txn.data.len());
+        if buf.len() > left {
+            self.txn.oversized = true;
+        }
+        // The head is kept even past the limit: it tells whether the mail is automatic.
+        self.txn.data.extend_from_slice(&buf[..buf.len().min(left)]);
+    }
+
+    fn data_end(&mut self) -> Response {
+        let response = self.judge();
+        self.txn = Transaction::default();
+        response
+    }
+
+    /// The answer to the end of DATA, posting the reply when it is one.
+    fn judge(&self) -> Response {
+        let txn = &self.txn;
+        let accept = || "2.0.0 OK".to_owned();
+        let room = txn.token.as_ref().map(|t| t.room_id.as_str());
+        if txn.envelope_sender.is_empty() {
+            return self.decide(room, 250, accept(), "bounce dropped");
+        }
+        let Some(token) = &txn.token else {
+            // mailin asks for DATA only after an accepted recipient.
+            return self.decide(None, 503, "5.5.1 No valid recipient".into(), "no recipient");
+        };
+        let room = Some(token.room_id.as_str());
+        if let Some(sign) = is_automatic(&txn.data, Some(&txn.envelope_sender)) {
+            return self.decide(room, 250, accept(), &format!("automatic ({sign}), dropped"));
+        }
+        let config = &self.state().config;
+        if txn.oversized {
+            return self.decide(
+                room,
+                552,
+                format!(
+                    "5.3.4 A reply may have at most {} bytes",
+                    config.reply.max_bytes
+                ),
+                "too large",
+            );
+        }
+        let Some(headers) = MessageParser::new().parse_headers(&txn.data) else {
+            return self.decide(room, 550, "5.6.0 This is not a mail".into(), "not a mail");
+        };
+        let from: Vec<String> = headers
+            .from()
+            .into_iter()
+            .flat_map(|a| a.iter())
+            .filter_map(|a| a.address())
+            .map(|a| a.trim().to_lowercase())
+            .collect();
+        if from != [token.address.as_str()] {
+            return self.decide(
+                room,
+                550,
+                "5.7.1 This reply address belongs to another sender".into(),
+                "From is not the participant",
+            );
+        }
+        let text = match new_text(&txn.data) {
+            Ok(text) => text,
+            Err(ReplyError::Empty) => {
+                return self.decide(room, 250, accept(), "nothing new to post");
+            }
+            Err(e @ (ReplyError::NoText | ReplyError::NotAMail)) => {
+                debug!(room = %token.room_id, cause = %e, "reply without text");
+                return self.decide(
+                room,
+                    550,
+                    format!(
+                        "5.6.0 This reply has no text to post; write your answer in the text of the mail, or in the chat: {}",
+                        self.state().base_url()
+                    ),
+                    "no text",
+                );
+            }
+        };
+        let (body, links) = links::strip_signin_links(&text.text, self.state().base_url());
+        if links > 0 {
+            info!(room = %token.room_id, links, "sign-in links cut from a reply");
+        }
+        if body.trim().is_empty() || body.trim() == links::REMOVED {
+            return self.decide(room, 250, accept(), "nothing new to post");
+        }
+        let max = config.chat.max_message_bytes;
+        if body.len() > max {
+            return self.decide(
+                room,
+                552,
+                format!(
+                    "5.3.4 The new text of this reply has more than the {max} bytes a chat message may have; shorten it"
+                ),
+                "text too long",
+            );
+        }
+        match self.post(token, body, client_id(&headers, &txn.data)) {
+            Ok(true) => self.decide(room, 250, accept(), "posted"),
+            Ok(false) => self.decide(room, 250, accept(), "already posted"),
+            Err(AppError::NotFound) => self.decide(room, 550, self.unknown_address(), "room gone"),
+            Err(AppError::Store(StoreError::Invalid(why))) => {
+                debug!(room = %token.room_id, cause = %why, "reply refused by the store");
+                self.decide(
+                    room,
+                    550,
+                    "5.6.0 This reply cannot be posted".into(),
+                    "invalid",
+                )
+            }
+            Err(e) => self.temporary_failure(room, &e),
+        }
+    }
+
+    /// Posts `text` into the token's room as its participant; `false` when this client id was
+    /// posted before.
+    fn post(&self, token: &ReplyToken, text: String, client_id: String) -> Result<bool, AppError> {
+        let state = self.state().clone();
+        self.context.runtime.block_on(async move {
+            let room = state
+                .store_call(state.store.room(&token.room_id))
+                .await?
+                .ok_or(AppError::NotFound)?;
+            let posted = post::post(
+                &state,
+                post::Post {
+                    room: &room,
+                    author: &token.address,
+                    text,
+                    via: Via::Mail,
+                    client_id: Some(client_id),
+                    except: None,
+                },
+            )
+            .await?;
+            Ok(posted.new)
+        })
+    }
+}
+
+/// The reply's client id: a hash of its Message-ID (of the whole mail when it has none), so a
+/// mail delivered twice is posted once, and the Message-ID itself is shown to no one.
+fn client_id(headers: &mail_parser::Message<'_>, raw: &[u8]) -> String {
+    let digest = match headers.message_id() {
+        Some(id) => Sha256::digest(id.trim().as_bytes()),
+        None => Sha256::digest(raw),
+    };
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("mail:{}", &hex[..CLIENT_ID_HEX])
+}
+
+/// mailin's handler: every call goes to the connection's [`Conn`].
+struct ReplyHandler(Rc<RefCell<Conn>>);
+
+impl Handler for ReplyHandler {
+    fn helo(&mut self, _ip: IpAddr, domain: &str) -> Response {
+        domain.clone_into(&mut self.0.borrow_mut().helo);
+        mailin::response::OK
+    }
+
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
+        let mut conn = self.0.borrow_mut();
+        let null = std::mem::take(&mut conn.null_sender_next);
+        conn.txn = Transaction {
+            envelope_sender: if null { String::new() } else { from.to_owned() },
+            ..Transaction::default()
+        };
+        Response::custom(250, "2.1.0 OK".into())
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.0.borrow_mut().rcpt(to)
+    }
+
+    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.borrow_mut().data(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        self.0.borrow_mut().data_end()
+    }
+}
+
+/// The answer to an accepted recipient.
+fn accepted_recipient() -> Response {
+    Response::custom(250, "2.1.5 OK".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_null_reverse_path_is_recognised_and_replaced() {
+        for line in [
+            &b"MAIL FROM:<>\r\n"[..],
+            b"mail from:<> BODY=8BITMIME\r\n",
+            b"MAIL FROM: <>\r\n",
+        ] {
+            assert!(is_null_mail(line), "{}", String::from_utf8_lossy(line));
+        }
+        for line in [
+            &b"MAIL FROM:<a@b>\r\n"[..],
+            b"MAIL FROM:\r\n",
+            b"RCPT TO:<>\r\n",
+        ] {
+            assert!(!is_null_mail(line), "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(
+            null_placeholder(b"mail from:<> BODY=8BITMIME\r\n"),
+            b"MAIL FROM:<null-sender@invalid> BODY=8BITMIME\r\n"
+        );
+    }
+
+    #[test]
+    fn client_ids_hash_the_message_id_and_fit() {
+        let a = MessageParser::new()
+            .parse_headers(&b"Message-ID: <x@y>\r\n\r\nhi"[..])
+            .expect("headers");
+        let b = MessageParser::new()
+            .parse_headers(&b"Message-ID: <x@y>\r\nSubject: other\r\n\r\nho"[..])
+            .expect("headers");
+        let id = client_id(&a, b"one");
+        assert_eq!(id, client_id(&b, b"two"));
+        assert!(id.starts_with("mail:") && !id.contains("x@y"));
+        assert!(id.len() <= chmail::store::MAX_CLIENT_ID_LEN);
+    }
+}
