@@ -594,3 +594,16 @@ fn header_errors_say_what_is_wrong() {
     );
     assert!(HeaderError::TooLong(5000).to_string().contains("4096"));
 }
+
+#[test]
+fn a_non_breaking_space_inside_the_signature_is_refused() {
+    let value = signed().to_value();
+    let (head, tail) = value.split_at(value.len() - 10);
+    let mangled = format!("{head}\u{a0}{tail}");
+    assert!(
+        ChmailHeader::parse(mangled.as_bytes()).is_err(),
+        "{mangled}"
+    );
+    let spaced = format!("{head} \t{tail}");
+    assert!(ChmailHeader::parse(spaced.as_bytes()).is_ok(), "{spaced}");
+}

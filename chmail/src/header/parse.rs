@@ -62,7 +62,9 @@ impl ChmailHeader {
         let time =
             parse_decimal(time, MAX_TIME_DIGITS).ok_or_else(|| HeaderError::BadTime(clip(time)))?;
         check_values(domain, selector, login, host, port)?;
-        let b: String = b.chars().filter(|c| !c.is_whitespace()).collect();
+        // Only folding white space may sit inside `b` (space and tab once unfolded); any other
+        // character, a non-breaking space included, makes the base64 invalid.
+        let b: String = b.chars().filter(|c| !matches!(c, ' ' | '\t')).collect();
         let signature = STANDARD
             .decode(b.as_bytes())
             .map_err(|_| HeaderError::BadBase64)?;
