@@ -107,11 +107,9 @@ pub async fn session_login(state: &AppState, headers: &HeaderMap) -> Option<Stri
     if !is_token(token) {
         return None;
     }
-    match state
-        .store
-        .session(&hash_token(token), state.clock.now_ms())
-        .await
-    {
+    let hash = hash_token(token);
+    let call = state.store.session(&hash, state.clock.now_ms());
+    match state.store_call(call).await {
         Ok(session) => session.map(|s| s.login),
         Err(e) => {
             warn!(cause = %e, "session look-up failed; treating the request as signed out");
@@ -141,8 +139,11 @@ pub async fn signin_url(
         expires_ms: now.saturating_add(ttl),
     };
     state
-        .store
-        .create_signin_token(&hash_token(&token), &record)
+        .store_call(
+            state
+                .store
+                .create_signin_token(&hash_token(&token), &record),
+        )
         .await?;
     Ok(format!("{}/auth/{token}", state.base_url()))
 }
@@ -161,8 +162,7 @@ pub async fn start_session(state: &AppState, login: &str) -> Result<String, AppE
         expires_ms: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
     };
     state
-        .store
-        .create_session(&hash_token(&id), &session)
+        .store_call(state.store.create_session(&hash_token(&id), &session))
         .await?;
     Ok(set_cookie(
         state,
@@ -180,7 +180,9 @@ pub async fn start_session(state: &AppState, login: &str) -> Result<String, AppE
 /// When the store fails.
 pub async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<String, AppError> {
     if let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| is_token(t)) {
-        state.store.delete_session(&hash_token(token)).await?;
+        state
+            .store_call(state.store.delete_session(&hash_token(token)))
+            .await?;
     }
     Ok(set_cookie(state, SESSION_COOKIE, "", "Lax", Some(0)))
 }
@@ -193,6 +195,20 @@ pub fn login_address(config: &chmail::Config, login: &str) -> String {
     } else {
         format!("{login}@{}", config.signing.domain)
     }
+}
+
+/// The address of `room`'s sender, as participants are stored (lowercase): its From
+/// participant, else the address of its login ([`login_address`]). The one rule for the page,
+/// the WebSocket, the reminder mail and the notifications, so that all of them name (and mail)
+/// the same address.
+pub fn sender_address(config: &chmail::Config, room: &chmail::store::Room) -> String {
+    room.participants
+        .iter()
+        .find(|p| p.role == chmail::store::Role::From)
+        .map_or_else(
+            || login_address(config, &room.login).to_lowercase(),
+            |p| p.address.clone(),
+        )
 }
 
 /// The login that the address typed into the sign-in form names, if the store knows it (it holds
@@ -222,8 +238,11 @@ pub async fn known_login(state: &AppState, typed: &str) -> Result<Option<String>
         if login.is_empty() {
             continue;
         }
-        if state.store.port_of(&login).await?.is_some()
-            || state.store.login(&login).await?.is_some()
+        if state
+            .store_call(state.store.port_of(&login))
+            .await?
+            .is_some()
+            || state.store_call(state.store.login(&login)).await?.is_some()
         {
             return Ok(Some(login));
         }

@@ -24,7 +24,7 @@ use lettre::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{clock::format_utc_ms, web::html::escape, web::room::sender_address};
+use crate::{auth::sender_address, clock::format_utc_ms, web::html::escape};
 
 /// One mail chatd sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,7 +427,7 @@ pub fn reminder_mail(
         r = escape(&room_url),
     );
     OutgoingMail {
-        to: sender_address(room),
+        to: sender_address(config, room),
         subject,
         text,
         html: Some(html),

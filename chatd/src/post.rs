@@ -12,10 +12,7 @@ use crate::{
     presence, reminder,
     state::AppState,
     unread,
-    ws::{
-        protocol::{MessageView, ServerFrame},
-        sender_address,
-    },
+    ws::protocol::{MessageView, ServerFrame},
 };
 
 /// A message to post.
@@ -63,11 +60,10 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         via: post.via,
         client_id: post.client_id,
     };
-    let stored = state.store_call(state.store.add_message(&new)).await?;
-    // The store returns the first copy for a client id it has seen: anything else about it
-    // than what we just sent means a retry.
-    let fresh = stored.created_ms == new.created_ms && stored.body == new.body;
-    if !fresh {
+    let added = state.store_call(state.store.add_message(&new)).await?;
+    let stored = added.message;
+    if !added.inserted {
+        // A retry of a client id the store has seen: it was published when it was stored.
         return Ok(Posted {
             message: stored,
             new: false,
@@ -88,7 +84,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
     unread::push(state, &room.login, &room.id).await;
     // Verified recipients who are not here get the news by mail (after the batching delay).
     crate::notify::spawn_schedule(state, &room.id, post.author);
-    let is_sender = post.author == sender_address(state, room);
+    let is_sender = post.author == crate::auth::sender_address(&state.config, room);
     if !is_sender
         && !state.hub.sender_in_room(&room.id)
         && !presence::is_online(state, &room.login).await

@@ -19,10 +19,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::{
-    error::AppError,
-    outbox, ringer,
-    state::AppState,
-    ws::{protocol::ServerFrame, sender_address},
+    auth::sender_address, error::AppError, outbox, ringer, state::AppState,
+    ws::protocol::ServerFrame,
 };
 
 /// How often the worker looks for due reminders.
@@ -115,7 +113,7 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
         .last()
         .map(|m| m.id)
         .or(job.reminder.last_message_id);
-    let sender = sender_address(state, &room);
+    let sender = sender_address(&state.config, &room);
     if state.hub.sender_in_room(room_id) {
         // The sender is in the chat now and sees it all (Chatwoot's rule: no mail for what was
         // seen). Recorded as done, so the interval still applies.

@@ -650,3 +650,91 @@ async fn signing_out_ends_the_session() {
         "the old cookie no longer works"
     );
 }
+
+/// A mail whose From the milter could not read leaves a room without a From participant; its
+/// sender is then the address of the login (a bare SASL name gets our domain), and the page and
+/// the reminder mail both name that address, as the WebSocket does.
+#[tokio::test]
+async fn a_room_without_a_from_participant_names_and_mails_the_logins_address() {
+    let (state, _) = state().await;
+    let config = config();
+    let room_id = room_id("nofromroom");
+    let grant = state
+        .store
+        .record_submission(&chmail::store::Submission {
+            login: "erin".into(),
+            ip: None,
+            hostname: None,
+            now: 1_714_566_896,
+            ports: config.chat.ports,
+            reclaim_after: config.chat.reclaim_after(),
+            room_id: room_id.clone(),
+            message_id: None,
+            subject: Some("Hi".into()),
+            participants: vec![chmail::store::Participant {
+                address: "x@x.example".into(),
+                role: chmail::store::Role::To,
+            }],
+        })
+        .await
+        .expect("submission stored");
+    let room = state
+        .store
+        .room(&room_id)
+        .await
+        .expect("room read")
+        .expect("room exists");
+    let mail = chatd::mail::reminder_mail(&state.config, &room, 0, "x@x.example", &[], "u");
+    assert_eq!(mail.to, "erin@a.example");
+    let router = app(state);
+    let page = send(&router, get(&format!("/c/{}/{room_id}", grant.port), "")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("data-sender=\"erin@a.example\""),
+        "{}",
+        page.body
+    );
+}
+
+/// Every store call of a page is bounded by `[store] timeout_ms`: a store that does not answer
+/// (here: another process holds SQLite's write lock, which the store waits out for its busy
+/// time-out of 5 s) gets the "try again" page within the configured time, not after the store's
+/// own, longer wait.
+#[tokio::test]
+async fn a_page_whose_store_hangs_answers_within_the_store_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config();
+    config.data_dir = dir.path().to_owned();
+    config.store.timeout_ms = 300;
+    let store = chmail::open_store(&config.store_url(), 1)
+        .await
+        .expect("store opens");
+    store.migrate().await.expect("migrations apply");
+    let db = dir.path().join("chmail.db");
+    let (state, _) = state_over(config, store);
+    alice_room(&*state.store).await;
+    let url = auth::signin_url(&state, "alice@a.example", None)
+        .await
+        .expect("link made");
+    let path = auth_path(&url).expect("an /auth/ link");
+    let router = app(state);
+    let confirm = send(&router, get(&path, "")).await;
+    let cookie = confirm.cookie_pair("chmail_csrf").expect("a CSRF cookie");
+    let token = confirm.csrf_field().expect("a csrf field");
+
+    let other = rusqlite::Connection::open(&db).expect("a second connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    let started = std::time::Instant::now();
+    let page = send(&router, post_form(&path, &cookie, &format!("csrf={token}"))).await;
+    let took = started.elapsed();
+    other.execute_batch("ROLLBACK").expect("lock released");
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+}

@@ -855,10 +855,12 @@ mod behaviour {
     pub async fn add_message_is_idempotent_per_author_and_client_id(h: &Harness) {
         let s = h.fresh().await;
         chat_room(&s, "r", "alice", 1).await;
-        let first = s
+        let added = s
             .add_message(&msg("r", "Bob@X.example", "hello", Some("c1")))
             .await
             .expect("add");
+        assert!(added.inserted, "the first call stores the message");
+        let first = added.message;
         assert_eq!(
             (
                 first.author.as_str(),
@@ -873,12 +875,21 @@ mod behaviour {
             .add_message(&msg("r", "bob@x.example", "hello again", Some("c1")))
             .await
             .expect("retry");
-        assert_eq!(retry, first);
+        assert!(!retry.inserted, "a retry stores nothing and says so");
+        assert_eq!(retry.message, first);
+        // The same body in the same millisecond is still a retry, not a new message.
+        let same = s
+            .add_message(&msg("r", "bob@x.example", "hello", Some("c1")))
+            .await
+            .expect("retry");
+        assert_eq!((same.inserted, same.message), (false, first.clone()));
         // The same client id from another author, or without one, is a new message.
         let carol = s
             .add_message(&msg("r", "carol@y.example", "hi", Some("c1")))
             .await
             .expect("add");
+        assert!(carol.inserted);
+        let carol = carol.message;
         let plain1 = s
             .add_message(&msg("r", "bob@x.example", "x", None))
             .await
@@ -887,13 +898,19 @@ mod behaviour {
             .add_message(&msg("r", "bob@x.example", "x", None))
             .await
             .expect("add");
+        assert!(
+            plain1.inserted && plain2.inserted,
+            "no client id: always new"
+        );
+        let (plain1, plain2) = (plain1.message, plain2.message);
         let system = s
             .add_message(&NewMessage {
                 via: Via::System,
                 ..msg("r", "", "", None)
             })
             .await
-            .expect("a system message may be empty");
+            .expect("a system message may be empty")
+            .message;
         let ids = [first.id, carol.id, plain1.id, plain2.id, system.id];
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         let all = s.messages("r", None, 100).await.expect("messages");
@@ -913,17 +930,24 @@ mod behaviour {
             }));
         }
         let mut race_ids = HashSet::new();
+        let mut inserted = 0;
         for task in tasks {
-            race_ids.insert(task.await.expect("task").expect("add").id);
+            let added = task.await.expect("task").expect("add");
+            inserted += usize::from(added.inserted);
+            race_ids.insert(added.message.id);
         }
         assert_eq!(race_ids.len(), 1, "{race_ids:?}");
+        assert_eq!(
+            inserted, 1,
+            "exactly one of the racing calls says it stored"
+        );
         assert_eq!(s.messages("r", None, 100).await.expect("messages").len(), 6);
     }
 
     pub async fn add_message_rejects_bad_input_and_unknown_rooms(h: &Harness) {
         let s = h.fresh().await;
         chat_room(&s, "r", "alice", 1).await;
-        let invalid = |r: Result<chmail::store::Message, StoreError>, what: &str| match r {
+        let invalid = |r: Result<chmail::store::Added, StoreError>, what: &str| match r {
             Err(StoreError::Invalid(msg)) => msg,
             other => panic!("{what}: expected Invalid, got {other:?}"),
         };
@@ -975,7 +999,7 @@ mod behaviour {
             ))
             .await
             .expect("the largest message");
-        assert_eq!(big.body.len(), MAX_BODY_LEN);
+        assert_eq!(big.message.body.len(), MAX_BODY_LEN);
     }
 
     pub async fn messages_page_backwards_and_forwards_oldest_first(h: &Harness) {
@@ -988,7 +1012,7 @@ mod behaviour {
                 .add_message(&msg("r", "bob@x.example", &format!("m{i}"), None))
                 .await
                 .expect("add");
-            ids.push(m.id);
+            ids.push(m.message.id);
             // Interleaved messages of another room never show up in this one.
             s.add_message(&msg("other", "bob@x.example", "elsewhere", None))
                 .await
@@ -1067,6 +1091,7 @@ mod behaviour {
                 })
                 .await
                 .expect("add")
+                .message
             }
         };
         add("old", "alice@example.com", 10, Via::Web).await; // the sender's own

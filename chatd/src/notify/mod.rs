@@ -35,7 +35,7 @@ use chmail::store::{kind, NotifyJob, NotifyState, Role};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::{error::AppError, state::AppState, ws::sender_address};
+use crate::{auth::sender_address, error::AppError, state::AppState};
 
 /// How often the worker looks for due notifications.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -233,7 +233,7 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         ),
         reply_to: reply_address(state, room_id, address).await,
     };
-    let sender = sender_address(state, &room);
+    let sender = sender_address(&state.config, &room);
     let mail =
         compose::notification_mail(&state.config, &room, &sender, address, &news, more, &links);
     // Queued in the outbox, which delivers it with retries; its Message-ID is stable, so a

@@ -36,14 +36,15 @@ pub async fn me_page(
     let Some(login) = session_login(&state, &headers).await else {
         return Ok(super::see_other("/signin", []));
     };
-    let rooms = state.store.rooms_of_login(&login, ROOMS_SHOWN).await?;
+    let rooms = state
+        .store_call(state.store.rooms_of_login(&login, ROOMS_SHOWN))
+        .await?;
     let to = login_address(&state.config, &login);
     let mut failed: HashMap<String, i64> = HashMap::new();
-    for f in state
+    let failed_mail = state
         .store
-        .failed_mail(MailScope::Recipient(&to), FAILED_LOOKED_AT)
-        .await?
-    {
+        .failed_mail(MailScope::Recipient(&to), FAILED_LOOKED_AT);
+    for f in state.store_call(failed_mail).await? {
         if let (kind::REMINDER, Some(room)) = (f.mail.kind.as_str(), f.mail.room_id) {
             let when = f.failed_ms.unwrap_or_default();
             failed.entry(room).or_insert(when);

@@ -27,7 +27,7 @@ pub async fn find_room(state: &AppState, port: &str, room_id: &str) -> Result<Ro
     if !is_room_id(room_id) {
         return Err(AppError::NotFound);
     }
-    match state.store.room(room_id).await? {
+    match state.store_call(state.store.room(room_id)).await? {
         Some(room) if room.port == port => Ok(room),
         _ => Err(AppError::NotFound),
     }
@@ -50,14 +50,6 @@ fn is_room_id(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The sender's address in a room: its From participant, else the login.
-pub fn sender_address(room: &Room) -> String {
-    room.participants
-        .iter()
-        .find(|p| p.role == Role::From)
-        .map_or_else(|| room.login.clone(), |p| p.address.clone())
-}
-
 /// `GET /c/{port}/{room}`.
 pub async fn room_page(
     State(state): State<AppState>,
@@ -66,7 +58,7 @@ pub async fn room_page(
 ) -> Result<Response, AppError> {
     let Path((port, room_id)) = path.map_err(|_| AppError::NotFound)?;
     let room = find_room(&state, &port, &room_id).await?;
-    let members = state.store.members(&room.id).await?;
+    let members = state.store_call(state.store.members(&room.id)).await?;
     let login = session_login(&state, &headers).await;
     let is_sender = login.as_deref().is_some_and(|l| l == room.login);
     let html = render(&state, &room, &members, login.as_deref(), is_sender);
@@ -81,7 +73,7 @@ fn render(
     login: Option<&str>,
     is_sender: bool,
 ) -> String {
-    let sender = sender_address(room);
+    let sender = crate::auth::sender_address(&state.config, room);
     let subject = room.subject.as_deref().unwrap_or("");
     let shown_subject = if subject.trim().is_empty() {
         "(no subject)"

@@ -165,7 +165,8 @@ async fn mail_link(state: AppState, typed: String) {
         }
     };
     let since = state.clock.now_ms().saturating_sub(SIGNIN_WINDOW_MS);
-    match state.store.count_signin_tokens(&login, since).await {
+    let count = state.store.count_signin_tokens(&login, since);
+    match state.store_call(count).await {
         Ok(n) if n >= state.config.chat.signins_per_hour => {
             warn!(login = %login, sent = n, "sign-in links over the per-login limit; none sent");
             return;
@@ -238,10 +239,9 @@ pub async fn use_link(
     csrf::verify(&state, &headers, &form.csrf)?;
     let now = state.clock.now_ms();
     let used = if is_token(&token) {
-        state
-            .store
-            .consume_signin_token(&crate::auth::hash_token(&token), now)
-            .await?
+        let hash = crate::auth::hash_token(&token);
+        let consume = state.store.consume_signin_token(&hash, now);
+        state.store_call(consume).await?
     } else {
         None
     };
@@ -250,22 +250,19 @@ pub async fn use_link(
     };
     let cookie = start_session(&state, &used.login).await?;
     let ip_text = ip.map(|ip| ip.to_string());
-    if let Err(e) = state
-        .store
-        .record_login(
-            &used.login,
-            ip_text.as_deref(),
-            None,
-            state.clock.now_secs(),
-        )
-        .await
-    {
+    let record = state.store.record_login(
+        &used.login,
+        ip_text.as_deref(),
+        None,
+        state.clock.now_secs(),
+    );
+    if let Err(e) = state.store_call(record).await {
         warn!(login = %used.login, cause = %e, "sign-in not recorded in the first table");
     }
     info!(login = %used.login, "signed in by link");
     let mut target = "/me".to_owned();
     if let Some(room_id) = &used.room_id {
-        if let Some(room) = state.store.room(room_id).await? {
+        if let Some(room) = state.store_call(state.store.room(room_id)).await? {
             if room.login == used.login {
                 target = format!("/c/{}/{}", room.port, room.id);
             }

@@ -22,8 +22,6 @@ use tracing::debug;
 
 use crate::{client_ip::ClientIp, state::AppState};
 
-pub use session::sender_address;
-
 /// The read buffer of a connection: most frames are small, and 20k idle connections must cost
 /// a few KB each (tungstenite's default is 128 KiB).
 pub const READ_BUFFER_BYTES: usize = 4 * 1024;

@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use super::protocol::{self, ClientFrame, ErrorCode, MemberView, MessageView, ServerFrame};
 use crate::{
+    auth::sender_address,
     error::AppError,
     hub::{ConnId, JoinError, Outbox, RoomKey},
     presence, ringer,
@@ -109,15 +110,6 @@ impl From<AppError> for Refusal {
 }
 
 type Outcome = Result<(), Refusal>;
-
-/// The address of the room's sender: its From participant, else the login's address.
-pub fn sender_address(state: &AppState, room: &Room) -> String {
-    room.participants
-        .iter()
-        .find(|p| p.role == Role::From)
-        .map(|p| p.address.clone())
-        .unwrap_or_else(|| crate::auth::login_address(&state.config, &room.login).to_lowercase())
-}
 
 /// One connection's state; the receive loop hands it every frame.
 pub struct Session {
@@ -401,7 +393,7 @@ impl Session {
             .await?
             .filter(|r| r.port == port)
             .ok_or_else(not_found)?;
-        let sender = sender_address(&state, &room);
+        let sender = sender_address(&state.config, &room);
         let (address, is_sender) = match as_address {
             Some(claimed) => {
                 let claimed = claimed.trim().to_lowercase();
@@ -650,7 +642,7 @@ impl Session {
         if room.login != login {
             return Err(not_found());
         }
-        let sender = sender_address(&state, &room);
+        let sender = sender_address(&state.config, &room);
         if !ringer::answer(&state, &room, &sender, ring, accept).await? {
             self.send(&ServerFrame::RingOver {
                 ring,

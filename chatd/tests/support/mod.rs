@@ -81,9 +81,14 @@ pub async fn memory_store() -> Arc<dyn Store> {
 /// A state over a fresh in-memory store, its mails captured once the outbox's delivery worker
 /// (running for the rest of the test) sends them.
 pub async fn state_with(config: Config) -> (AppState, Mails) {
+    state_over(config, memory_store().await)
+}
+
+/// A state over `store` (migrated), its mails captured as [`state_with`] does.
+pub fn state_over(config: Config, store: Arc<dyn Store>) -> (AppState, Mails) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let state = AppState::new(config, memory_store().await, Arc::new(CaptureMailer { tx }))
-        .expect("test config is valid");
+    let state =
+        AppState::new(config, store, Arc::new(CaptureMailer { tx })).expect("test config is valid");
     start_delivery(&state);
     (state, Mails(rx))
 }

@@ -106,6 +106,16 @@ pub struct Message {
     pub client_id: Option<String>,
 }
 
+/// What [`ChatStore::add_message`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// The message as stored: the first copy when its client id was seen before.
+    pub message: Message,
+    /// Whether this call stored it; `false` for a retry of a (room, author, client id) that
+    /// was stored before. Callers act on a message once by this, never by comparing fields.
+    pub inserted: bool,
+}
+
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -292,11 +302,11 @@ pub trait ChatStore: Send + Sync {
     async fn mark_read(&self, room_id: &str, address: &str, message_id: i64) -> Result<()>;
 
     /// Stores a message. A second call with the same (room, author, client id) returns the first
-    /// message unchanged instead of storing it twice.
+    /// message unchanged instead of storing it twice, with [`Added::inserted`] `false`.
     ///
     /// # Errors
     /// [`super::StoreError::Invalid`] for an empty or oversized body or an unknown room.
-    async fn add_message(&self, message: &NewMessage) -> Result<Message>;
+    async fn add_message(&self, message: &NewMessage) -> Result<Added>;
 
     /// A page of a room's history: the `limit` newest messages older than `before_id` (all when
     /// `None`), returned oldest first.

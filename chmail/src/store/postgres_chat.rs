@@ -17,7 +17,7 @@ use super::{
         parse_stored, presence_batch, select_online, sort_members, to_count, SIGNIN_TOKEN_KEEP_MS,
     },
     postgres::{backend, bounded, PostgresStore},
-    ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
+    Added, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
     RoomSummary, Session, SigninToken, StoreError,
 };
 
@@ -218,7 +218,7 @@ impl ChatStore for PostgresStore {
         .await
     }
 
-    async fn add_message(&self, message: &NewMessage) -> Result<Message> {
+    async fn add_message(&self, message: &NewMessage) -> Result<Added> {
         let m = normalize_message(message)?;
         bounded(async {
             let mut client = self.client().await?;
@@ -255,23 +255,26 @@ impl ChatStore for PostgresStore {
                 ],
             )
             .await?;
-            let row = match inserted {
-                Some(row) => row,
+            let (row, inserted) = match inserted {
+                Some(row) => (row, true),
                 // A retry: the first copy, unchanged (committed: its writer held the room).
-                None => query_opt(
-                    &tx,
-                    &format!(
-                        "SELECT {MESSAGE_COLS} FROM messages
+                None => (
+                    query_opt(
+                        &tx,
+                        &format!(
+                            "SELECT {MESSAGE_COLS} FROM messages
                          WHERE room_id = $1 AND author = $2 AND client_id = $3"
-                    ),
-                    &[&m.room_id, &m.author, &m.client_id],
-                )
-                .await?
-                .ok_or_else(|| StoreError::Backend("a conflicting message vanished".into()))?,
+                        ),
+                        &[&m.room_id, &m.author, &m.client_id],
+                    )
+                    .await?
+                    .ok_or_else(|| StoreError::Backend("a conflicting message vanished".into()))?,
+                    false,
+                ),
             };
             let message = message_row(&row)?;
             tx.commit().await.map_err(backend)?;
-            Ok(message)
+            Ok(Added { message, inserted })
         })
         .await
     }

@@ -15,7 +15,7 @@ use super::{
         presence_batch, select_online, sort_members, SIGNIN_TOKEN_KEEP_MS,
     },
     sqlite::{backend, SqliteStore},
-    ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
+    Added, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
     RoomSummary, Session, SigninToken, StoreError,
 };
 
@@ -216,7 +216,7 @@ impl ChatStore for SqliteStore {
         .await
     }
 
-    async fn add_message(&self, message: &NewMessage) -> Result<Message> {
+    async fn add_message(&self, message: &NewMessage) -> Result<Added> {
         let m = normalize_message(message)?;
         self.run(move |c| {
             write(c, |tx| {
@@ -242,18 +242,26 @@ impl ChatStore for SqliteStore {
                     .optional()
                     .map_err(backend)?;
                 if let Some(message) = inserted {
-                    return Ok(message);
+                    return Ok(Added {
+                        message,
+                        inserted: true,
+                    });
                 }
                 // A retry: the first copy, unchanged.
-                tx.query_row(
-                    &format!(
-                        "SELECT {MESSAGE_COLS} FROM messages
-                         WHERE room_id = ?1 AND author = ?2 AND client_id = ?3"
-                    ),
-                    (&m.room_id, &m.author, &m.client_id),
-                    message_row,
-                )
-                .map_err(backend)
+                let message = tx
+                    .query_row(
+                        &format!(
+                            "SELECT {MESSAGE_COLS} FROM messages
+                             WHERE room_id = ?1 AND author = ?2 AND client_id = ?3"
+                        ),
+                        (&m.room_id, &m.author, &m.client_id),
+                        message_row,
+                    )
+                    .map_err(backend)?;
+                Ok(Added {
+                    message,
+                    inserted: false,
+                })
             })
         })
         .await
