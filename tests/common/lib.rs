@@ -4,7 +4,8 @@
 //!   stopping children.
 //! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records.
 //! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
-//! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`.
+//! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`; with a
+//!   [`ReplyRoute`], also routing chatd's reply domain to its listener (contrib/postfix).
 //! - `postgres`: [`PgSchema`], a fresh PostgreSQL schema per test.
 //! - `miltertest`: [`run_miltertest`], OpenDKIM's Lua milter client with a script of `tests/lua/`.
 //! - `mail`: reading delivered header fields; signing and tampering "foreign" CHmail headers.
@@ -28,7 +29,7 @@ pub use milter::{KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING
 pub use miltertest::{
     check_incoming, lua_script, printed_block, run_miltertest, Expect, SUCCESS_LINE,
 };
-pub use postfix::{Postfix, DELIVERY_TIMEOUT};
+pub use postfix::{Postfix, ReplyRoute, DELIVERY_TIMEOUT};
 pub use postgres::{PgSchema, DEFAULT_POSTGRES_URL};
 pub use tools::{
     check_tools, find_tool, free_port, in_ci, is_root, port_open, skip, stop_child, tail, tool,

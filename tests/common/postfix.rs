@@ -27,6 +27,26 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The milter socket in contrib/postfix/main.cf.snippet, replaced by the test milter's.
 const CONTRIB_MILTER: &str = "inet:127.0.0.1:8890";
 
+/// The reply domain in contrib/postfix/replies.cf.snippet and transport, replaced by the test's.
+const CONTRIB_REPLY_DOMAIN: &str = "reply.example.com";
+
+/// The transport map in contrib/postfix/replies.cf.snippet, replaced by the instance's own.
+const CONTRIB_TRANSPORT_MAP: &str = "/etc/postfix/transport";
+
+/// chatd's reply listener in contrib/postfix/transport, replaced by the test chatd's.
+const CONTRIB_REPLY_NEXTHOP: &str = "[127.0.0.1]:2525";
+
+/// Where the reply domain of chatd's reminder mails goes: the lines of
+/// contrib/postfix/replies.cf.snippet and contrib/postfix/transport, pointed at a chatd reply
+/// listener on 127.0.0.1:`port`.
+#[derive(Debug, Clone)]
+pub struct ReplyRoute {
+    /// The reply domain (`[reply] domain`).
+    pub domain: String,
+    /// The port of chatd's reply listener (`[reply] listen`) on 127.0.0.1.
+    pub port: u16,
+}
+
 /// The master.cf services Postfix needs to receive, queue and relay; every one without chroot,
 /// so the instance needs nothing outside its tempdir. `SMTPD` is replaced by the listen address.
 const MASTER_CF: &str = "\
@@ -71,6 +91,26 @@ impl Postfix {
     ///
     /// When a part does not start (the logs are in the message).
     pub fn start(milter_port: u16, users: &[(&str, &str)]) -> Self {
+        Self::start_with(milter_port, users, None)
+    }
+
+    /// Like [`Postfix::start`], and routes `route.domain` to chatd's reply listener with the
+    /// lines of contrib/postfix/replies.cf.snippet and contrib/postfix/transport (`postmap`ped):
+    /// mail to the reply domain goes there, everything else to the sink. Callers also `require!`
+    /// postmap.
+    ///
+    /// # Panics
+    ///
+    /// As [`Postfix::start`], and when postmap fails.
+    pub fn start_with_replies(
+        milter_port: u16,
+        users: &[(&str, &str)],
+        route: &ReplyRoute,
+    ) -> Self {
+        Self::start_with(milter_port, users, Some(route))
+    }
+
+    fn start_with(milter_port: u16, users: &[(&str, &str)], route: Option<&ReplyRoute>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("chmail-postfix.")
             .tempdir()
@@ -85,7 +125,7 @@ impl Postfix {
             started: false,
         };
         let sink_port = free_port();
-        postfix.write_postfix_config(sink_port, milter_port);
+        postfix.write_postfix_config(sink_port, milter_port, route);
         postfix.write_dovecot_config(users);
         postfix.start_sink(sink_port);
         postfix.start_postfix();
@@ -103,7 +143,7 @@ impl Postfix {
         self.dir.path().join(name)
     }
 
-    fn write_postfix_config(&self, sink_port: u16, milter_port: u16) {
+    fn write_postfix_config(&self, sink_port: u16, milter_port: u16, route: Option<&ReplyRoute>) {
         let root = self.dir.path().display();
         // data/ is left to Postfix, which must own it.
         for sub in ["conf", "queue", "sink"] {
@@ -149,15 +189,74 @@ smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated defer_una
             snippet.contains(CONTRIB_MILTER),
             "the snippet names {CONTRIB_MILTER}"
         );
-        let main_cf =
+        let mut main_cf =
             main_cf + &snippet.replace(CONTRIB_MILTER, &format!("inet:127.0.0.1:{milter_port}"));
+        if let Some(route) = route {
+            main_cf.push_str(&self.write_reply_route(route));
+        }
         fs::write(self.path("conf/main.cf"), main_cf).expect("write main.cf");
+        if route.is_some() {
+            self.postmap_transport();
+        }
         let listen = format!("127.0.0.1:{}", self.smtpd_port);
         fs::write(
             self.path("conf/master.cf"),
             MASTER_CF.replacen("SMTPD", &listen, 1),
         )
         .expect("write master.cf");
+    }
+
+    /// Writes conf/transport from contrib/postfix/transport and returns the lines
+    /// of contrib/postfix/replies.cf.snippet for main.cf, both for `route`.
+    fn write_reply_route(&self, route: &ReplyRoute) -> String {
+        let contrib = |name: &str| {
+            let path = format!("{}/../contrib/postfix/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text = fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+            assert!(
+                text.contains(CONTRIB_REPLY_DOMAIN),
+                "contrib/postfix/{name} names {CONTRIB_REPLY_DOMAIN}"
+            );
+            text.replace(CONTRIB_REPLY_DOMAIN, &route.domain)
+        };
+        let transport = contrib("transport");
+        assert!(
+            transport.contains(CONTRIB_REPLY_NEXTHOP),
+            "contrib/postfix/transport names {CONTRIB_REPLY_NEXTHOP}"
+        );
+        let map = self.path("conf/transport");
+        fs::write(
+            &map,
+            transport.replace(
+                CONTRIB_REPLY_NEXTHOP,
+                &format!("[127.0.0.1]:{}", route.port),
+            ),
+        )
+        .expect("write transport");
+        let snippet = contrib("replies.cf.snippet");
+        assert!(
+            snippet.contains(CONTRIB_TRANSPORT_MAP),
+            "contrib/postfix/replies.cf.snippet names {CONTRIB_TRANSPORT_MAP}"
+        );
+        snippet.replace(CONTRIB_TRANSPORT_MAP, &map.display().to_string())
+    }
+
+    /// `postmap`s conf/transport (after main.cf is written: postmap reads it).
+    fn postmap_transport(&self) {
+        let map = self.path("conf/transport");
+        let output = Command::new(tool("postmap"))
+            .arg("-c")
+            .arg(self.path("conf"))
+            .arg(format!("hash:{}", map.display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run postmap");
+        assert!(
+            output.status.success(),
+            "postmap of {} failed ({}): {}",
+            map.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn write_dovecot_config(&self, users: &[(&str, &str)]) {
@@ -314,6 +413,16 @@ service auth {{
             "fewer than {count} mails reached the sink:\n{}",
             self.maillog()
         );
+        self.sink_mails()
+    }
+
+    /// Every mail the sink has dumped so far, oldest first (as [`Postfix::delivered`] returns
+    /// them), without waiting.
+    ///
+    /// # Panics
+    ///
+    /// When the sink directory cannot be read.
+    pub fn sink_mails(&self) -> Vec<String> {
         let mut files: Vec<PathBuf> = fs::read_dir(self.path("sink"))
             .expect("read the sink directory")
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -326,6 +435,42 @@ service auth {{
             .iter()
             .map(|path| fs::read_to_string(path).expect("read a dumped mail"))
             .collect()
+    }
+
+    /// Waits up to `timeout` for a mail in the sink that `matches`, and returns it once its dump
+    /// has stopped growing. `what` names it in the failure message, which holds the tail of the
+    /// maillog.
+    ///
+    /// # Panics
+    ///
+    /// When none arrives in time, or Postfix bounces a mail meanwhile.
+    pub fn wait_for_mail(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut found: Option<String> = None;
+        let arrived = wait_until(timeout, || {
+            let log = self.maillog();
+            assert!(
+                !log.contains("status=bounced"),
+                "Postfix bounced a mail while waiting for {what}:\n{}",
+                tail(&self.path("maillog"), 40)
+            );
+            let now = self.sink_mails().into_iter().find(|mail| matches(mail));
+            // A dump is written while the mail arrives: take it when two looks agree.
+            let settled = now.is_some() && now == found;
+            found = now;
+            settled
+        });
+        match found {
+            Some(mail) if arrived => mail,
+            _ => panic!(
+                "no {what} reached the sink within {timeout:?}; Postfix maillog (last 40 lines):\n{}",
+                tail(&self.path("maillog"), 40)
+            ),
+        }
     }
 
     /// The instance's directory (config, queue, logs, sink dumps).
