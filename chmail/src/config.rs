@@ -167,8 +167,14 @@ pub struct SigningConfig {
     /// The private key file written by `keygen`. Default empty: `chmail.key` in `data_dir`.
     pub key_file: PathBuf,
     /// More domains that are ours: a CHmail header claiming one of them without our valid
-    /// signature is removed from incoming mail. `domain` is always included. Default empty.
+    /// signature is removed from incoming mail. `domain` and the domains of `keys` are always
+    /// included. Default empty.
     pub own_domains: Vec<String>,
+    /// `[[signing.keys]]`: the signing table, for many domains on one installation and for key
+    /// rotation. Default empty: the one entry `domain`, `selector`, `key_file` signs mail from
+    /// `domain`. When it is not empty it is the whole table, and `selector` and `key_file` are
+    /// not used.
+    pub keys: Vec<KeyEntry>,
 }
 
 impl Default for SigningConfig {
@@ -178,8 +184,37 @@ impl Default for SigningConfig {
             selector: "chmail".into(),
             key_file: PathBuf::new(),
             own_domains: Vec::new(),
+            keys: Vec::new(),
         }
     }
+}
+
+/// One `[[signing.keys]]` entry: a signing domain, selector and key, and the From domains it
+/// signs for (in the spirit of OpenDKIM's SigningTable and KeyTable in one).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The signing domain `d=`. Required.
+    pub domain: String,
+    /// The selector `s=`: the key is published at `<selector>._chmail.<domain>`. Required.
+    pub selector: String,
+    /// The private key file. Default empty: `<data_dir>/<domain>.<selector>.key`.
+    #[serde(default)]
+    pub key_file: PathBuf,
+    /// The From domains this key signs: `example.org` (exactly that domain) or `*.example.org`
+    /// (any subdomain of it, not the domain itself), each `domain` or within it, since receivers
+    /// accept `d=` only for the From domain or a parent of it. Default empty: `[domain]`. The most
+    /// specific pattern wins: an exact domain, then the wildcard of the closest parent.
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Whether this key signs. Default true. `false` keeps an old key for verifying our own
+    /// headers made with it (during a key rotation) without signing new mail.
+    #[serde(default = "yes")]
+    pub sign: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[chat]`: chatd, the chat server, and the ports the milter grants.
@@ -608,6 +643,70 @@ impl Config {
                 "[signing] domain and selector must not be empty".into(),
             ));
         }
+        self.validate_keys()
+    }
+
+    /// The signing table must be unambiguous: every entry a valid domain and selector, each pair
+    /// once, each From pattern valid, within its entry's domain and signed by one entry only.
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(format!("[[signing.keys]] {msg}")));
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut patterns: Vec<(String, String)> = Vec::new();
+        for entry in &self.signing.keys {
+            let domain = entry.domain.trim_end_matches('.').to_ascii_lowercase();
+            let selector = entry.selector.to_ascii_lowercase();
+            if !is_dns_name(&domain) {
+                return invalid(format!("domain {:?} is not a domain name", entry.domain));
+            }
+            if !is_dns_name(&selector) {
+                return invalid(format!(
+                    "selector {:?} of {domain} is not a DNS name",
+                    entry.selector
+                ));
+            }
+            let name = format!("{domain} selector {selector}");
+            if pairs.contains(&(domain.clone(), selector.clone())) {
+                return invalid(format!("{name} is listed twice"));
+            }
+            pairs.push((domain.clone(), selector.clone()));
+            if !entry.sign {
+                if !entry.from.is_empty() {
+                    return invalid(format!(
+                        "{name} has sign = false: it signs nothing, so it takes no from"
+                    ));
+                }
+                continue;
+            }
+            for raw in &entry.from {
+                let pattern = raw.trim_end_matches('.').to_ascii_lowercase();
+                let base = pattern.strip_prefix("*.").unwrap_or(&pattern);
+                if !is_dns_name(base) {
+                    return invalid(format!(
+                        "{name}: from pattern {raw:?} must be a domain or *.domain"
+                    ));
+                }
+                if base != domain && !base.ends_with(&format!(".{domain}")) {
+                    return invalid(format!(
+                        "{name}: from pattern {raw:?} is not {domain} or within it \
+                         (receivers accept d={domain} only for From addresses there)"
+                    ));
+                }
+                if let Some((_, other)) = patterns.iter().find(|(p, _)| *p == pattern) {
+                    return invalid(format!(
+                        "from pattern {pattern:?} is listed twice ({other}, and {name})"
+                    ));
+                }
+                patterns.push((pattern, name.clone()));
+            }
+            if entry.from.is_empty() {
+                if let Some((_, other)) = patterns.iter().find(|(p, _)| *p == domain) {
+                    return invalid(format!(
+                        "from pattern {domain:?} is listed twice ({other}, and {name} by default)"
+                    ));
+                }
+                patterns.push((domain.clone(), name.clone()));
+            }
+        }
         Ok(())
     }
 
@@ -629,6 +728,58 @@ impl Config {
         }
     }
 
+    /// The signing table with its defaults filled in: `[[signing.keys]]` with domains and
+    /// selectors lowercased, each `key_file` (default `<data_dir>/<domain>.<selector>.key`) and
+    /// `from` (default `[domain]`); without entries, the one entry of `[signing] domain`,
+    /// `selector` and [`Config::key_file`].
+    pub fn signing_keys(&self) -> Vec<KeyEntry> {
+        if self.signing.keys.is_empty() {
+            let domain = self.signing.domain.to_ascii_lowercase();
+            return vec![KeyEntry {
+                from: vec![domain.clone()],
+                domain,
+                selector: self.signing.selector.to_ascii_lowercase(),
+                key_file: self.key_file(),
+                sign: true,
+            }];
+        }
+        self.signing
+            .keys
+            .iter()
+            .map(|entry| {
+                let domain = entry.domain.trim_end_matches('.').to_ascii_lowercase();
+                let selector = entry.selector.to_ascii_lowercase();
+                let key_file = if entry.key_file.as_os_str().is_empty() {
+                    self.default_key_file(&domain, &selector)
+                } else {
+                    entry.key_file.clone()
+                };
+                let from = if entry.from.is_empty() && entry.sign {
+                    vec![domain.clone()]
+                } else {
+                    entry
+                        .from
+                        .iter()
+                        .map(|p| p.trim_end_matches('.').to_ascii_lowercase())
+                        .collect()
+                };
+                KeyEntry {
+                    domain,
+                    selector,
+                    key_file,
+                    from,
+                    sign: entry.sign,
+                }
+            })
+            .collect()
+    }
+
+    /// Where a table entry's key lives when it names no `key_file`:
+    /// `<data_dir>/<domain>.<selector>.key`.
+    pub fn default_key_file(&self, domain: &str, selector: &str) -> PathBuf {
+        self.data_dir.join(format!("{domain}.{selector}.key"))
+    }
+
     /// The From address of chatd's mail: `[smtp] from`, else `chmail@<[signing] domain>`.
     pub fn smtp_from(&self) -> String {
         if self.smtp.from.is_empty() {
@@ -647,18 +798,38 @@ impl Config {
         }
     }
 
-    /// Our own domains, lowercased: `[signing] domain` and `own_domains`.
+    /// Our own domains, lowercased: `[signing] domain`, the domains of `[[signing.keys]]` and
+    /// `own_domains`.
     pub fn own_domains(&self) -> Vec<String> {
         let mut all = vec![self.signing.domain.to_ascii_lowercase()];
-        all.extend(
-            self.signing
-                .own_domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase()),
-        );
-        all.dedup();
+        let more = self
+            .signing
+            .keys
+            .iter()
+            .map(|k| &k.domain)
+            .chain(&self.signing.own_domains);
+        for domain in more {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if !all.contains(&domain) {
+                all.push(domain);
+            }
+        }
         all
     }
+}
+
+/// Whether `name` is a usable DNS name: dot-separated labels of letters, digits, `-` and `_`,
+/// each 1-63 bytes, at most 253 in all.
+pub fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The sections an environment override may name.
@@ -733,6 +904,84 @@ mod tests {
         let e =
             Config::from_toml_and_env("[chat]\npublic_url = \"ftp://x\"\n", env(&[])).unwrap_err();
         assert!(e.to_string().contains("public_url"), "{e}");
+    }
+
+    #[test]
+    fn without_a_table_the_signing_section_is_its_one_entry() {
+        let c = Config::from_toml_and_env(
+            "[signing]\ndomain = \"Example.com\"\nselector = \"sel1\"\n",
+            env(&[]),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.signing_keys(),
+            vec![KeyEntry {
+                domain: "example.com".into(),
+                selector: "sel1".into(),
+                key_file: PathBuf::from("data/chmail.key"),
+                from: vec!["example.com".into()],
+                sign: true,
+            }]
+        );
+    }
+
+    #[test]
+    fn table_entries_get_their_default_key_file_and_from_and_are_our_domains() {
+        let c = Config::from_toml_and_env(
+            "[signing]\ndomain = \"example.com\"\n\
+             [[signing.keys]]\ndomain = \"Example.ORG.\"\nselector = \"new\"\n\
+             [[signing.keys]]\ndomain = \"example.org\"\nselector = \"old\"\nsign = false\n\
+             key_file = \"/k/old.key\"\n",
+            env(&[(
+                "CHMAIL_SIGNING_OWN_DOMAINS",
+                "[\"partner.example\", \"example.org\"]",
+            )]),
+        )
+        .expect("valid");
+        let keys = c.signing_keys();
+        assert_eq!(keys[0].key_file, PathBuf::from("data/example.org.new.key"));
+        assert_eq!(keys[0].from, vec!["example.org"]);
+        assert!(keys[0].sign);
+        assert_eq!(keys[1].key_file, PathBuf::from("/k/old.key"));
+        assert!(keys[1].from.is_empty() && !keys[1].sign);
+        assert_eq!(
+            c.own_domains(),
+            vec!["example.com", "example.org", "partner.example"]
+        );
+    }
+
+    #[test]
+    fn signing_table_mistakes_are_named() {
+        let bad = |table: &str| {
+            Config::from_toml_and_env(table, env(&[]))
+                .expect_err(table)
+                .to_string()
+        };
+        let e = bad(
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s\"\n\
+                     [[signing.keys]]\ndomain = \"a.example\"\nselector = \"t\"\n\
+                     from = [\"*.a.example\"]\n\
+                     [[signing.keys]]\ndomain = \"a.example\"\nselector = \"u\"\n\
+                     from = [\"*.A.example.\"]\n",
+        );
+        assert!(
+            e.contains("from pattern \"*.a.example\" is listed twice"),
+            "{e}"
+        );
+        let e = bad(
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s\"\n\
+                     [[signing.keys]]\ndomain = \"a.example\"\nselector = \"t\"\n",
+        );
+        assert!(e.contains("\"a.example\" is listed twice"), "{e}");
+        let e = bad("[[signing.keys]]\ndomain = \"a example\"\nselector = \"s\"\n");
+        assert!(
+            e.contains("domain \"a example\" is not a domain name"),
+            "{e}"
+        );
+        let e = bad("[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s;1\"\n");
+        assert!(e.contains("selector \"s;1\""), "{e}");
+        let e = bad("[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s\"\nkey = \"x\"\n");
+        assert!(e.contains("key"), "{e}");
     }
 
     #[test]

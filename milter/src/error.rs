@@ -22,14 +22,24 @@ pub enum MilterError {
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(#[from] chmail::store::StoreError),
-    /// The signing key is missing or unreadable.
-    #[error("signing key {path}: {cause}; create one with `chmail-milter keygen`")]
+    /// A signing key is missing or unreadable, or `keygen` cannot write it.
+    #[error(
+        "signing key {path} (d={domain}, s={selector}): {cause}; create one with \
+         `chmail-milter keygen --domain {domain} --selector {selector}`"
+    )]
     Key {
         /// The key file.
         path: PathBuf,
+        /// The signing domain of its table entry.
+        domain: String,
+        /// The selector of its table entry.
+        selector: String,
         /// Why it cannot be used.
         cause: String,
     },
+    /// `keygen` was asked for an entry that the signing table does not single out.
+    #[error("keygen: {0}")]
+    Keygen(String),
     /// A trusted network is not `ADDRESS/PREFIX`.
     #[error("[milter] trusted_networks: {0:?} is not ADDRESS/PREFIX")]
     Network(String),

@@ -99,10 +99,14 @@ impl Milter {
         let ours = self.own_domains.contains(&domain);
         let claims_us = self.claims_us(&header);
         let verdict = if ours {
-            if !header.selector.eq_ignore_ascii_case(self.signer.selector()) {
-                Verdict::Fail(format!("s={} is not our selector", header.selector))
-            } else {
-                header.verify(from, &self.signer.public_key())
+            // Our own domains are checked against our keys, never DNS: a key kept for verifying
+            // (the old selector of a rotation) still passes its headers.
+            match self.table.key(&domain, &header.selector) {
+                Some(key) => header.verify(from, key),
+                None => Verdict::Fail(format!(
+                    "s={} is not one of our selectors for d={domain}",
+                    header.selector
+                )),
             }
         } else if claims_us {
             Verdict::Fail("names our login or chat host under another domain's signature".into())

@@ -8,9 +8,10 @@
 //! - [`server`]: `start`/`run`, the shutdown signal
 //! - `callbacks`: the milter protocol stages; [`policy`]: the decision for one mail, with
 //!   `outbound` (signing) and `inbound` (checking)
-//! - [`headers`]: what is kept of the header block; [`keys`]: DNS keys and reverse look-ups
+//! - [`headers`]: what is kept of the header block; [`keys`]: DNS keys and reverse look-ups;
+//!   [`table`]: our own keys, the signing table chosen by From domain
 //! - [`listen`]: the socket; [`network`]: trusted networks; [`metrics`]: Prometheus
-//! - [`commands`]: `serve`, `keygen`, `migrate`, `quickstart`
+//! - [`commands`]: `serve`, `keygen`, `records`, `migrate`, `quickstart`
 //!
 //! A mail is never lost or refused because of CHmail: a failing store or DNS lets it go on
 //! unchanged (or temp-fails it under `[milter] on_error = "tempfail"`).
@@ -27,7 +28,9 @@ pub mod network;
 mod outbound;
 pub mod policy;
 pub mod server;
+pub mod table;
 
 pub use error::{MilterError, Result};
 pub use policy::{Mail, Milter, Outcome};
 pub use server::{run, start, start_with_keys, Running};
+pub use table::SigningTable;

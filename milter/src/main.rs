@@ -23,7 +23,20 @@ enum Command {
     /// Run the milter (the default).
     Serve,
     /// Write a new signing key (mode 0600) and print the DNS TXT record to publish.
-    Keygen,
+    Keygen {
+        /// The signing domain (default `[signing] domain`).
+        #[arg(long)]
+        domain: Option<String>,
+        /// The selector (default: the domain's entry in the signing table, else `[signing]
+        /// selector`).
+        #[arg(long)]
+        selector: Option<String>,
+        /// The key file (default: the entry's, else `<data_dir>/<domain>.<selector>.key`).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Print the DNS TXT record of every key in the signing table.
+    Records,
     /// Apply the store migrations and exit.
     Migrate,
     /// Create a key if there is none, print the Postfix and DNS lines, and run.
@@ -44,7 +57,19 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => chmail_milter::commands::serve(config).await?,
-        Command::Keygen => chmail_milter::commands::keygen(&config, &mut std::io::stdout())?,
+        Command::Keygen {
+            domain,
+            selector,
+            key_file,
+        } => {
+            let args = chmail_milter::commands::KeygenArgs {
+                domain,
+                selector,
+                key_file,
+            };
+            chmail_milter::commands::keygen(&config, &args, &mut std::io::stdout())?;
+        }
+        Command::Records => chmail_milter::commands::records(&config, &mut std::io::stdout())?,
         Command::Migrate => chmail_milter::commands::migrate(&config).await?,
         Command::Quickstart => chmail_milter::commands::quickstart(config).await?,
     }

@@ -1,5 +1,6 @@
 //! Mail from an authenticated sender: record the login's address, get its port, open the room,
-//! remove every CHmail field the client supplied and add the signed ones (S101-S105).
+//! remove every CHmail field the client supplied and add the ones signed with the key the signing
+//! table gives its From domain (S101-S105). A From domain without a key leaves the mail unsigned.
 
 use chmail::{
     header::{link_value, RoomId},
@@ -33,6 +34,11 @@ impl Milter {
                 summary.from_fields,
                 summary.from.len()
             ));
+            return outcome;
+        };
+        let from_domain = from.rsplit_once('@').map_or("", |(_, d)| d);
+        let Some(signer) = self.table.signer_for(from_domain) else {
+            outcome.note = Some(format!("no signing key for {from_domain}"));
             return outcome;
         };
         let (ip, hostname) = self.client(mail).await;
@@ -76,18 +82,14 @@ impl Milter {
                 return self.on_failure(outcome, "store timed out".into());
             }
         };
-        let header =
-            match self
-                .signer
-                .sign(&login, &self.public_host, grant.port, &room, now, &from)
-            {
-                Ok(header) => header,
-                Err(e) => {
-                    warn!(login = %login, cause = %e, "cannot sign for this login");
-                    outcome.note = Some(format!("cannot sign: {e}"));
-                    return outcome;
-                }
-            };
+        let header = match signer.sign(&login, &self.public_host, grant.port, &room, now, &from) {
+            Ok(header) => header,
+            Err(e) => {
+                warn!(login = %login, cause = %e, "cannot sign for this login");
+                outcome.note = Some(format!("cannot sign: {e}"));
+                return outcome;
+            }
+        };
         outcome.add.push((Kind::Header, header.to_value()));
         outcome.add.push((
             Kind::Link,

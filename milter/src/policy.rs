@@ -6,7 +6,6 @@ use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use chmail::{
     config::{Config, OnError},
-    header::Signer,
     store::Store,
 };
 
@@ -16,13 +15,14 @@ use crate::{
     keys::KeySource,
     metrics::Metrics,
     network::{parse_client_addr, Network},
+    table::SigningTable,
 };
 
-/// The milter's shared state: configuration, store, key, key source, metrics.
+/// The milter's shared state: configuration, store, our keys, key source, metrics.
 pub struct Milter {
     pub(crate) config: Config,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) signer: Signer,
+    pub(crate) table: SigningTable,
     pub(crate) keys: Arc<dyn KeySource>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) own_domains: Vec<String>,
@@ -89,7 +89,7 @@ impl Milter {
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
-        signer: Signer,
+        table: SigningTable,
         keys: Arc<dyn KeySource>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
@@ -106,7 +106,7 @@ impl Milter {
             trusted,
             config,
             store,
-            signer,
+            table,
             keys,
             metrics,
         })
@@ -127,7 +127,8 @@ impl Milter {
     }
 
     /// The login to sign for: the SASL login (with `@domain` added when it has none), or the From
-    /// address of mail from a trusted network within our domains. `None` for other mail.
+    /// address of mail from a trusted network within our domains or the signing table. `None`
+    /// for other mail.
     fn sender_login(&self, mail: &Mail) -> Option<String> {
         if let Some(auth) = mail.auth_authen.as_deref().map(str::trim) {
             if !auth.is_empty() {
@@ -149,9 +150,7 @@ impl Milter {
         let summary = mail.headers.summary();
         let from = summary.sole_from()?;
         let (_, domain) = from.rsplit_once('@')?;
-        self.own_domains
-            .iter()
-            .any(|d| d == domain)
+        (self.own_domains.iter().any(|d| d == domain) || self.table.signer_for(domain).is_some())
             .then(|| from.to_owned())
     }
 

@@ -2,7 +2,11 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use chmail::{config::Config, header::Signer, store::open_store};
+use chmail::{
+    config::{Config, KeyEntry},
+    header::Signer,
+    store::open_store,
+};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{error, info};
 
@@ -13,6 +17,7 @@ use crate::{
     listen::MilterListener,
     metrics::{self, Metrics},
     policy::Milter,
+    table::SigningTable,
 };
 
 /// How long an idle MTA connection is kept. Postfix's longest milter wait is its 300 s content
@@ -37,15 +42,16 @@ pub async fn run(
     indymilter::run(listener, callbacks(milter), config, shutdown).await
 }
 
-/// Loads the signing key named by the config.
+/// Loads the key of one entry of the signing table.
 ///
 /// # Errors
 /// [`MilterError::Key`] when it is missing or unreadable.
-pub fn load_signer(config: &Config) -> Result<Signer> {
-    let path = config.key_file();
-    Signer::from_key_file(&path, &config.signing.domain, &config.signing.selector).map_err(|e| {
+pub fn load_signer(entry: &KeyEntry) -> Result<Signer> {
+    Signer::from_key_file(&entry.key_file, &entry.domain, &entry.selector).map_err(|e| {
         MilterError::Key {
-            path,
+            path: entry.key_file.clone(),
+            domain: entry.domain.clone(),
+            selector: entry.selector.clone(),
             cause: e.to_string(),
         }
     })
@@ -100,7 +106,7 @@ impl Running {
     }
 }
 
-/// Opens the store (and migrates it), loads the key, binds `[milter] listen` and the metrics
+/// Opens the store (and migrates it), loads the signing table's keys, binds `[milter] listen` and the metrics
 /// endpoint, and starts serving in the background.
 ///
 /// # Errors
@@ -121,7 +127,7 @@ pub async fn start_with_keys(config: Config, keys: Arc<dyn KeySource>) -> Result
         .map_err(|_| {
             chmail::store::StoreError::Connect("migrating the store timed out".into())
         })??;
-    let signer = load_signer(&config)?;
+    let table = SigningTable::load(&config)?;
     let metrics = Arc::new(Metrics::new());
     let listener = MilterListener::bind(&config.milter.listen).await?;
     let socket = listener.socket_name();
@@ -146,7 +152,7 @@ pub async fn start_with_keys(config: Config, keys: Arc<dyn KeySource>) -> Result
         });
         Some(addr)
     };
-    let milter = Arc::new(Milter::new(config, store, signer, keys, metrics)?);
+    let milter = Arc::new(Milter::new(config, store, table, keys, metrics)?);
     let mut stopped_milter = stopped;
     let task = tokio::spawn(run(listener, milter.clone(), async move {
         let _ = stopped_milter.wait_for(|s| *s).await;

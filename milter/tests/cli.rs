@@ -71,6 +71,207 @@ fn keygen_writes_a_private_key_file_and_prints_the_dns_record() {
 }
 
 #[test]
+fn keygen_for_a_domain_of_the_table_writes_its_key_file_and_prints_its_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "inet:127.0.0.1:0");
+    let org_key = dir.path().join("org.key");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n\
+             [[signing.keys]]\ndomain = \"example.org\"\nselector = \"org1\"\n\
+             key_file = {org:?}\nfrom = [\"example.org\", \"*.example.org\"]\n\
+             [[signing.keys]]\ndomain = \"example.net\"\nselector = \"net1\"\n",
+            org = org_key.display().to_string(),
+        ),
+    )
+    .expect("write");
+    let keygen = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("keygen")
+            .args(args)
+            .output()
+            .expect("run keygen")
+    };
+
+    // The entry's own key file and selector.
+    let out = keygen(&["--domain", "example.org"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let signer =
+        chmail::header::Signer::from_key_file(&org_key, "example.org", "org1").expect("org key");
+    assert_eq!(
+        stdout.trim_end(),
+        format!(
+            "org1._chmail.example.org. IN TXT \"{}\"",
+            signer.dns_record()
+        )
+    );
+
+    // An entry without key_file: the default `<data_dir>/<domain>.<selector>.key`.
+    let out = keygen(&["--domain", "Example.NET"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let net_key = dir.path().join("data/example.net.net1.key");
+    let signer =
+        chmail::header::Signer::from_key_file(&net_key, "example.net", "net1").expect("net key");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!(
+            "net1._chmail.example.net. IN TXT \"{}",
+            signer.dns_record()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The next key of a rotation: a new selector, not in the table yet, to its own file.
+    let out = keygen(&["--domain", "example.org", "--selector", "org2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("org2._chmail.example.org. IN TXT"));
+    assert!(dir.path().join("data/example.org.org2.key").exists());
+    assert_eq!(
+        std::fs::metadata(&org_key)
+            .expect("org key")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // `records` prints the record of every key of the table, from the files.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("records")
+        .output()
+        .expect("run records");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org = chmail::header::Signer::from_key_file(&org_key, "example.org", "org1").expect("org");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "org1._chmail.example.org. IN TXT \"{}\"\nnet1._chmail.example.net. IN TXT \"{}\"\n",
+            org.dns_record(),
+            signer.dns_record()
+        )
+    );
+
+    // An existing file is never overwritten; --key-file names another one.
+    let again = keygen(&["--domain", "example.org"]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("org.key"), "{stderr}");
+    let chosen = dir.path().join("chosen.key");
+    let out = keygen(&[
+        "--domain",
+        "example.org",
+        "--key-file",
+        chosen.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(chosen.exists());
+}
+
+#[test]
+fn keygen_asks_for_a_selector_when_a_domain_has_several_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chmail.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {data:?}\n\
+             [[signing.keys]]\ndomain = \"example.org\"\nselector = \"a\"\nfrom = [\"example.org\"]\n\
+             [[signing.keys]]\ndomain = \"example.org\"\nselector = \"b\"\nfrom = [\"*.example.org\"]\n",
+            data = dir.path().display().to_string(),
+        ),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .args(["keygen", "--domain", "example.org"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("several keys (a, b)") && stderr.contains("--selector"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn signing_table_mistakes_are_named_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s1\"\nfrom = [\"a.example\"]\n\
+             [[signing.keys]]\ndomain = \"a.example\"\nselector = \"s2\"\nfrom = [\"A.example\"]\n",
+            "from pattern \"a.example\" is listed twice",
+        ),
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s1\"\nfrom = [\"customer.example\"]\n",
+            "from pattern \"customer.example\" is not a.example or within it",
+        ),
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s1\"\nfrom = [\"x*.a.example\"]\n",
+            "must be a domain or *.domain",
+        ),
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s1\"\n\
+             [[signing.keys]]\ndomain = \"a.example\"\nselector = \"S1\"\nsign = false\n",
+            "a.example selector s1 is listed twice",
+        ),
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\nselector = \"s1\"\nsign = false\nfrom = [\"a.example\"]\n",
+            "sign = false: it signs nothing, so it takes no from",
+        ),
+        (
+            "[[signing.keys]]\ndomain = \"a.example\"\n",
+            "selector",
+        ),
+    ];
+    for (n, (table, expected)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("bad{n}.toml"));
+        std::fs::write(&path, table).expect("write");
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("migrate")
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "case {n} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "case {n}: {expected:?} missing in {stderr}"
+        );
+    }
+}
+
+#[test]
 fn serve_without_a_key_says_how_to_make_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "inet:127.0.0.1:0");
@@ -206,7 +407,14 @@ fn serve_exposes_prometheus_metrics() {
 fn help_lists_the_commands() {
     let out = Command::new(BIN).arg("--help").output().expect("help");
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in ["serve", "keygen", "migrate", "quickstart", "--config"] {
+    for command in [
+        "serve",
+        "keygen",
+        "records",
+        "migrate",
+        "quickstart",
+        "--config",
+    ] {
         assert!(text.contains(command), "{text}");
     }
 }

@@ -10,7 +10,9 @@ use chmail::{
     header::{ChmailHeader, Signer},
     store::{open_store, Store},
 };
-use chmail_milter::{keys::StaticKeys, listen::MilterListener, metrics::Metrics, Milter};
+use chmail_milter::{
+    keys::StaticKeys, listen::MilterListener, metrics::Metrics, Milter, SigningTable,
+};
 use indymilter::MacroStage;
 use indymilter_test::{EomAction, EomActions, TestConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -55,6 +57,15 @@ impl TestMilter {
 
     /// A milter whose config `tweak` adjusts (e.g. a dead store URL, `on_error`).
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_table(tweak, |_, signer| SigningTable::single(signer)).await
+    }
+
+    /// A milter whose signing table `table` builds from the config and our `sel1` signer (which
+    /// it may leave out).
+    pub async fn start_with_table(
+        tweak: impl FnOnce(&mut Config),
+        table: impl FnOnce(&Config, Signer) -> SigningTable,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -68,11 +79,12 @@ impl TestMilter {
         let keys = StaticKeys::default()
             .with("f1", FOREIGN, foreign.public_key())
             .with_host([192, 0, 2, 8].into(), "named.example.net");
+        let table = table(&config, Signer::from_seed(DOMAIN, "sel1", [7; 32]));
         let milter = Arc::new(
             Milter::new(
                 config,
                 store.clone(),
-                Signer::from_seed(DOMAIN, "sel1", [7; 32]),
+                table,
                 Arc::new(keys),
                 Arc::new(Metrics::new()),
             )
