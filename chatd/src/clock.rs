@@ -1,9 +1,14 @@
 //! Time for chatd: wall-clock milliseconds that advance with tokio's clock, so tests that pause
 //! and advance tokio's time see the store's timestamps move with it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
+
+/// `d` in milliseconds, as the store counts time (saturating: a huge duration is `i64::MAX`).
+pub fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// A wall clock anchored at creation and advanced by tokio's (pausable) clock.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,11 @@
 //!
 //! Limits: at most `[chat] codes_per_hour` codes per address and room (counted in the store, so
 //! across restarts and nodes), each valid `[chat] code_ttl_minutes`, with `[chat] code_attempts`
-//! guesses (counted atomically in the store); a new code starts a fresh count.
+//! guesses (counted atomically in the store); a new code starts a fresh count. Counting the
+//! codes sent and creating one are two store calls: [`CodeLocks`] lets one request of a room and
+//! address at a time through them, so concurrent `prove` frames cannot pass the limit. The lock
+//! is in this process: two chatd nodes could still each pass it once at the same moment (at
+//! worst one code more per node), until the store counts and creates in one statement.
 //!
 //! The store keeps only a hash of each code. Six digits are too few for a plain hash: anyone who
 //! read the table could try all million. So the hash is SHA-256 over a server secret, the room,
@@ -18,8 +22,10 @@
 //! check: codes are rare, and no state has to be shared for it.
 
 use std::{
+    collections::HashMap,
     io::{ErrorKind, Write as _},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use chmail::store::{kind, CodeCheck};
@@ -39,6 +45,30 @@ const SECRET_BYTES: usize = 32;
 
 /// The window of `[chat] codes_per_hour`, in ms.
 const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// One lock per room and address that asks for a code, held from counting the codes sent to
+/// creating the new one. An entry lives only while a request holds or waits for it.
+#[derive(Debug, Default)]
+pub struct CodeLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CodeLocks {
+    fn lock_of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned lock only means another request panicked mid-update; the map stays usable.
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Drops the entry of `key` when no one else holds or waits for it.
+    fn release(&self, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Ours and the map's: no other request has it.
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(key);
+        }
+    }
+}
 
 /// What became of a request for a code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +90,23 @@ pub enum Requested {
 /// # Errors
 /// When the secret, the store or the mail fails.
 pub async fn request(
+    state: &AppState,
+    room_id: &str,
+    subject: Option<&str>,
+    address: &str,
+) -> Result<Requested, AppError> {
+    let key = format!("{room_id}\n{address}");
+    let lock = state.code_locks.lock_of(&key);
+    let result = {
+        let _held = lock.lock().await;
+        request_locked(state, room_id, subject, address).await
+    };
+    state.code_locks.release(&key, lock);
+    result
+}
+
+/// [`request`], with the lock of `room_id` and `address` held.
+async fn request_locked(
     state: &AppState,
     room_id: &str,
     subject: Option<&str>,
@@ -261,7 +308,7 @@ fn code_mail(
 ) -> OutgoingMail {
     let ttl = state.config.chat.code_ttl_minutes;
     let about = subject
-        .map(|s| crate::notify::compose::one_line(s, 120))
+        .map(|s| crate::mail::one_line(s, crate::mail::SUBJECT_QUOTE_CHARS))
         .filter(|s| !s.is_empty())
         .map_or_else(String::new, |s| format!(" about \"{s}\""));
     let text = format!(
@@ -278,7 +325,7 @@ fn code_mail(
         a = escape(&about),
         addr = escape(address),
     );
-    let message_id = crate::notify::compose::message_id(
+    let message_id = crate::mail::message_id(
         &state.config,
         "code",
         &[room_id, address, &now_ms.to_string(), code],

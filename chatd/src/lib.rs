@@ -18,6 +18,8 @@
 //! - [`codes`]: proven addresses (a code mailed to a recipient's address); [`notify`]:
 //!   notification mails to verified recipients who are not in the room, with back-off and
 //!   one-click unsubscribe
+//! - [`limit`]: rate limits shared by the process (sign-ins, messages, rings); [`ws`] also caps
+//!   connections, in all and per client network
 //! - [`error`]: [`AppError`], what a user sees when something fails
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod codes;
 pub mod error;
 pub mod hub;
+pub mod limit;
 pub mod mail;
 pub mod notify;
 pub mod outbox;

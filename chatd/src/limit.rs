@@ -1,34 +1,134 @@
-//! The per-IP limit on sign-in requests, in memory (the per-login limit is in the store).
+//! Rate limits in memory, shared by every connection and request of this process: sign-in
+//! requests per client network, chat messages and rings per client network and per identity
+//! (PRODUCT.md, "Network protection"). The per-login limit on sign-in mails is in the store.
 //!
-//! One counter per client network (an IPv4 address, an IPv6 /64: one host often holds a whole
-//! /64) in fixed one-hour windows. The map is bounded: when it is full, expired windows are
-//! dropped, then the oldest one, so a flood from many addresses costs memory only up to
-//! [`MAX_TRACKED`] entries.
+//! One [`RateLimiter`] counts events per key in fixed windows. Its map is bounded: when it is
+//! full, expired windows are dropped, then the oldest one, so a flood from many keys costs
+//! memory only up to its `max_tracked` entries. An IP address counts by network ([`network`]):
+//! an IPv4 address, an IPv6 /64 (one host often holds a whole /64).
+//!
+//! The counts live in this process: with several chatd nodes, each node allows the limit.
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     sync::{Mutex, PoisonError},
 };
+
+use chmail::config::ChatConfig;
 
 /// Most sign-in requests from one client network per window: a person who mistyped a few times
 /// stays well under it; a script mailing links to many logins does not.
 pub const SIGNINS_PER_IP: u32 = 20;
 /// The window of [`SIGNINS_PER_IP`], in ms (one hour, as `[chat] signins_per_hour`).
 pub const WINDOW_MS: i64 = 60 * 60 * 1000;
-/// Most client networks tracked at once (about 50 bytes each).
+/// Most keys a limiter tracks at once (about 50-100 bytes each).
 pub const MAX_TRACKED: usize = 10_000;
+/// The window of the message limits, in ms: `[chat] messages_per_minute` counts per minute.
+pub const MESSAGE_WINDOW_MS: i64 = 60 * 1000;
+/// How many people's worth of messages one client network may send: an office or a family
+/// behind one NAT address chats at once, but one address cannot multiply its budget by opening
+/// many connections under many identities.
+pub const MESSAGE_IP_SHARE: u32 = 10;
+/// Rings one caller may start in one room per `[chat] ring_timeout`: one. A declined or missed
+/// call can be tried again once the time a ring lasts has passed, not at once and repeatedly.
+pub const RINGS_PER_CALLER: u32 = 1;
+/// Rings from one client network per [`WINDOW_MS`] (an hour), over all rooms: a person calls a
+/// few times an hour; a script ringing many senders does not get far.
+pub const RINGS_PER_IP: u32 = 30;
 
-/// Counts sign-in requests per client network.
-#[derive(Debug, Default)]
-pub struct SigninLimiter {
-    windows: Mutex<HashMap<IpAddr, Window>>,
+/// Counts events per key in fixed windows, bounded in memory.
+#[derive(Debug)]
+pub struct RateLimiter<K> {
+    limit: u32,
+    window_ms: i64,
+    max_tracked: usize,
+    windows: Mutex<HashMap<K, Window>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
     start_ms: i64,
     count: u32,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter allowing `limit` events per key in each window of `window_ms`, tracking at
+    /// most [`MAX_TRACKED`] keys.
+    pub fn new(limit: u32, window_ms: i64) -> Self {
+        Self::bounded(limit, window_ms, MAX_TRACKED)
+    }
+
+    /// As [`RateLimiter::new`], tracking at most `max_tracked` keys.
+    pub fn bounded(limit: u32, window_ms: i64, max_tracked: usize) -> Self {
+        Self {
+            limit,
+            window_ms: window_ms.max(1),
+            max_tracked: max_tracked.max(1),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether one more event of `key` at `now_ms` is within the limit, without counting it.
+    pub fn would_allow(&self, key: &K, now_ms: i64) -> bool {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows
+            .get(key)
+            .is_none_or(|w| now_ms - w.start_ms >= self.window_ms || w.count < self.limit)
+    }
+
+    /// Counts one event of `key` at `now_ms`; false (and not counted) when it is over the limit.
+    pub fn allow(&self, key: &K, now_ms: i64) -> bool {
+        // A poisoned lock only means another request panicked mid-update; the counts stay usable.
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if !windows.contains_key(key) && windows.len() >= self.max_tracked {
+            let window_ms = self.window_ms;
+            windows.retain(|_, w| now_ms - w.start_ms < window_ms);
+            if windows.len() >= self.max_tracked {
+                if let Some(oldest) = windows
+                    .iter()
+                    .min_by_key(|(_, w)| w.start_ms)
+                    .map(|(k, _)| k.clone())
+                {
+                    windows.remove(&oldest);
+                }
+            }
+        }
+        let w = windows.entry(key.clone()).or_insert(Window {
+            start_ms: now_ms,
+            count: 0,
+        });
+        if now_ms - w.start_ms >= self.window_ms {
+            *w = Window {
+                start_ms: now_ms,
+                count: 0,
+            };
+        }
+        if w.count >= self.limit {
+            return false;
+        }
+        w.count += 1;
+        true
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Counts sign-in requests per client network.
+#[derive(Debug)]
+pub struct SigninLimiter(RateLimiter<IpAddr>);
+
+impl Default for SigninLimiter {
+    fn default() -> Self {
+        Self(RateLimiter::new(SIGNINS_PER_IP, WINDOW_MS))
+    }
 }
 
 impl SigninLimiter {
@@ -40,41 +140,80 @@ impl SigninLimiter {
     /// Counts one request from `ip` at `now_ms`; false when it is over the limit. Requests with
     /// no known address share one counter.
     pub fn allow(&self, ip: Option<IpAddr>, now_ms: i64) -> bool {
-        let key = ip.map_or(IpAddr::from([0u8; 4]), network);
-        // A poisoned lock only means another request panicked mid-update; the counts stay usable.
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if !windows.contains_key(&key) && windows.len() >= MAX_TRACKED {
-            windows.retain(|_, w| now_ms - w.start_ms < WINDOW_MS);
-            if windows.len() >= MAX_TRACKED {
-                if let Some(oldest) = windows
-                    .iter()
-                    .min_by_key(|(_, w)| w.start_ms)
-                    .map(|(k, _)| *k)
-                {
-                    windows.remove(&oldest);
-                }
-            }
-        }
-        let w = windows.entry(key).or_insert(Window {
-            start_ms: now_ms,
-            count: 0,
-        });
-        if now_ms - w.start_ms >= WINDOW_MS {
-            *w = Window {
-                start_ms: now_ms,
-                count: 0,
-            };
-        }
-        if w.count >= SIGNINS_PER_IP {
-            return false;
-        }
-        w.count += 1;
-        true
+        self.0.allow(&ip_key(ip), now_ms)
     }
 }
 
+/// The shared limits of the chat: messages and rings, per client network and per identity.
+#[derive(Debug)]
+pub struct ChatLimits {
+    /// Messages per identity (the sender's login, or a recipient's room and address).
+    messages: RateLimiter<String>,
+    /// Messages per client network.
+    messages_by_ip: RateLimiter<IpAddr>,
+    /// Rings per room and caller.
+    rings: RateLimiter<String>,
+    /// Rings per client network.
+    rings_by_ip: RateLimiter<IpAddr>,
+}
+
+impl ChatLimits {
+    /// The limits of `[chat]`: `messages_per_minute`, `ring_timeout`.
+    pub fn new(chat: &ChatConfig) -> Self {
+        let per_minute = chat.messages_per_minute;
+        let ring_ms = i64::try_from(chat.ring_timeout().as_millis()).unwrap_or(i64::MAX);
+        Self {
+            messages: RateLimiter::new(per_minute, MESSAGE_WINDOW_MS),
+            messages_by_ip: RateLimiter::new(
+                per_minute.saturating_mul(MESSAGE_IP_SHARE),
+                MESSAGE_WINDOW_MS,
+            ),
+            rings: RateLimiter::new(RINGS_PER_CALLER, ring_ms),
+            rings_by_ip: RateLimiter::new(RINGS_PER_IP, WINDOW_MS),
+        }
+    }
+
+    /// Counts one message of `identity` from `ip`; false when either is over its limit (then
+    /// neither counts it).
+    pub fn message(&self, identity: &str, ip: Option<IpAddr>, now_ms: i64) -> bool {
+        both(
+            (&self.messages, &identity.to_owned()),
+            (&self.messages_by_ip, &ip_key(ip)),
+            now_ms,
+        )
+    }
+
+    /// Counts one ring of `caller` in `room_id` from `ip`; false when either is over its limit.
+    pub fn ring(&self, room_id: &str, caller: &str, ip: Option<IpAddr>, now_ms: i64) -> bool {
+        both(
+            (&self.rings, &format!("{room_id}\n{caller}")),
+            (&self.rings_by_ip, &ip_key(ip)),
+            now_ms,
+        )
+    }
+}
+
+/// Counts in both limiters, or in neither when one of them is full. Two concurrent events may
+/// both pass `would_allow`; the second `allow` still refuses, at worst costing the other
+/// limiter one count.
+fn both<A: Hash + Eq + Clone, B: Hash + Eq + Clone>(
+    (a, ka): (&RateLimiter<A>, &A),
+    (b, kb): (&RateLimiter<B>, &B),
+    now_ms: i64,
+) -> bool {
+    if !a.would_allow(ka, now_ms) || !b.would_allow(kb, now_ms) {
+        return false;
+    }
+    a.allow(ka, now_ms) && b.allow(kb, now_ms)
+}
+
+/// The counter key of a client: its network, or one shared key when its address is unknown.
+fn ip_key(ip: Option<IpAddr>) -> IpAddr {
+    ip.map_or(IpAddr::from([0u8; 4]), network)
+}
+
 /// The counter key of `ip`: the address itself for IPv4, its /64 for IPv6.
-fn network(ip: IpAddr) -> IpAddr {
+pub fn network(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -123,11 +262,45 @@ mod tests {
         for i in 0..(MAX_TRACKED as u32 + 100) {
             assert!(limiter.allow(Some(IpAddr::from(i.to_be_bytes())), i64::from(i)));
         }
-        let len = limiter
-            .windows
-            .lock()
-            .map(|w| w.len())
-            .unwrap_or(usize::MAX);
+        let len = limiter.0.tracked();
         assert!(len <= MAX_TRACKED, "{len}");
+    }
+
+    #[test]
+    fn a_refused_event_counts_in_neither_limiter() {
+        let chat = ChatConfig {
+            messages_per_minute: 2,
+            ..ChatConfig::default()
+        };
+        let limits = ChatLimits::new(&chat);
+        let ip = Some(IpAddr::from([192, 0, 2, 1]));
+        assert!(limits.message("bob", ip, 0));
+        assert!(limits.message("bob", ip, 0));
+        for _ in 0..100 {
+            assert!(!limits.message("bob", ip, 0));
+        }
+        // bob's refusals did not use up the address's share: 2 of 20 are used.
+        for who in 0..9 {
+            assert!(limits.message(&format!("p{who}"), ip, 0));
+            assert!(limits.message(&format!("p{who}"), ip, 0));
+        }
+        assert!(
+            !limits.message("p10", ip, 0),
+            "the address's share is used up"
+        );
+        assert!(limits.message("bob", ip, MESSAGE_WINDOW_MS));
+    }
+
+    #[test]
+    fn one_ring_per_room_and_caller_per_ring_timeout() {
+        let chat = ChatConfig::default();
+        let ring_ms = i64::try_from(chat.ring_timeout().as_millis()).unwrap_or(i64::MAX);
+        let limits = ChatLimits::new(&chat);
+        let ip = Some(IpAddr::from([192, 0, 2, 1]));
+        assert!(limits.ring("r1", "bob", ip, 0));
+        assert!(!limits.ring("r1", "bob", ip, 1));
+        assert!(limits.ring("r1", "carol", ip, 1));
+        assert!(limits.ring("r2", "bob", ip, 1));
+        assert!(limits.ring("r1", "bob", ip, ring_ms));
     }
 }

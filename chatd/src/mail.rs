@@ -169,7 +169,7 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(one_line(&mail.subject))
+        .subject(one_line(&mail.subject, usize::MAX))
         .date_now()
         .message_id(Some(format!("<{}>", mail.message_id)))
         .header(AutoSubmitted)
@@ -286,16 +286,18 @@ impl Header for AutoResponseSuppress {
     }
 }
 
-/// Longest subject of a mailed conversation quoted in a reminder's subject, in characters.
-const SUBJECT_QUOTE_CHARS: usize = 120;
+/// Longest subject of a mailed conversation quoted in a mail's subject (reminders,
+/// notifications), in characters.
+pub const SUBJECT_QUOTE_CHARS: usize = 120;
 /// Most chat messages quoted in one reminder: the first ones tell what it is about; the rest are
 /// in the chat.
 pub const MAX_REMINDER_MESSAGES: usize = 20;
-/// Longest chat message quoted in a reminder, in characters.
-const MESSAGE_QUOTE_CHARS: usize = 2_000;
+/// Longest chat message quoted in a mail, in characters: the whole text is in the chat.
+pub const MESSAGE_QUOTE_CHARS: usize = 2_000;
 
-/// `text` on one line (control characters become spaces), cut to `max` characters.
-fn one_line_cut(text: &str, max: usize) -> String {
+/// `text` on one line (control characters and runs of space become one space), cut to `max`
+/// characters.
+pub fn one_line(text: &str, max: usize) -> String {
     let line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -304,21 +306,16 @@ fn one_line_cut(text: &str, max: usize) -> String {
     cut(&line, max)
 }
 
-/// `text` on one line.
-fn one_line(text: &str) -> String {
-    one_line_cut(text, usize::MAX)
-}
-
 /// `text` cut to `max` characters, with an ellipsis when cut.
-fn cut(text: &str, max: usize) -> String {
+pub fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
 }
 
-/// A Message-ID `<kind>.<hash of parts>@<domain>`: the same parts give the same id.
-fn stable_message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> String {
+/// A Message-ID `<kind>.<hash of parts>@<signing domain>`: the same parts give the same id.
+pub fn message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(kind.as_bytes());
     for part in parts {
@@ -330,6 +327,33 @@ fn stable_message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> Str
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{kind}.{hex}@{}", config.signing.domain)
+}
+
+/// Quotes `messages` in a mail: each as `[when] author:` and its indented lines in `text`, as
+/// a `<li>` in `html` (inside the caller's `<ul>`), cut to [`MESSAGE_QUOTE_CHARS`], escaped.
+pub fn quote_messages(messages: &[ChatMessage], text: &mut String, html: &mut String) {
+    for m in messages {
+        let author = if m.via == Via::System || m.author.is_empty() {
+            "CHmail"
+        } else {
+            &m.author
+        };
+        let when = format_utc_ms(m.created_ms);
+        let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
+        let _ = writeln!(text, "[{when}] {author}:");
+        for line in body.lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+        text.push('\n');
+        let _ = write!(
+            html,
+            "<li><span style=\"color:#5f6b7a\">{w}</span> <strong>{a}</strong>:<br>\
+             <span style=\"white-space:pre-wrap\">{b}</span></li>",
+            w = escape(&when),
+            a = escape(author),
+            b = escape(&body),
+        );
+    }
 }
 
 /// The reminder (S117) to the sender of `room`: `caller` tried to chat while the sender was away.
@@ -348,11 +372,11 @@ pub fn reminder_mail(
     messages: &[ChatMessage],
     signin_url: &str,
 ) -> OutgoingMail {
-    let caller = one_line_cut(caller, 320);
+    let caller = one_line(caller, 320);
     let subject_line = room
         .subject
         .as_deref()
-        .map(|s| one_line_cut(s, SUBJECT_QUOTE_CHARS))
+        .map(|s| one_line(s, SUBJECT_QUOTE_CHARS))
         .filter(|s| !s.is_empty());
     let subject = match &subject_line {
         Some(s) => format!("{}: {caller} tried to chat about \"{s}\"", room.login),
@@ -379,28 +403,7 @@ pub fn reminder_mail(
     } else {
         text.push_str("Messages so far:\n\n");
         html.push_str("<p>Messages so far:</p><ul style=\"padding-left:1.2em\">");
-        for m in shown {
-            let author = if m.via == Via::System || m.author.is_empty() {
-                "CHmail"
-            } else {
-                &m.author
-            };
-            let when = format_utc_ms(m.created_ms);
-            let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
-            let _ = writeln!(text, "[{when}] {author}:");
-            for line in body.lines() {
-                let _ = writeln!(text, "  {line}");
-            }
-            text.push('\n');
-            let _ = write!(
-                html,
-                "<li><span style=\"color:#5f6b7a\">{w}</span> <strong>{a}</strong>:<br>\
-                 <span style=\"white-space:pre-wrap\">{b}</span></li>",
-                w = escape(&when),
-                a = escape(author),
-                b = escape(&body),
-            );
-        }
+        quote_messages(shown, &mut text, &mut html);
         html.push_str("</ul>");
         if messages.len() > shown.len() {
             let more = messages.len() - shown.len();
@@ -431,7 +434,7 @@ pub fn reminder_mail(
         subject,
         text,
         html: Some(html),
-        message_id: stable_message_id(config, "reminder", &[&room.id, &sequence.to_string()]),
+        message_id: message_id(config, "reminder", &[&room.id, &sequence.to_string()]),
         headers: Vec::new(),
     }
 }
@@ -460,7 +463,7 @@ pub fn signin_mail(config: &chmail::Config, to: &str, signin_url: &str) -> Outgo
         subject: "Your CHmail sign-in link".into(),
         text,
         html: Some(html),
-        message_id: stable_message_id(config, "signin", &[to, signin_url]),
+        message_id: message_id(config, "signin", &[to, signin_url]),
         headers: Vec::new(),
     }
 }
@@ -481,7 +484,7 @@ mod tests {
 
     #[test]
     fn subjects_stay_on_one_line_and_are_cut() {
-        assert_eq!(one_line("a\r\nBcc: x"), "a Bcc: x");
+        assert_eq!(one_line("a\r\nBcc: x", usize::MAX), "a Bcc: x");
         assert_eq!(cut("ábc", 2), "áb…");
         assert_eq!(cut("ab", 2), "ab");
     }

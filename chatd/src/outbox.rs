@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::{
+    clock::ms,
     error::AppError,
     mail::{MailError, OutgoingMail},
     state::AppState,
@@ -44,10 +45,6 @@ pub const KEEP: Duration = Duration::from_secs(30 * 24 * 3_600);
 
 /// How often the worker prunes the outbox of mails older than [`KEEP`].
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Queues `mail` of `kind` (see [`chmail::store::kind`]), about `room_id` if any, and wakes the
 /// delivery worker. Returns `false` when a mail with its Message-ID was queued before (it is not

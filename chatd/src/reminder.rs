@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::{
-    auth::sender_address, error::AppError, outbox, ringer, state::AppState,
+    auth::sender_address, clock::ms, error::AppError, outbox, ringer, state::AppState,
     ws::protocol::ServerFrame,
 };
 
@@ -35,10 +35,6 @@ pub const BATCH: u32 = 20;
 
 /// Most messages quoted in one reminder; later ones go into the next.
 pub const MESSAGES_PER_REMINDER: u32 = 20;
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Asks for a reminder of `room_id` naming `caller`, due after `[chat] reminder_delay_secs` and
 /// no sooner than `[chat] reminder_interval_secs` after the last one. Returns when it is due (an

@@ -22,7 +22,7 @@ use chmail::store::{Ring, RingState, Room};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use crate::{error::AppError, presence, reminder, state::AppState, ws::protocol};
+use crate::{clock::ms, error::AppError, presence, reminder, state::AppState, ws::protocol};
 use protocol::ServerFrame;
 
 /// The shortest ring interval used, whatever the config says: a zero interval would spin.
@@ -62,10 +62,6 @@ impl Default for Ringer {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn interval(state: &AppState) -> Duration {

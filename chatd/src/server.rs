@@ -95,6 +95,15 @@ pub async fn start_with_store(
     store: Arc<dyn chmail::Store>,
     mailer: Arc<dyn MailSender>,
 ) -> Result<Running, StartError> {
+    start_with_state(AppState::new(config, store, mailer)?).await
+}
+
+/// Starts chatd over a built state (a test can change its limits first).
+///
+/// # Errors
+/// When the socket cannot be bound.
+pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
+    let config = &state.config;
     let addr = config.chat.listen.clone();
     let listener = TcpListener::bind(addr.as_str())
         .await
@@ -103,8 +112,7 @@ pub async fn start_with_store(
         addr: config.chat.listen.clone(),
         source,
     })?;
-    let reply = bind_reply(&config).await?;
-    let state = AppState::new(config, store, mailer)?;
+    let reply = bind_reply(config).await?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     let router = app(state.clone());

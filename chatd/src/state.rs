@@ -6,7 +6,8 @@ use chmail::{config::ConfigError, store::Store, Config};
 use tokio::sync::Notify;
 
 use crate::{
-    clock::Clock, error::AppError, hub::Hub, mail::MailSender, presence::Presence, ringer::Ringer,
+    clock::Clock, codes::CodeLocks, error::AppError, hub::Hub, limit::ChatLimits, mail::MailSender,
+    presence::Presence, ringer::Ringer, ws::capacity::Capacity,
 };
 
 /// The shared state of one chatd process.
@@ -34,6 +35,13 @@ pub struct AppState {
     /// The Origin that browsers send for our pages (`https://chat.example.com`), from
     /// `[chat] public_url`.
     pub origin: Arc<str>,
+    /// Message and ring limits per client network and per identity, shared by all connections.
+    pub limits: Arc<ChatLimits>,
+    /// How many WebSocket connections the process and one client network may hold. A field, so
+    /// that a test can start chatd with a small budget.
+    pub capacity: Arc<Capacity>,
+    /// One code request at a time per room and address ([`crate::codes`]).
+    pub code_locks: Arc<CodeLocks>,
 }
 
 impl AppState {
@@ -61,6 +69,9 @@ impl AppState {
             hub: Arc::new(Hub::new(&config.chat)),
             presence: Arc::new(Presence::new(&config.chat)),
             ringer: Arc::new(Ringer::new()),
+            limits: Arc::new(ChatLimits::new(&config.chat)),
+            capacity: Arc::new(Capacity::default()),
+            code_locks: Arc::new(CodeLocks::default()),
             config: Arc::new(config),
             store,
             clock: Clock::new(),

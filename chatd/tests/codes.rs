@@ -255,3 +255,21 @@ async fn require_verified_blocks_messages_until_the_address_is_proven() {
     }
     w.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_code_requests_do_not_pass_codes_per_hour() {
+    let w = World::start(|_| {}).await;
+    let limit = w.state.config.chat.codes_per_hour as usize;
+    let requests = (0..limit + 5).map(|_| chatd::codes::request(&w.state, ROOM, None, BOB));
+    let results = futures_util::future::join_all(requests).await;
+    let sent = results
+        .iter()
+        .filter(|r| matches!(r, Ok(chatd::codes::Requested::Sent { .. })))
+        .count();
+    let too_many = results
+        .iter()
+        .filter(|r| matches!(r, Ok(chatd::codes::Requested::TooMany)))
+        .count();
+    assert_eq!((sent, too_many), (limit, 5), "{results:?}");
+    w.stop().await;
+}

@@ -508,7 +508,7 @@ async fn signin_requests_are_limited_per_client_address() {
     let router = app(state);
     let (cookie, token) = signin_form(&router).await;
     let form = format!("address=someone%40z.example&csrf={token}");
-    for i in 0..chatd::web::limit::SIGNINS_PER_IP {
+    for i in 0..chatd::limit::SIGNINS_PER_IP {
         let page = send(&router, post_form("/signin", &cookie, &form)).await;
         assert_eq!(page.status, StatusCode::OK, "request {i}");
     }

@@ -211,21 +211,105 @@ async fn a_frame_over_the_frame_limit_gets_too_large_and_a_close() {
 }
 
 #[tokio::test]
-async fn messages_per_minute_are_limited_per_connection() {
-    // The sliding minute itself is unit-tested (ws::session); here: the limit, per connection.
+async fn messages_per_minute_are_limited_per_identity_over_all_its_connections() {
+    // The window itself is unit-tested (limit); here: one budget per identity, shared by all of
+    // its connections, and another identity has its own.
     let h = Harness::start(|c| c.chat.messages_per_minute = 3).await;
     let mut bob = h.joined(BOB).await;
+    let mut bob2 = h.joined(BOB).await;
     let mut carol = h.joined(CAROL).await;
-    for i in 0..3 {
+    for i in 0..2 {
         bob.say(&format!("m{i}"), &format!("m{i}")).await;
     }
-    bob.send(json!({"type": "message", "text": "one too many", "id": "m3"}))
+    bob2.say("m2", "m2").await;
+    bob2.send(json!({"type": "message", "text": "one too many", "id": "m3"}))
         .await;
-    bob.expect_error("rate_limited").await;
+    bob2.expect_error("rate_limited").await;
+    bob.send(json!({"type": "message", "text": "one too many", "id": "m4"}))
+        .await;
+    // bob's first connection saw bob2's message first.
+    assert_eq!(bob.skip_to("error").await["code"], "rate_limited");
     bob.assert_alive().await;
-    // Another connection has its own budget.
+    // A fresh connection of the same address does not get a fresh budget.
+    let mut bob3 = h.joined(BOB).await;
+    bob3.send(json!({"type": "message", "text": "again", "id": "m5"}))
+        .await;
+    bob3.expect_error("rate_limited").await;
     carol.say("carol speaks", "c0").await;
     assert_eq!(h.message_count().await, 4);
+}
+
+#[tokio::test]
+async fn a_caller_cannot_ring_again_at_once_after_a_ring_ended() {
+    let h = Harness::start(ringing).await;
+    let mut bob = h.joined(BOB).await;
+    // The sender is offline: the ring ends at once (a reminder is due).
+    bob.send(json!({"type": "ring"})).await;
+    let call = bob.skip_to("call").await;
+    assert_ne!(call["state"], "ringing", "{call}");
+    bob.send(json!({"type": "ring"})).await;
+    bob.expect_error("rate_limited").await;
+    // Not on another connection either.
+    let mut bob2 = h.joined(BOB).await;
+    bob2.send(json!({"type": "ring"})).await;
+    bob2.expect_error("rate_limited").await;
+    bob.assert_alive().await;
+}
+
+#[tokio::test]
+async fn read_past_the_rooms_newest_message_is_clamped_to_it() {
+    let h = Harness::start(|_| {}).await;
+    let mut bob = h.joined(BOB).await;
+    let m = bob.say("hello", "m0").await;
+    let newest = m["id"].as_i64().expect("message id");
+    bob.send(json!({"type": "read", "up_to": newest + 1_000}))
+        .await;
+    bob.assert_alive().await;
+    let members = h.store().members(ROOM).await.expect("members");
+    let last_read = members
+        .iter()
+        .find(|m| m.address == BOB)
+        .and_then(|m| m.last_read);
+    assert_eq!(last_read, Some(newest));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_caps_get_503_before_the_upgrade() {
+    use chatd::ws::capacity::Capacity;
+    use tokio_tungstenite::tungstenite::Error;
+    let h = Harness::start_with(
+        |_| {},
+        |state| state.capacity = std::sync::Arc::new(Capacity::new(2, 1)),
+    )
+    .await;
+    let first = h.client().await;
+    let status = |r: Result<Client, Error>| match r {
+        Err(Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("not an HTTP refusal: {e}"),
+        Ok(_) => 101,
+    };
+    // One per client network: 127.0.0.1 has its one.
+    let over = Client::try_connect(&h.ws_url(), Some(ORIGIN), None).await;
+    assert_eq!(status(over), 503);
+    // Another network (through the local proxy's header) has its own, up to the total of 2.
+    let forwarded = |ip: &'static str| [("Origin", ORIGIN), ("X-Forwarded-For", ip)];
+    let second = Client::try_connect_with(&h.ws_url(), &forwarded("192.0.2.7")).await;
+    assert_eq!(status(second), 101);
+    let third = Client::try_connect_with(&h.ws_url(), &forwarded("192.0.2.8")).await;
+    assert_eq!(status(third), 503, "over the process's total");
+    // A closed connection frees its place.
+    first.close().await;
+    let mut again = None;
+    for _ in 0..50 {
+        match Client::try_connect(&h.ws_url(), Some(ORIGIN), None).await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "the place came back");
 }
 
 #[tokio::test]
@@ -665,4 +749,29 @@ async fn a_restart_mid_conversation_loses_no_message_and_no_reminder_and_repeats
     assert_eq!(h.mailer.mails().len(), 1, "no reminder sent twice");
     let schedule = h.store().reminder(ROOM).await.ok().flatten();
     assert_eq!(schedule.map(|r| (r.sent_count, r.due_ms)), Some((1, None)));
+}
+
+#[tokio::test]
+async fn a_join_whose_store_call_fails_leaves_the_connection_free_to_join_again() {
+    let h = Harness::start(|_| {}).await;
+    let mut bob = h.client().await;
+    // Storing the join (after the room was read and the hub's room entered) fails.
+    let db = rusqlite::Connection::open(h.dir.path().join("chmail.db")).expect("a connection");
+    db.execute_batch(
+        "CREATE TRIGGER no_join BEFORE UPDATE OF joined_at ON room_participants
+         BEGIN SELECT RAISE(ABORT, 'joins fail in this test'); END;",
+    )
+    .expect("trigger created");
+    let join = json!({"type": "join", "port": h.port, "room": ROOM, "as": BOB});
+    bob.send(join.clone()).await;
+    bob.expect_error("server_error").await;
+    assert!(
+        !h.state().hub.addresses_in_room(ROOM).contains(BOB),
+        "out of the hub's room"
+    );
+    db.execute_batch("DROP TRIGGER no_join")
+        .expect("trigger dropped");
+    bob.send(join).await;
+    let joined = bob.expect("joined").await;
+    assert_eq!(joined["you"], BOB);
 }

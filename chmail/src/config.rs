@@ -246,7 +246,8 @@ pub struct ChatConfig {
     pub presence_grace_secs: u64,
     /// Largest chat message, in bytes. Default 4096.
     pub max_message_bytes: usize,
-    /// Most messages one connection may send per minute. Default 30.
+    /// Most messages one writer (the sender's login, or a recipient in a room) may send per
+    /// minute over all their connections; a client network gets ten times that. Default 30.
     pub messages_per_minute: u32,
     /// Most connections in one room at once. Default 50.
     pub max_room_connections: usize,

@@ -4,15 +4,12 @@
 
 use std::fmt::Write as _;
 
-use chmail::store::{Message, Room, Via};
-use sha2::{Digest, Sha256};
+use chmail::store::{Message, Room};
 
-use crate::{clock::format_utc_ms, mail::OutgoingMail, web::html::escape};
-
-/// Longest subject of the mailed conversation quoted in a notification's subject, in characters.
-const SUBJECT_QUOTE_CHARS: usize = 120;
-/// Longest chat message quoted in a notification, in characters: the whole text is in the chat.
-const MESSAGE_QUOTE_CHARS: usize = 2_000;
+use crate::{
+    mail::{message_id, one_line, quote_messages, OutgoingMail, SUBJECT_QUOTE_CHARS},
+    web::html::escape,
+};
 
 /// Where a notification points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,28 +56,7 @@ pub fn notification_mail(
          <ul style=\"padding-left:1.2em\">",
         a = escape(&about),
     );
-    for m in messages {
-        let author = if m.via == Via::System || m.author.is_empty() {
-            "CHmail"
-        } else {
-            &m.author
-        };
-        let when = format_utc_ms(m.created_ms);
-        let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
-        let _ = writeln!(text, "[{when}] {author}:");
-        for line in body.lines() {
-            let _ = writeln!(text, "  {line}");
-        }
-        text.push('\n');
-        let _ = write!(
-            html,
-            "<li><span style=\"color:#5f6b7a\">{w}</span> <strong>{a}</strong>:<br>\
-             <span style=\"white-space:pre-wrap\">{b}</span></li>",
-            w = escape(&when),
-            a = escape(author),
-            b = escape(&body),
-        );
-    }
+    quote_messages(messages, &mut text, &mut html);
     html.push_str("</ul>");
     if more {
         text.push_str("... and more in the chat.\n\n");
@@ -162,43 +138,10 @@ fn angle_id(id: &str) -> Option<String> {
     ok.then(|| format!("<{bare}>"))
 }
 
-/// A Message-ID `<kind>.<hash of parts>@<signing domain>`: the same parts give the same id.
-pub fn message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(kind.as_bytes());
-    for part in parts {
-        hasher.update([0u8]);
-        hasher.update(part.as_bytes());
-    }
-    let hex: String = hasher.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{kind}.{hex}@{}", config.signing.domain)
-}
-
-/// `text` on one line (control characters and runs of space become one space), cut to `max`
-/// characters.
-pub fn one_line(text: &str, max: usize) -> String {
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    cut(&line.split_whitespace().collect::<Vec<_>>().join(" "), max)
-}
-
-/// `text` cut to `max` characters, with an ellipsis when cut.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chmail::store::{Participant, Role};
+    use chmail::store::{Participant, Role, Via};
 
     fn room() -> Room {
         Room {

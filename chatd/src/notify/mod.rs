@@ -35,7 +35,7 @@ use chmail::store::{kind, NotifyJob, NotifyState, Role};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::{auth::sender_address, error::AppError, state::AppState};
+use crate::{auth::sender_address, clock::ms, error::AppError, state::AppState};
 
 /// How often the worker looks for due notifications.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -53,10 +53,6 @@ pub const MESSAGES_PER_MAIL: u32 = 50;
 
 /// After this long without a notification the back-off starts over from `notify_delay`.
 pub const QUIET_RESET: Duration = Duration::from_secs(24 * 60 * 60);
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// A message by `author` was stored in `room_id`: schedules a notification for every verified
 /// recipient but the author who has no connection in the room on this process, due after

@@ -2,8 +2,6 @@
 //! reminder and notification mail to them. The token is the only secret: whoever knows it and
 //! sends from the participant's address writes into the room.
 
-use std::time::Duration;
-
 use crate::{error::AppError, state::AppState};
 
 /// Random bytes in a reply token: 160 bits, far past guessing, and exactly 32 base32 characters
@@ -28,7 +26,7 @@ pub async fn address(
 ) -> Result<String, AppError> {
     let candidate = new_token()?;
     let now = state.clock.now_ms();
-    let expires = now.saturating_add(millis(state.config.reply.token_ttl()));
+    let expires = now.saturating_add(crate::clock::ms(state.config.reply.token_ttl()));
     let token = state
         .store_call(
             state
@@ -66,10 +64,6 @@ fn base32(bytes: &[u8]) -> String {
         out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
     }
     out
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@
 pub mod assets;
 pub mod csrf;
 pub mod html;
-pub mod limit;
 pub mod me;
 pub mod room;
 pub mod signin;
@@ -66,7 +65,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/static/{file}", get(assets::asset))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(Extension(Arc::new(limit::SigninLimiter::new())))
+        .layer(Extension(Arc::new(crate::limit::SigninLimiter::new())))
 }
 
 /// The answer for any path chatd does not serve: the same page as an unknown room.

@@ -11,7 +11,7 @@
 //! `POST /signin` always gives the same answer, fast: the look-up of the login, the per-login
 //! limit (`[chat] signins_per_hour`, counted in the store) and queueing the mail run after the
 //! response, so neither the text nor the timing says whether an address can sign in. The per-IP limit
-//! ([`super::limit`]) answers `429` before anything else; it says nothing about the address.
+//! ([`crate::limit`]) answers `429` before anything else; it says nothing about the address.
 
 use std::sync::Arc;
 
@@ -27,7 +27,6 @@ use tracing::{debug, info, warn};
 use super::{
     csrf,
     html::{attr, escape, page, Page},
-    limit::SigninLimiter,
 };
 use crate::{
     auth::{
@@ -36,6 +35,7 @@ use crate::{
     },
     client_ip::ClientIp,
     error::AppError,
+    limit::SigninLimiter,
     state::AppState,
 };
 

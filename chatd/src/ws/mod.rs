@@ -4,9 +4,12 @@
 //! - [`connection`]: one connection's send task, receive loop, heartbeat and time-outs
 //! - [`session`]: who a connection is and what each frame does
 //!
+//! - [`capacity`]: how many connections the process and one client network may hold
+//!
 //! The upgrade checks the `Origin` against `[chat] public_url` (a browser on another site must
 //! not ride on the sender's cookie) and sizes the buffers for many idle connections.
 
+pub mod capacity;
 pub mod connection;
 pub mod protocol;
 pub mod session;
@@ -59,6 +62,14 @@ async fn upgrade(
         )
             .into_response();
     }
+    let Some(admission) = state.capacity.admit(ip) else {
+        debug!(ip = ?ip, "WebSocket refused: at the connection cap");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many chat connections right now; please try again later.",
+        )
+            .into_response();
+    };
     let login = crate::auth::session_login(&state, &headers).await;
     let peer = session::Peer { ip, login };
     let max = state.config.chat.max_frame_bytes;
@@ -66,5 +77,8 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::run(socket, state, peer))
+        .on_upgrade(move |socket| async move {
+            connection::run(socket, state, peer).await;
+            drop(admission);
+        })
 }

@@ -20,7 +20,9 @@ use crate::{
 };
 
 /// Most frames of any kind one connection may send per minute: far above what a person types
-/// (messages have their own, lower limit), low enough that a flood costs little.
+/// (messages and rings have their own, lower limits, shared by all connections of a client
+/// network and of an identity: [`crate::limit::ChatLimits`]), low enough that a flood costs
+/// little.
 pub const FRAMES_PER_MINUTE: u32 = 600;
 
 /// Least time between two relayed `typing` frames of one connection; more are dropped silently.
@@ -121,7 +123,6 @@ pub struct Session {
     /// The login this connection counts as online (the sender's pages), once it does.
     online_as: Option<String>,
     watching: bool,
-    messages: RateWindow,
     frames: RateWindow,
     last_typing: Option<Instant>,
 }
@@ -129,7 +130,6 @@ pub struct Session {
 impl Session {
     /// A fresh connection of `peer` whose frames go to `outbox`.
     pub fn new(state: AppState, peer: Peer, outbox: Outbox) -> Self {
-        let messages = RateWindow::per_minute(state.config.chat.messages_per_minute);
         Self {
             id: state.hub.next_id(),
             state,
@@ -138,7 +138,6 @@ impl Session {
             joined: None,
             online_as: None,
             watching: false,
-            messages,
             frames: RateWindow::per_minute(FRAMES_PER_MINUTE),
             last_typing: None,
         }
@@ -207,6 +206,13 @@ impl Session {
             }
             ClientFrame::Read { up_to } => {
                 let j = self.joined()?;
+                // Message ids count over all rooms: a read past this room's newest message
+                // would hide the room's next messages from the unread counts and mails.
+                let call = self.state.store.messages(&j.room.id, None, 1);
+                let newest = self.state.store_call(call).await?.last().map(|m| m.id);
+                let Some(up_to) = newest.map(|newest| up_to.min(newest)) else {
+                    return Ok(());
+                };
                 let call = self.state.store.mark_read(&j.room.id, &j.address, up_to);
                 self.state.store_call(call).await?;
                 if j.is_sender {
@@ -222,6 +228,17 @@ impl Session {
                     return Err(Refusal::new(
                         ErrorCode::Forbidden,
                         "the sender cannot ring themselves",
+                    ));
+                }
+                let now = self.state.clock.now_ms();
+                if !self
+                    .state
+                    .limits
+                    .ring(&j.room.id, &j.address, self.peer.ip, now)
+                {
+                    return Err(Refusal::new(
+                        ErrorCode::RateLimited,
+                        "you rang a moment ago; wait before ringing again",
                     ));
                 }
                 ringer::ring(&self.state, &j.room, &j.address, &j.sender).await?;
@@ -376,6 +393,8 @@ impl Session {
             .ok_or_else(|| Refusal::new(ErrorCode::NotJoined, "join a room first"))
     }
 
+    /// `join`. A failure before the `joined` frame leaves the connection as it was: out of the
+    /// hub's room, not online, free to join again.
     async fn join(&mut self, port: u16, room_id: &str, as_address: Option<&str>) -> Outcome {
         if self.joined.is_some() || self.watching {
             return Err(Refusal::new(
@@ -383,6 +402,36 @@ impl Session {
                 "this connection is in use; open another one",
             ));
         }
+        let (first, sender_online) = match self.enter(port, room_id, as_address).await {
+            Ok(entered) => entered,
+            Err(refusal) => {
+                self.undo_join();
+                return Err(refusal);
+            }
+        };
+        self.after_join(first, sender_online).await
+    }
+
+    /// Undoes what a failed [`Session::enter`] did: the hub's room and the login's connections.
+    fn undo_join(&mut self) {
+        if let Some(j) = self.joined.take() {
+            self.state.hub.leave_room(&j.room.id, self.id);
+        }
+        // A joining connection is not watching (refused above): only the join made it online.
+        if let Some(login) = self.online_as.take() {
+            self.state.hub.remove_login(&login, self.id);
+            presence::disconnect(&self.state, &login);
+        }
+    }
+
+    /// Joins the room up to the `joined` frame: whether this is the address's first connection
+    /// in the room, and whether the sender is online.
+    async fn enter(
+        &mut self,
+        port: u16,
+        room_id: &str,
+        as_address: Option<&str>,
+    ) -> Result<(bool, bool), Refusal> {
         let not_found = || Refusal::new(ErrorCode::NotFound, "no such chat");
         if room_id.is_empty() || room_id.len() > chmail::store::MAX_ROOM_ID_LEN {
             return Err(not_found());
@@ -478,6 +527,18 @@ impl Session {
             members,
             last_read,
         });
+        Ok((first, sender_online))
+    }
+
+    /// After the `joined` frame: the history, the others told, the ring answered or shown.
+    async fn after_join(&mut self, first: bool, sender_online: bool) -> Outcome {
+        let state = self.state.clone();
+        let Joined {
+            room,
+            address,
+            is_sender,
+            sender,
+        } = self.joined()?.clone();
         self.history(None).await?;
         if first {
             state.hub.publish_room(
@@ -581,7 +642,14 @@ impl Session {
                 format!("a message id has 1 to {MAX_CLIENT_ID_LEN} bytes"),
             ));
         }
-        if !self.messages.allow(Instant::now()) {
+        // The sender speaks as their login in every room; a recipient as an address in a room.
+        let identity = if j.is_sender {
+            format!("login\n{}", j.room.login)
+        } else {
+            format!("room\n{}\n{}", j.room.id, j.address)
+        };
+        let now = self.state.clock.now_ms();
+        if !self.state.limits.message(&identity, self.peer.ip, now) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many messages; wait a moment",

@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use chatd::{
     mail::{MailError, MailSender, OutgoingMail},
-    server::start_with_store,
+    server::{start_with_state, start_with_store},
     AppState, Running,
 };
 use chmail::{
@@ -128,6 +128,14 @@ pub fn config() -> Config {
 impl Harness {
     /// Starts chatd with the test config changed by `tweak`, over a fresh store holding the room.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(tweak, |_| {}).await
+    }
+
+    /// As [`Harness::start`], with the state changed by `adjust` before chatd starts.
+    pub async fn start_with(
+        tweak: impl FnOnce(&mut Config),
+        adjust: impl FnOnce(&mut AppState),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = config();
         tweak(&mut config);
@@ -153,9 +161,10 @@ impl Harness {
             .await
             .expect("room stored");
         let mailer = Arc::new(RecordingMailer::default());
-        let running = start_with_store(config.clone(), store, mailer.clone())
-            .await
-            .expect("chatd starts");
+        let mut state =
+            AppState::new(config.clone(), store, mailer.clone()).expect("the config is usable");
+        adjust(&mut state);
+        let running = start_with_state(state).await.expect("chatd starts");
         Self {
             running: Some(running),
             dir,
