@@ -1,15 +1,16 @@
 //! The milter protocol stages (indymilter callbacks): gather macros and the CHmail-relevant
-//! headers, then carry out the [`Outcome`] at end-of-message.
+//! headers (and, for the footer, the body), then carry out the [`Outcome`] at end-of-message.
 
 use std::{ffi::CString, sync::Arc, time::Instant};
 
 use indymilter::{
-    Actions, Callbacks, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
     ProtoOpts, SetErrorReply, SocketInfo, Status,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
+    footer::{add_footer, Footer, Untouched},
     headers::Headers,
     policy::{Mail, Milter, Outcome},
 };
@@ -19,12 +20,32 @@ use crate::{
 pub struct Session {
     /// The MTA agreed not to wait for a reply to each header.
     noreply_header: bool,
+    /// The MTA takes a `skip` answer to a body chunk: the rest of a body not needed is not sent.
+    skip: bool,
+    /// The MTA lets the milter replace the body (for the footer).
+    replace_body: bool,
     /// The client as the connect stage named it: the fallback when the MTA sends no
     /// `{client_addr}`/`{client_name}` macros.
     client_addr: Option<String>,
     client_name: Option<String>,
     /// The mail under way, from MAIL FROM to end-of-message.
     headers: Option<Headers>,
+    /// Its body, when the footer needs it.
+    body: Body,
+}
+
+/// What is kept of the body of the mail under way, for the footer.
+#[derive(Debug, Default)]
+enum Body {
+    /// No body chunk yet: the footer is off, or the body is empty.
+    #[default]
+    Pending,
+    /// Not needed: the mail will not be signed, or the MTA does not let the body be replaced.
+    Unwanted,
+    /// The body so far.
+    Kept(Vec<u8>),
+    /// Over `[milter] footer_max_bytes`: the mail goes on without the footer.
+    Oversized,
 }
 
 /// The macros asked for, per stage. Asking replaces the MTA's own list for that stage.
@@ -36,11 +57,14 @@ const MACROS: [(MacroStage, &str); 3] = [
     (MacroStage::Eom, "i"),
 ];
 
-/// The callbacks of the CHmail milter over the shared `milter` state.
+/// The callbacks of the CHmail milter over the shared `milter` state. The body stage is asked for
+/// only under `[milter] footer`: without it the MTA does not send bodies at all.
 pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
     let max_header_bytes = milter.config.milter.max_header_bytes;
-    Callbacks::new()
-        .on_negotiate(|cx, actions, opts| Box::pin(on_negotiate(cx, actions, opts)))
+    let footer = milter.config.milter.footer;
+    let body_milter = milter.clone();
+    let callbacks = Callbacks::new()
+        .on_negotiate(move |cx, actions, opts| Box::pin(on_negotiate(cx, actions, opts, footer)))
         .on_connect(|cx, hostname, socket| {
             let session = cx.data.get_or_insert_with(Session::default);
             session.client_name = Some(String::from_utf8_lossy(hostname.as_bytes()).into_owned());
@@ -53,6 +77,7 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
         .on_mail(move |cx, _args| {
             let session = cx.data.get_or_insert_with(Session::default);
             session.headers = Some(Headers::new(max_header_bytes));
+            session.body = Body::Pending;
             Box::pin(async { Status::Continue })
         })
         .on_header(|cx, name, value| {
@@ -74,17 +99,30 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
         .on_abort(|cx| {
             if let Some(session) = cx.data.as_mut() {
                 session.headers = None;
+                session.body = Body::Pending;
             }
             Box::pin(async { Status::Continue })
-        })
+        });
+    if !footer {
+        return callbacks;
+    }
+    callbacks.on_body(move |cx, chunk| {
+        let status = on_body(cx, &chunk, &body_milter);
+        Box::pin(async move { status })
+    })
 }
 
 async fn on_negotiate(
     cx: &mut NegotiateContext<Session>,
     actions: Actions,
     opts: ProtoOpts,
+    footer: bool,
 ) -> Status {
-    cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
+    let mut wanted = Actions::ADD_HEADER | Actions::CHANGE_HEADER;
+    if footer {
+        wanted |= Actions::REPLACE_BODY;
+    }
+    cx.requested_actions = actions & wanted;
     let noreply_header = opts.contains(ProtoOpts::NOREPLY_HEADER);
     if noreply_header {
         cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
@@ -97,9 +135,47 @@ async fn on_negotiate(
     }
     cx.data = Some(Session {
         noreply_header,
+        skip: cx.requested_opts.contains(ProtoOpts::SKIP),
+        replace_body: cx.requested_actions.contains(Actions::REPLACE_BODY),
         ..Default::default()
     });
     Status::Continue
+}
+
+/// Keeps the body of a mail that will be signed, up to `[milter] footer_max_bytes`; asks the MTA
+/// to skip the rest of any other body, when it can.
+fn on_body(cx: &mut Context<Session>, chunk: &[u8], milter: &Milter) -> Status {
+    let Some(session) = cx.data.as_mut() else {
+        return Status::Continue;
+    };
+    if matches!(session.body, Body::Pending) {
+        // The header block is complete by now: whether the mail will be signed is known.
+        let client_addr =
+            macro_value(&cx.macros, "{client_addr}").or_else(|| session.client_addr.clone());
+        let signed = session.headers.as_ref().is_some_and(|headers| {
+            let auth = macro_value(&cx.macros, "{auth_authen}");
+            milter
+                .sender_login(auth.as_deref(), client_addr.as_deref(), headers)
+                .is_some()
+        });
+        session.body = if signed && session.replace_body {
+            Body::Kept(Vec::new())
+        } else {
+            Body::Unwanted
+        };
+    }
+    if let Body::Kept(body) = &mut session.body {
+        if body.len() + chunk.len() <= milter.config.milter.footer_max_bytes {
+            body.extend_from_slice(chunk);
+            return Status::Continue;
+        }
+        session.body = Body::Oversized;
+    }
+    if session.skip {
+        Status::Skip
+    } else {
+        Status::Continue
+    }
 }
 
 fn macro_value(macros: &Macros, name: &str) -> Option<String> {
@@ -117,6 +193,8 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
     let Some(headers) = session.headers.take() else {
         return Status::Continue;
     };
+    let body = std::mem::take(&mut session.body);
+    let replace_body = session.replace_body;
     let mail = Mail {
         queue_id: macro_value(&cx.macros, "i"),
         auth_authen: macro_value(&cx.macros, "{auth_authen}"),
@@ -125,7 +203,11 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
         headers,
     };
     let outcome = milter.decide(&mail).await;
-    let status = apply(cx, milter, &outcome).await;
+    let footer = match (&outcome.link, milter.config.milter.footer) {
+        (Some(link), true) => Some(footer(&mail.headers, body, replace_body, link).await),
+        _ => None,
+    };
+    let status = apply(cx, milter, &outcome, footer.as_ref()).await;
     let metrics = milter.metrics();
     metrics.mail(outcome.action);
     metrics.eom_time(started.elapsed());
@@ -136,14 +218,59 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
         action = outcome.action,
         removed = outcome.delete.len(),
         added = outcome.add.len(),
+        footer = footer.as_ref().map_or("-", footer_result),
         note = outcome.note.as_deref().unwrap_or(""),
         "mail"
     );
     status
 }
 
-/// Carries out `outcome`. A failed action is logged and counted; the mail still goes on.
-async fn apply(cx: &mut EomContext<Session>, milter: &Milter, outcome: &Outcome) -> Status {
+/// The body of a signed mail with the footer and `link`, or why it stays as it is.
+///
+/// The body may be megabytes: it is worked on off the async threads, and should that work ever
+/// panic, the mail goes on untouched.
+async fn footer(headers: &Headers, body: Body, replace_body: bool, link: &str) -> Footer {
+    if !replace_body {
+        return Footer::Untouched(Untouched::NotOffered);
+    }
+    let body = match body {
+        Body::Kept(body) => body,
+        // No chunk came: the body is empty.
+        Body::Pending => Vec::new(),
+        Body::Oversized => return Footer::Untouched(Untouched::TooLarge),
+        // The body stage and end-of-message judge the same macros and headers, so a mail kept
+        // out there is not signed here; should they ever differ, the body is not at hand.
+        Body::Unwanted => return Footer::Untouched(Untouched::NoText),
+    };
+    let Some(mime) = headers.mime_fields().map(<[u8]>::to_vec) else {
+        return Footer::Untouched(Untouched::TooLarge);
+    };
+    let link = link.to_owned();
+    match tokio::task::spawn_blocking(move || add_footer(&mime, &body, &link)).await {
+        Ok(footer) => footer,
+        Err(e) => {
+            warn!(cause = %e, "the footer failed: the body goes on unchanged");
+            Footer::Untouched(Untouched::Unparseable)
+        }
+    }
+}
+
+/// One word for the log and the metrics: `added`, or why the body stayed as it was.
+fn footer_result(footer: &Footer) -> &'static str {
+    match footer {
+        Footer::Added(_) => "added",
+        Footer::Untouched(why) => why.as_str(),
+    }
+}
+
+/// Carries out `outcome` and the `footer`. A failed action is logged and counted; the mail still
+/// goes on.
+async fn apply(
+    cx: &mut EomContext<Session>,
+    milter: &Milter,
+    outcome: &Outcome,
+    footer: Option<&Footer>,
+) -> Status {
     if outcome.tempfail {
         // The text is fixed and valid, so this cannot fail; without it the MTA uses its own.
         let _ = cx.reply.set_error_reply(
@@ -181,5 +308,19 @@ async fn apply(cx: &mut EomContext<Session>, milter: &Milter, outcome: &Outcome)
         }
     }
     metrics.added(added);
+    match footer {
+        Some(Footer::Added(body)) => match cx.actions.replace_body(body).await {
+            Ok(()) => metrics.footer("added"),
+            Err(e) => {
+                warn!(cause = %e, "cannot replace the body");
+                metrics.error("action");
+            }
+        },
+        Some(Footer::Untouched(why)) => {
+            debug!(reason = why.as_str(), "body left without the footer");
+            metrics.footer(why.as_str());
+        }
+        None => {}
+    }
     Status::Continue
 }

@@ -1,5 +1,6 @@
-//! What the milter keeps of a message's header block: the CHmail fields with their indexes, and the
-//! few fields it reads (From, To, Cc, Subject, Message-ID), all under a size cap.
+//! What the milter keeps of a message's header block: the CHmail fields with their indexes, the
+//! few fields it reads (From, To, Cc, Subject, Message-ID) and the MIME fields the footer needs,
+//! all under size caps.
 //!
 //! Other fields are counted, not kept, so a mail with a huge header block costs no memory here.
 
@@ -10,6 +11,11 @@ use mail_parser::{Address, MessageParser};
 /// Most CHmail or CHmail-Link fields remembered per mail; further copies are still counted (and so
 /// deleted), only their values are dropped.
 const MAX_CHMAIL_FIELDS: usize = 64;
+
+/// Most bytes of the top-level MIME fields (Content-Type, Content-Transfer-Encoding,
+/// Content-Disposition) kept for the footer. Real ones take well under 1 KiB; past this the footer
+/// is left out.
+const MAX_MIME_BYTES: usize = 16 * 1024;
 
 /// Which CHmail field a header is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,10 @@ pub struct Headers {
     /// True when the kept fields would pass the cap: the mail is then only cleaned, not signed.
     pub oversized: bool,
     max_bytes: usize,
+    /// The top-level MIME fields, as `Name: value\n` lines, for the footer.
+    mime: Vec<u8>,
+    /// True when the MIME fields passed [`MAX_MIME_BYTES`].
+    mime_oversized: bool,
 }
 
 /// The parts of the header block the milter acts on.
@@ -118,19 +128,26 @@ impl Headers {
             return;
         }
         const READ: [&[u8]; 5] = [b"from", b"to", b"cc", b"subject", b"message-id"];
-        if !READ.iter().any(|n| name.eq_ignore_ascii_case(n)) {
-            return;
+        const MIME: [&[u8]; 3] = [
+            b"content-type",
+            b"content-transfer-encoding",
+            b"content-disposition",
+        ];
+        if READ.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            if !keep_line(&mut self.kept, self.max_bytes, name, value) {
+                self.oversized = true;
+            }
+        } else if MIME.iter().any(|n| name.eq_ignore_ascii_case(n))
+            && !keep_line(&mut self.mime, MAX_MIME_BYTES, name, value)
+        {
+            self.mime_oversized = true;
         }
-        let needed = name.len() + value.len() + 4;
-        if self.kept.len() + needed > self.max_bytes {
-            self.oversized = true;
-            return;
-        }
-        self.kept.extend_from_slice(name);
-        self.kept.extend_from_slice(b": ");
-        // The MTA folds with a bare LF; the parser wants CRLF or LF consistently: keep LF.
-        self.kept.extend(value.iter().filter(|&&b| b != b'\r'));
-        self.kept.extend_from_slice(b"\n");
+    }
+
+    /// The top-level MIME fields (Content-Type, Content-Transfer-Encoding, Content-Disposition) as
+    /// a header block with LF line ends, or `None` when they were over their cap.
+    pub fn mime_fields(&self) -> Option<&[u8]> {
+        (!self.mime_oversized).then_some(self.mime.as_slice())
     }
 
     /// How many fields of `kind` the message has.
@@ -171,6 +188,21 @@ impl Headers {
         }
         summary
     }
+}
+
+/// Appends `name: value` as one LF-ended line to `kept` unless that would pass `max_bytes`; tells
+/// whether it did.
+fn keep_line(kept: &mut Vec<u8>, max_bytes: usize, name: &[u8], value: &[u8]) -> bool {
+    let needed = name.len() + value.len() + 4;
+    if kept.len() + needed > max_bytes {
+        return false;
+    }
+    kept.extend_from_slice(name);
+    kept.extend_from_slice(b": ");
+    // The MTA folds with a bare LF; the parser wants CRLF or LF consistently: keep LF.
+    kept.extend(value.iter().filter(|&&b| b != b'\r'));
+    kept.extend_from_slice(b"\n");
+    true
 }
 
 /// The addr-specs of an address list or group list, lowercased where that is safe (the domain).
@@ -304,5 +336,22 @@ mod tests {
         }
         assert_eq!(h.count(Kind::Header), 1000);
         assert!(h.fields.iter().filter(|f| f.value.is_some()).count() <= MAX_CHMAIL_FIELDS);
+    }
+
+    #[test]
+    fn mime_fields_are_kept_apart_and_capped() {
+        let mut h = block(&[
+            ("Subject", " hi"),
+            ("content-type", " multipart/mixed;\r\n\tboundary=\"b1\""),
+            ("Content-Transfer-Encoding", " 7bit"),
+        ]);
+        assert_eq!(
+            h.mime_fields(),
+            Some(&b"content-type:  multipart/mixed;\n\tboundary=\"b1\"\nContent-Transfer-Encoding:  7bit\n"[..])
+        );
+        assert!(!h.oversized);
+        h.push(b"Content-Disposition", &[b'x'; MAX_MIME_BYTES]);
+        assert_eq!(h.mime_fields(), None);
+        assert!(!h.oversized, "the footer's cap does not stop signing");
     }
 }

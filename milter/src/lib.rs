@@ -3,11 +3,12 @@
 //! For each mail an authenticated user sends it records the login's address (the first table),
 //! gets the login's chat port (the second table), opens the room, removes every CHmail field the
 //! client supplied and adds a signed `CHmail` header and a `CHmail-Link`. On other mail it keeps
-//! only the CHmail headers that verify against their domain's DNS key.
+//! only the CHmail headers that verify against their domain's DNS key. With `[milter] footer = true`
+//! a signed mail also gets the link in its text body.
 //!
 //! - [`server`]: `start`/`run`, the shutdown signal
 //! - `callbacks`: the milter protocol stages; [`policy`]: the decision for one mail, with
-//!   `outbound` (signing) and `inbound` (checking)
+//!   `outbound` (signing) and `inbound` (checking); [`footer`]: the link in the body
 //! - [`headers`]: what is kept of the header block; [`keys`]: DNS keys and reverse look-ups;
 //!   [`table`]: our own keys, the signing table chosen by From domain
 //! - [`listen`]: the socket; [`network`]: trusted networks; [`metrics`]: Prometheus
@@ -19,6 +20,7 @@
 mod callbacks;
 pub mod commands;
 pub mod error;
+pub mod footer;
 pub mod headers;
 mod inbound;
 pub mod keys;

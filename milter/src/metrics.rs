@@ -20,6 +20,7 @@ pub struct Metrics {
     stripped: Counter,
     verified: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
+    footers: Family<Labels, Counter>,
     eom: Histogram,
 }
 
@@ -38,6 +39,7 @@ impl Metrics {
         let stripped = Counter::default();
         let verified = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
+        let footers = Family::<Labels, Counter>::default();
         // 0.5 ms .. ~4 s: a milter answers end-of-message in about a millisecond when healthy.
         let eom = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             0.0005, 2.0, 14,
@@ -64,6 +66,11 @@ impl Metrics {
             errors.clone(),
         );
         registry.register(
+            "footers",
+            "Signed mails under [milter] footer, by result: added, or why the body was left as it is",
+            footers.clone(),
+        );
+        registry.register(
             "eom_duration_seconds",
             "Time spent deciding at end-of-message",
             eom.clone(),
@@ -75,6 +82,7 @@ impl Metrics {
             stripped,
             verified,
             errors,
+            footers,
             eom,
         }
     }
@@ -102,6 +110,11 @@ impl Metrics {
     /// Counts a failure of `kind` (`store`, `dns`, `action`).
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&vec![("kind", kind)]).inc();
+    }
+
+    /// Counts one signed mail under `[milter] footer`: `added`, or why the body stayed as it was.
+    pub fn footer(&self, result: &'static str) {
+        self.footers.get_or_create(&vec![("result", result)]).inc();
     }
 
     /// Records the time taken at end-of-message.

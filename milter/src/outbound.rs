@@ -91,10 +91,13 @@ impl Milter {
             }
         };
         outcome.add.push((Kind::Header, header.to_value()));
-        outcome.add.push((
-            Kind::Link,
-            link_value(self.config.chat.public_base(), grant.port, &room),
-        ));
+        let link = link_value(self.config.chat.public_base(), grant.port, &room);
+        outcome.link = Some(
+            link.trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned(),
+        );
+        outcome.add.push((Kind::Link, link));
         outcome.action = "signed";
         outcome.port = Some(grant.port);
         outcome

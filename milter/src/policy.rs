@@ -62,6 +62,8 @@ pub struct Outcome {
     pub login: Option<String>,
     /// The chat port of that login.
     pub port: Option<u16>,
+    /// The chat link of a signed mail, without angle brackets, for the body footer.
+    pub link: Option<String>,
 }
 
 impl Outcome {
@@ -120,7 +122,12 @@ impl Milter {
     /// Decides what to do with `mail`. Never fails: trouble with the store or DNS becomes an
     /// unchanged mail (or a temporary failure under `on_error = "tempfail"`), logged and counted.
     pub async fn decide(&self, mail: &Mail) -> Outcome {
-        match self.sender_login(mail) {
+        let login = self.sender_login(
+            mail.auth_authen.as_deref(),
+            mail.client_addr.as_deref(),
+            &mail.headers,
+        );
+        match login {
             Some(login) => self.sign(mail, login).await,
             None => self.check(mail).await,
         }
@@ -129,8 +136,13 @@ impl Milter {
     /// The login to sign for: the SASL login (with `@domain` added when it has none), or the From
     /// address of mail from a trusted network within our domains or the signing table. `None`
     /// for other mail.
-    fn sender_login(&self, mail: &Mail) -> Option<String> {
-        if let Some(auth) = mail.auth_authen.as_deref().map(str::trim) {
+    pub(crate) fn sender_login(
+        &self,
+        auth_authen: Option<&str>,
+        client_addr: Option<&str>,
+        headers: &Headers,
+    ) -> Option<String> {
+        if let Some(auth) = auth_authen.map(str::trim) {
             if !auth.is_empty() {
                 let login = if auth.contains('@') {
                     auth.to_owned()
@@ -143,11 +155,11 @@ impl Milter {
         if self.trusted.is_empty() {
             return None;
         }
-        let ip = mail.client_addr.as_deref().and_then(parse_client_addr)?;
+        let ip = client_addr.and_then(parse_client_addr)?;
         if !self.trusted.iter().any(|n| n.contains(ip)) {
             return None;
         }
-        let summary = mail.headers.summary();
+        let summary = headers.summary();
         let from = summary.sole_from()?;
         let (_, domain) = from.rsplit_once('@')?;
         (self.own_domains.iter().any(|d| d == domain) || self.table.signer_for(domain).is_some())

@@ -14,7 +14,7 @@ use chmail_milter::{
     keys::StaticKeys, listen::MilterListener, metrics::Metrics, Milter, SigningTable,
 };
 use indymilter::MacroStage;
-use indymilter_test::{EomAction, EomActions, TestConnection};
+use indymilter_test::{EomAction, EomActions, ProtoOpts, TestConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// Our signing domain in these tests.
@@ -125,6 +125,20 @@ pub struct Transaction<'a> {
     pub client_addr: &'a str,
     pub client_name: &'a str,
     pub headers: Vec<(&'a str, String)>,
+    /// The body, sent when not empty and the milter asked for the body stage.
+    pub body: Vec<u8>,
+}
+
+/// What the milter answered to one transaction.
+pub struct Played {
+    /// The end-of-message actions.
+    pub actions: EomActions,
+    /// The end-of-message status.
+    pub status: indymilter_test::Status,
+    /// The answer to the (last) body chunk; `None` when no body was sent.
+    pub body_status: Option<indymilter_test::Status>,
+    /// The protocol options the milter negotiated.
+    pub opts: ProtoOpts,
 }
 
 impl<'a> Transaction<'a> {
@@ -135,6 +149,7 @@ impl<'a> Transaction<'a> {
             client_addr: "192.0.2.7",
             client_name: "client.example.net",
             headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+            body: Vec::new(),
         }
     }
 
@@ -145,12 +160,20 @@ impl<'a> Transaction<'a> {
             client_addr: "198.51.100.9",
             client_name: "mx.foreign.example",
             headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+            body: Vec::new(),
         }
     }
 
     /// Plays the transaction against the milter at `addr`; returns the end-of-message answer.
     pub async fn run(&self, addr: std::net::SocketAddr) -> (EomActions, indymilter_test::Status) {
+        let played = self.play(addr).await;
+        (played.actions, played.status)
+    }
+
+    /// Plays the transaction against the milter at `addr`; returns all the milter answered.
+    pub async fn play(&self, addr: std::net::SocketAddr) -> Played {
         let mut conn = TestConnection::open(addr).await.expect("open");
+        let opts = conn.negotiated_opts();
         conn.macros(
             MacroStage::Connect,
             [
@@ -179,9 +202,19 @@ impl<'a> Transaction<'a> {
             .await
             .expect("header");
         }
-        let answer = conn.eom().await.expect("eom");
+        let body_status = if self.body.is_empty() || opts.contains(ProtoOpts::NO_BODY) {
+            None
+        } else {
+            Some(conn.body(self.body.clone()).await.expect("body"))
+        };
+        let (actions, status) = conn.eom().await.expect("eom");
         conn.close().await.expect("close");
-        answer
+        Played {
+            actions,
+            status,
+            body_status,
+            opts,
+        }
     }
 }
 
