@@ -2,7 +2,8 @@
 //! mail, `/c/<port>/<room>`: a recipient clicks it and is in a chat with the sender; if the sender
 //! is online their pages ring until answered, if not they get a reminder mail (S107-S117).
 //!
-//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown
+//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown; [`tls`]:
+//!   HTTPS and STARTTLS on chatd's own listeners
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
 //!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker;
@@ -20,6 +21,8 @@
 //!   one-click unsubscribe
 //! - [`limit`]: rate limits shared by the process (sign-ins, messages, rings); [`ws`] also caps
 //!   connections, in all and per client network
+//! - [`mall`]: the internet mall under `/mall` (S201-S219): storefront, members, product
+//!   inquiries that become chats, host pages, promotions
 //! - [`error`]: [`AppError`], what a user sees when something fails
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
@@ -34,6 +37,7 @@ pub mod error;
 pub mod hub;
 pub mod limit;
 pub mod mail;
+pub mod mall;
 pub mod notify;
 pub mod outbox;
 pub mod post;
@@ -43,6 +47,7 @@ pub mod reply;
 pub mod ringer;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod unread;
 pub mod web;
 pub mod ws;

@@ -1,15 +1,20 @@
-//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets, run the
-//! reminder worker and the outbox's delivery worker, take replies by mail on `[reply] listen`,
-//! stop cleanly.
+//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets (over
+//! HTTPS when `[chat] tls_cert` is set), run the reminder worker and the outbox's delivery
+//! worker, take replies by mail on `[reply] listen` (with STARTTLS when `[reply] tls_cert` is
+//! set), reload the certificates on SIGHUP, stop cleanly.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::Router;
 use chmail::{store::open_store, Config};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::{mail::MailSender, state::AppState};
+use crate::{
+    mail::MailSender,
+    state::AppState,
+    tls::{Tls, TlsError, TlsFiles},
+};
 
 /// Errors starting chatd.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,9 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(#[from] chmail::store::StoreError),
+    /// A certificate or key of `[chat]` or `[reply]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The HTTP or the reply socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -33,7 +41,13 @@ pub enum StartError {
 /// Every route of chatd over `state`. Unknown paths get the same page as an unknown room, and
 /// every response the security headers of [`crate::web::security_headers`].
 pub fn app(state: AppState) -> Router {
+    let mall = if state.config.mall.enabled {
+        crate::mall::routes()
+    } else {
+        Router::new()
+    };
     crate::web::routes()
+        .merge(mall)
         .merge(crate::ws::routes())
         .fallback(crate::web::not_found)
         .layer(axum::middleware::map_response(crate::web::security_headers))
@@ -44,6 +58,8 @@ pub fn app(state: AppState) -> Router {
 pub struct Running {
     addr: SocketAddr,
     reply_addr: Option<SocketAddr>,
+    https: bool,
+    tls: Vec<Tls>,
     state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -58,6 +74,31 @@ impl Running {
     /// The address the reply listener takes SMTP on; `None` when `[reply] listen` is empty.
     pub fn reply_addr(&self) -> Option<SocketAddr> {
         self.reply_addr
+    }
+
+    /// Whether `[chat] listen` serves HTTPS.
+    pub fn https(&self) -> bool {
+        self.https
+    }
+
+    /// Reads every certificate and key again (`[chat]` and `[reply]`); connections from now on
+    /// get the new ones. A pair that fails to load is logged and keeps the one in use.
+    ///
+    /// # Errors
+    /// The first pair that failed, after trying all.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let mut first = None;
+        for tls in &self.tls {
+            let section = tls.files().section;
+            match tls.reload() {
+                Ok(()) => info!(section, "TLS certificate reloaded"),
+                Err(e) => {
+                    warn!(section, cause = %e, "TLS certificate not reloaded; the old one stays");
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// The shared state (for tests and the admin commands).
@@ -101,9 +142,15 @@ pub async fn start_with_store(
 /// Starts chatd over a built state (a test can change its limits first).
 ///
 /// # Errors
-/// When the socket cannot be bound.
+/// When a certificate or key cannot be used, or a socket cannot be bound.
 pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
     let config = &state.config;
+    let https = TlsFiles::chat(config)
+        .map(|files| Tls::load(files, crate::tls::https::ALPN))
+        .transpose()?;
+    let starttls = TlsFiles::reply(config)
+        .map(|files| Tls::load(files, &[]))
+        .transpose()?;
     let addr = config.chat.listen.clone();
     let listener = TcpListener::bind(addr.as_str())
         .await
@@ -117,18 +164,24 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
     let router = app(state.clone());
     let mut http_stopped = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stopped.wait_for(|s| *s).await;
-        };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            error!(cause = %e, "chatd stopped serving");
-        }
-    }));
+    if let Some(tls) = https.clone() {
+        tasks.push(tokio::spawn(async move {
+            crate::tls::https::serve(listener, &tls, router, http_stopped).await;
+        }));
+    } else {
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = http_stopped.wait_for(|s| *s).await;
+            };
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                error!(cause = %e, "chatd stopped serving");
+            }
+        }));
+    }
     tasks.push(tokio::spawn(crate::reminder::run_worker(
         state.clone(),
         stopped.clone(),
@@ -145,20 +198,34 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
         state.clone(),
         stopped.clone(),
     )));
-    let mut reply_addr = None;
-    if let Some((listener, addr)) = reply {
-        info!(addr = %addr, domain = %state.config.reply_domain(), "reply listener listening");
-        reply_addr = Some(addr);
-        tasks.push(tokio::spawn(crate::reply::listener::run(
-            listener,
+    if state.config.mall.enabled {
+        tasks.push(tokio::spawn(crate::mall::promotion::run_worker(
             state.clone(),
             stopped.clone(),
         )));
     }
-    info!(addr = %local, url = %state.base_url(), "chatd listening");
+    let mut reply_addr = None;
+    if let Some((listener, addr)) = reply {
+        info!(
+            addr = %addr,
+            domain = %state.config.reply_domain(),
+            starttls = starttls.is_some(),
+            "reply listener listening"
+        );
+        reply_addr = Some(addr);
+        tasks.push(tokio::spawn(crate::reply::listener::run(
+            listener,
+            state.clone(),
+            starttls.clone(),
+            stopped.clone(),
+        )));
+    }
+    info!(addr = %local, https = https.is_some(), url = %state.base_url(), "chatd listening");
     Ok(Running {
         addr: local,
         reply_addr,
+        https: https.is_some(),
+        tls: https.into_iter().chain(starttls).collect(),
         state,
         stop,
         tasks,
@@ -187,28 +254,72 @@ async fn bind_reply(config: &Config) -> Result<Option<(TcpListener, SocketAddr)>
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mailer = Arc::new(crate::mail::SmtpSender::new(&config));
     let running = start(config, mailer).await?;
-    chmail_milter::server::shutdown_signal().await;
+    run_until_shutdown(&running).await;
     info!("shutting down");
     running.stop().await;
     Ok(())
 }
 
+/// Waits for SIGINT or SIGTERM; meanwhile, when chatd serves TLS, each SIGHUP reloads the
+/// certificates (a renewed certificate without a restart).
+async fn run_until_shutdown(running: &Running) {
+    let shutdown = chmail_milter::server::shutdown_signal();
+    tokio::pin!(shutdown);
+    if running.tls.is_empty() {
+        // SIGHUP keeps its default (the process ends) when there is nothing to reload.
+        return shutdown.await;
+    }
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            warn!(cause = %e, "no SIGHUP handler: certificates reload on restart only");
+            return shutdown.await;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            Some(()) = hangup.recv() => {
+                info!("SIGHUP: reloading the TLS certificates");
+                // Each failure was logged; the certificates in use stay.
+                let _ = running.reload_tls();
+            }
+        }
+    }
+}
+
 /// The laptop path: the milter and chatd in one process on the embedded store; creates a signing
-/// key if there is none and prints the Postfix and DNS lines and the chat address.
+/// key if there is none and prints the Postfix and DNS lines and the chat address. With `demo`,
+/// a mall without companies gets the demo data ([`crate::mall::demo`]) and the console says
+/// where to look and how to sign in.
 ///
 /// # Errors
-/// When either part cannot start.
-pub async fn quickstart(config: Config) -> anyhow::Result<()> {
+/// When either part cannot start, or the demo data cannot be stored.
+pub async fn quickstart(config: Config, demo: bool) -> anyhow::Result<()> {
     let text = chmail_milter::commands::prepare(&config)?;
     let milter = chmail_milter::start(config.clone()).await?;
     let mailer = Arc::new(crate::mail::SmtpSender::new(&config));
     let chat = start(config, mailer).await?;
     println!(
-        "{text}\nChat server on http://{addr} (public URL {url}).\n",
+        "{text}\nChat server on {scheme}://{addr} (public URL {url}).\n",
+        scheme = if chat.https() { "https" } else { "http" },
         addr = chat.addr(),
         url = chat.state().base_url()
     );
-    chmail_milter::server::shutdown_signal().await;
+    if demo {
+        let state = chat.state();
+        let report = crate::mall::demo::load_if_empty(
+            &*state.store,
+            state.config.mall.max_picture_bytes,
+            state.clock.now_ms(),
+        )
+        .await?;
+        println!(
+            "{}",
+            crate::mall::demo::console_text(report.as_ref(), state.base_url())
+        );
+    }
+    run_until_shutdown(&chat).await;
     info!("shutting down");
     chat.stop().await;
     milter.stop().await?;

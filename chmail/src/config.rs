@@ -51,6 +51,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// `[reply]`: chatd's SMTP listener for replies by mail.
     pub reply: ReplyConfig,
+    /// `[mall]`: the internet mall chatd serves under `/mall`.
+    pub mall: MallConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             chat: ChatConfig::default(),
             smtp: SmtpConfig::default(),
             reply: ReplyConfig::default(),
+            mall: MallConfig::default(),
         }
     }
 }
@@ -132,6 +135,13 @@ pub struct MilterConfig {
     /// Also sign mail that is not SMTP-authenticated but comes from one of these networks
     /// (`10.0.0.0/8`, `::1/128`) with a sender in `[signing] domain`. Default empty.
     pub trusted_networks: Vec<String>,
+    /// Add a short line with the chat link to the first text/plain and text/html parts of every
+    /// signed mail, for recipients whose mail client shows no headers. Signed or encrypted mail
+    /// and anything the milter cannot read with certainty are left as they are. Default false.
+    pub footer: bool,
+    /// Largest body, in bytes, the milter reads for the footer; a longer mail goes on without it.
+    /// Default 10485760 (10 MiB).
+    pub footer_max_bytes: usize,
 }
 
 impl Default for MilterConfig {
@@ -145,6 +155,8 @@ impl Default for MilterConfig {
             max_connections: 1_000,
             metrics_listen: "127.0.0.1:9890".into(),
             trusted_networks: Vec::new(),
+            footer: false,
+            footer_max_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -226,6 +238,12 @@ pub struct ChatConfig {
     pub public_url: String,
     /// Where chatd listens for HTTP, `HOST:PORT`. Default `127.0.0.1:8080`.
     pub listen: String,
+    /// A PEM file with the certificate chain (the server's certificate first) that makes chatd
+    /// serve HTTPS on `listen` itself. Default empty: plain HTTP, for a TLS proxy in front. Set
+    /// together with `tls_key`.
+    pub tls_cert: PathBuf,
+    /// The PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Default empty.
+    pub tls_key: PathBuf,
     /// The range ports are granted from, `FIRST-LAST`. Default `20000-29999`.
     pub ports: PortRange,
     /// A port unused for this many days may be reclaimed for another login when the range is full.
@@ -284,6 +302,8 @@ impl Default for ChatConfig {
         Self {
             public_url: "http://localhost:8080".into(),
             listen: "127.0.0.1:8080".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
             ports: PortRange {
                 first: 20_000,
                 last: 29_999,
@@ -364,6 +384,12 @@ pub struct ReplyConfig {
     pub per_token_per_hour: u32,
     /// Days a reply address keeps working after the last mail that carried it. Default 30.
     pub token_days: u64,
+    /// A PEM file with the certificate chain that the reply listener offers STARTTLS with.
+    /// Default empty: no STARTTLS (the `[chat]` certificate is not taken over: replies usually
+    /// come from the local MTA over loopback). Set together with `tls_key`.
+    pub tls_cert: PathBuf,
+    /// The PEM file with the private key of `tls_cert`. Default empty.
+    pub tls_key: PathBuf,
 }
 
 impl Default for ReplyConfig {
@@ -374,7 +400,65 @@ impl Default for ReplyConfig {
             max_bytes: 1024 * 1024,
             per_token_per_hour: 20,
             token_days: 30,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
+    }
+}
+
+/// `[mall]`: the internet mall (S201-S219) that chatd serves under `/mall`: ads, members,
+/// product inquiries that become chats, and promotions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MallConfig {
+    /// Whether chatd serves the mall. Default true.
+    pub enabled: bool,
+    /// The mall's name, shown on its pages and in its mails. Default `CHmail Mall`.
+    pub name: String,
+    /// The address inquiry and promotion mails come from, with the member's or host's name as
+    /// display name (the mails are signed for this address's domain, so that they align).
+    /// Default empty: `mall@<[signing] domain>`.
+    pub from: String,
+    /// Ads per page (home, category, search). Default 24.
+    pub page_size: u32,
+    /// Largest picture accepted, in bytes. Default 2097152 (2 MiB).
+    pub max_picture_bytes: usize,
+    /// Minutes a confirm or password-reset link works. Default 60.
+    pub token_ttl_minutes: u64,
+    /// Sign-ups per client network per hour. Default 10.
+    pub signups_per_hour: u32,
+    /// Failed sign-ins per client network, and per account, per hour. Default 20.
+    pub signins_per_hour: u32,
+    /// Confirm and reset mails per account per hour. Default 3.
+    pub mails_per_hour: u32,
+    /// Inquiries per member per hour. Default 20.
+    pub inquiries_per_hour: u32,
+    /// Promotion mails sent per minute, across the mall (pacing). Default 60.
+    pub promotions_per_minute: u32,
+}
+
+impl Default for MallConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "CHmail Mall".into(),
+            from: String::new(),
+            page_size: 24,
+            max_picture_bytes: 2 * 1024 * 1024,
+            token_ttl_minutes: 60,
+            signups_per_hour: 10,
+            signins_per_hour: 20,
+            mails_per_hour: 3,
+            inquiries_per_hour: 20,
+            promotions_per_minute: 60,
+        }
+    }
+}
+
+impl MallConfig {
+    /// How long a confirm or reset link works.
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_minutes * 60)
     }
 }
 
@@ -639,6 +723,16 @@ impl Config {
                 "[chat] send_queue, history_page and messages_per_minute must be at least 1".into(),
             ));
         }
+        for (section, cert, key) in [
+            ("chat", &chat.tls_cert, &chat.tls_key),
+            ("reply", &self.reply.tls_cert, &self.reply.tls_key),
+        ] {
+            if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "[{section}] tls_cert and tls_key must be set together (or both left empty)"
+                )));
+            }
+        }
         if self.signing.domain.is_empty() || self.signing.selector.is_empty() {
             return Err(ConfigError::Invalid(
                 "[signing] domain and selector must not be empty".into(),
@@ -790,6 +884,16 @@ impl Config {
         }
     }
 
+    /// The From address of the mall's inquiry and promotion mails: `[mall] from`, else
+    /// `mall@<[signing] domain>`.
+    pub fn mall_from(&self) -> String {
+        if self.mall.from.is_empty() {
+            format!("mall@{}", self.signing.domain)
+        } else {
+            self.mall.from.clone()
+        }
+    }
+
     /// The domain of reply addresses: `[reply] domain`, else `reply.<[signing] domain>`.
     pub fn reply_domain(&self) -> String {
         if self.reply.domain.is_empty() {
@@ -834,7 +938,9 @@ pub fn is_dns_name(name: &str) -> bool {
 }
 
 /// The sections an environment override may name.
-const SECTIONS: &[&str] = &["store", "milter", "signing", "chat", "smtp", "reply"];
+const SECTIONS: &[&str] = &[
+    "store", "milter", "signing", "chat", "smtp", "reply", "mall",
+];
 
 fn parse_env_value(raw: &str) -> toml::Value {
     format!("v = {raw}")
@@ -869,6 +975,8 @@ mod tests {
         assert_eq!(c.store_url(), "sqlite://data/chmail.db");
         assert_eq!(c.key_file(), PathBuf::from("data/chmail.key"));
         assert_eq!(c.milter.on_error, OnError::Accept);
+        assert!(!c.milter.footer);
+        assert_eq!(c.milter.footer_max_bytes, 10 * 1024 * 1024);
     }
 
     #[test]
@@ -884,6 +992,8 @@ mod tests {
                     "CHMAIL_SIGNING_OWN_DOMAINS",
                     "[\"a.example\", \"b.example\"]",
                 ),
+                ("CHMAIL_MILTER_FOOTER", "true"),
+                ("CHMAIL_MILTER_FOOTER_MAX_BYTES", "65536"),
                 ("CHMAIL_UNRELATED", "ignored"),
                 ("OTHER_STORE_URL", "ignored"),
             ]),
@@ -894,6 +1004,33 @@ mod tests {
         assert_eq!(c.store.timeout_ms, 250);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/chmail"));
         assert_eq!(c.signing.own_domains, vec!["a.example", "b.example"]);
+        assert!(c.milter.footer);
+        assert_eq!(c.milter.footer_max_bytes, 65_536);
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        for section in ["chat", "reply"] {
+            let e = Config::from_toml_and_env(
+                &format!("[{section}]\ntls_cert = \"cert.pem\"\n"),
+                env(&[]),
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("[{section}] tls_cert")),
+                "{e}"
+            );
+        }
+        let e =
+            Config::from_toml_and_env("", env(&[("CHMAIL_REPLY_TLS_KEY", "key.pem")])).unwrap_err();
+        assert!(e.to_string().contains("[reply] tls_cert"), "{e}");
+        let c = Config::from_toml_and_env(
+            "[chat]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+            env(&[]),
+        )
+        .expect("valid");
+        assert_eq!(c.chat.tls_cert, PathBuf::from("c.pem"));
+        assert!(c.reply.tls_cert.as_os_str().is_empty());
     }
 
     #[test]

@@ -39,11 +39,19 @@
 //! loop hands it a placeholder and tells the handler), it stays in the DATA state after an error
 //! at the end of DATA (the loop starts a fresh session, greeted as before), and it reads lines
 //! of any length (the loop caps them at [`MAX_LINE`]).
+//!
+//! # STARTTLS
+//!
+//! With `[reply] tls_cert` set, EHLO offers STARTTLS (RFC 3207) and the listener takes mail
+//! with or without it: opportunistic, as MTAs deliver. After `220` the connection's thread makes
+//! the TLS handshake with rustls' blocking API (each read under [`HANDSHAKE_TIMEOUT`]), forgets
+//! the greeting and any commands the client sent ahead in the clear, and goes on with the same
+//! dialogue over TLS, where the client greets again. STARTTLS is offered once per connection.
 
 use std::{
     cell::RefCell,
     collections::HashMap,
-    io::{self, BufRead, BufReader, BufWriter, Read as _, Write},
+    io::{self, BufRead, BufReader, Read, Write},
     net::{IpAddr, Shutdown, TcpStream},
     rc::Rc,
     sync::{Arc, Mutex, PoisonError},
@@ -52,7 +60,8 @@ use std::{
 
 use chmail::store::{ReplyToken, StoreError, Via};
 use mail_parser::MessageParser;
-use mailin::{Action, Handler, Response, SessionBuilder};
+use mailin::{Action, Handler, Response, Session, SessionBuilder};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 use tokio::{
     io::AsyncWriteExt as _,
@@ -64,7 +73,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{is_automatic, links, new_text, ReplyError};
-use crate::{error::AppError, post, state::AppState};
+use crate::{error::AppError, post, state::AppState, tls::Tls};
 
 /// Most SMTP connections served at once; one more gets `421` at once. The MTA delivers replies
 /// over a handful of connections; this only bounds the threads a flood can take.
@@ -77,6 +86,10 @@ pub const MAX_LINE: u64 = 64 * 1024;
 /// How long a connection may stay silent: RFC 5321's server time-out (section 4.5.3.2.7).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
+/// Longest wait for each read and write of a STARTTLS handshake: an MTA answers at once, and a
+/// client that stalls holds one of the [`MAX_CONNECTIONS`].
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The window of `[reply] per_token_per_hour`, in ms.
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
@@ -87,12 +100,18 @@ const NULL_PLACEHOLDER: &str = "null-sender@invalid";
 const CLIENT_ID_HEX: usize = 40;
 
 /// Takes replies on `listener` until `shutdown` turns true, then ends the open connections and
-/// returns when they are done.
-pub async fn run(listener: TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) {
+/// returns when they are done. With `tls`, EHLO offers STARTTLS.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<Tls>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let context = Arc::new(Context {
         domain: state.config.reply_domain(),
         state,
         runtime: Handle::current(),
+        tls: tls.map(|tls| tls.server_config()),
     });
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
@@ -171,29 +190,92 @@ struct Context {
     runtime: Handle,
     /// The reply domain, lowercase.
     domain: String,
+    /// What STARTTLS upgrades with; `None`: STARTTLS is not offered.
+    tls: Option<Arc<ServerConfig>>,
 }
 
-/// Runs the SMTP dialogue of one connection (on a blocking thread).
+/// How a dialogue ended.
+enum Ended {
+    /// The client or the server closed the connection.
+    Closed,
+    /// STARTTLS was accepted (`220` sent): the TLS handshake comes next.
+    StartTls,
+}
+
+/// Runs the SMTP dialogue of one connection (on a blocking thread): in the clear, then over TLS
+/// if the client asks for STARTTLS.
 fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = BufWriter::new(stream);
-    let builder = SessionBuilder::new(context.domain.clone());
+    let mut builder = SessionBuilder::new(context.domain.clone());
+    if context.tls.is_some() {
+        builder.enable_start_tls();
+    }
     let conn = Rc::new(RefCell::new(Conn::new(context.clone(), ip)));
     let mut session = builder.build(ip, ReplyHandler(conn.clone()));
-    reply(&mut writer, &session.greeting())?;
+    let mut plain = BufReader::new(stream);
+    reply(plain.get_mut(), &session.greeting())?;
+    let ended = dialogue(&mut plain, &mut session, &builder, &conn, false)?;
+    let (Ended::StartTls, Some(config)) = (ended, &context.tls) else {
+        return Ok(());
+    };
+    if !plain.buffer().is_empty() {
+        // Sent after STARTTLS before the handshake, so in the clear, where anyone on the path
+        // may have put it (CVE-2011-0411): never taken as if it had come over TLS.
+        let bytes = plain.buffer().len();
+        debug!(peer = %ip, bytes, "reply connection: input after STARTTLS dropped");
+    }
+    let stream = starttls(plain.into_inner(), config.clone())?;
+    // RFC 3207 section 4.2: forget what the client said before; it greets again.
+    conn.borrow_mut().forget();
+    session.tls_active();
+    debug!(peer = %ip, "reply connection: TLS started");
+    let mut secure = BufReader::new(stream);
+    dialogue(&mut secure, &mut session, &builder, &conn, true)?;
+    Ok(())
+}
+
+/// The TLS handshake after `220` to STARTTLS, each read and write under [`HANDSHAKE_TIMEOUT`].
+fn starttls(
+    mut stream: TcpStream,
+    config: Arc<ServerConfig>,
+) -> io::Result<StreamOwned<ServerConnection, TcpStream>> {
+    let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    tls.complete_io(&mut stream)?;
+    if tls.is_handshaking() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "TLS handshake not finished",
+        ));
+    }
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    Ok(StreamOwned::new(tls, stream))
+}
+
+/// Reads commands and mail from `io` and answers them until the connection ends or, when not
+/// yet `secure`, STARTTLS is accepted.
+fn dialogue<S: Read + Write>(
+    io: &mut BufReader<S>,
+    session: &mut Session<ReplyHandler>,
+    builder: &SessionBuilder,
+    conn: &Rc<RefCell<Conn>>,
+    secure: bool,
+) -> io::Result<Ended> {
+    let ip = conn.borrow().ip;
     let mut in_data = false;
     let mut line = Vec::with_capacity(1024);
     loop {
         line.clear();
-        let read = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)?;
+        let read = (&mut *io).take(MAX_LINE).read_until(b'\n', &mut line)?;
         if read == 0 {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         if !in_data && !line.ends_with(b"\n") {
             // A command line over the limit: drop the rest of it and refuse it.
-            skip_line(&mut reader)?;
+            skip_line(io)?;
             reply(
-                &mut writer,
+                io.get_mut(),
                 &Response::custom(500, "5.5.2 Line too long".into()),
             )?;
             continue;
@@ -209,13 +291,22 @@ fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()
             session.process(&line)
         };
         match response.action {
-            Action::Reply => reply(&mut writer, &response)?,
+            Action::Reply => reply(io.get_mut(), &response)?,
             Action::Close => {
-                reply(&mut writer, &response)?;
-                return Ok(());
+                reply(io.get_mut(), &response)?;
+                return Ok(Ended::Closed);
             }
-            // No STARTTLS is offered, so no upgrade is ever asked for.
-            Action::NoReply | Action::UpgradeTls => {}
+            Action::UpgradeTls if !secure => {
+                reply(io.get_mut(), &response)?;
+                return Ok(Ended::StartTls);
+            }
+            Action::UpgradeTls => {
+                // mailin offers STARTTLS once, and a session over TLS is told so: not reached.
+                let refusal = Response::custom(421, "4.7.0 TLS is already active".into());
+                reply(io.get_mut(), &refusal)?;
+                return Ok(Ended::Closed);
+            }
+            Action::NoReply => {}
         }
         if response.code == 354 {
             in_data = true;
@@ -225,7 +316,10 @@ fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()
             if response.is_error {
                 // mailin stays in DATA after refusing a mail; a fresh session, greeted as the
                 // client did, takes the next command.
-                session = builder.build(ip, ReplyHandler(conn.clone()));
+                *session = builder.build(ip, ReplyHandler(conn.clone()));
+                if secure {
+                    session.tls_active();
+                }
                 let helo = format!("HELO {}\r\n", conn.borrow().helo);
                 let _ = session.process(helo.as_bytes());
             }
@@ -233,8 +327,11 @@ fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()
     }
 }
 
+/// Writes `response` at once (one TLS record, one segment).
 fn reply(writer: &mut impl Write, response: &Response) -> io::Result<()> {
-    response.write_to(writer)?;
+    let mut buf = Vec::with_capacity(128);
+    response.write_to(&mut buf)?;
+    writer.write_all(&buf)?;
     writer.flush()
 }
 
@@ -305,6 +402,13 @@ impl Conn {
 
     fn state(&self) -> &AppState {
         &self.context.state
+    }
+
+    /// Forgets the greeting and the mail under way (at STARTTLS).
+    fn forget(&mut self) {
+        self.helo.clear();
+        self.null_sender_next = false;
+        self.txn = Transaction::default();
     }
 
     /// Runs a store call to its end (under `[store] timeout_ms`) from this blocking thread.
