@@ -5,7 +5,13 @@
 //! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records.
 //! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
 //! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`; with a
-//!   [`ReplyRoute`], also routing chatd's reply domain to its listener (contrib/postfix).
+//!   [`ReplyRoute`], also routing chatd's reply domain to its listener (contrib/postfix); or
+//!   chaining a DKIM signer after CHmail, with the submission service (contrib/postfix).
+//! - `sendmail`: [`Sendmail`], a private Sendmail (Debian's, unpacked by `tests/sendmail/prepare`)
+//!   with Cyrus SASL and the milter lines of contrib/sendmail, relaying to an `smtp-sink`.
+//! - `opendkim`: [`OpenDkim`], a private OpenDKIM signer with a fresh key, and its test mode as
+//!   the verifier.
+//! - `sink`: [`Sink`], the `smtp-sink` at the end of every MTA; [`swaks`], which submits.
 //! - `postgres`: [`PgSchema`], a fresh PostgreSQL schema per test.
 //! - `miltertest`: [`run_miltertest`], OpenDKIM's Lua milter client with a script of `tests/lua/`.
 //! - `mail`: reading delivered header fields; signing and tampering "foreign" CHmail headers.
@@ -17,8 +23,11 @@ mod dns;
 mod mail;
 mod milter;
 mod miltertest;
+mod opendkim;
 mod postfix;
 mod postgres;
+mod sendmail;
+mod sink;
 mod tools;
 
 pub use dns::TestDns;
@@ -29,8 +38,11 @@ pub use milter::{KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING
 pub use miltertest::{
     check_incoming, lua_script, printed_block, run_miltertest, Expect, SUCCESS_LINE,
 };
+pub use opendkim::{OpenDkim, DKIM_SELECTOR};
 pub use postfix::{Postfix, ReplyRoute, DELIVERY_TIMEOUT};
 pub use postgres::{PgSchema, DEFAULT_POSTGRES_URL};
+pub use sendmail::{prepare_sendmail, Sendmail, SENDMAIL_HOST};
+pub use sink::{swaks, Sink, Submission};
 pub use tools::{
     check_tools, find_tool, free_port, in_ci, is_root, port_open, skip, stop_child, tail, tool,
     wait_until,

@@ -16,7 +16,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::{free_port, port_open, stop_child, tail, tool, wait_until};
+use crate::{free_port, port_open, stop_child, swaks, tail, tool, wait_until, Sink};
 
 /// How long Postfix and Dovecot may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +29,10 @@ const CONTRIB_MILTER: &str = "inet:127.0.0.1:8890";
 
 /// The reply domain in contrib/postfix/replies.cf.snippet and transport, replaced by the test's.
 const CONTRIB_REPLY_DOMAIN: &str = "reply.example.com";
+
+/// The DKIM signer's socket in the example of contrib/postfix/main.cf.snippet, replaced by the
+/// test signer's.
+const CONTRIB_DKIM_MILTER: &str = "inet:127.0.0.1:8891";
 
 /// The transport map in contrib/postfix/replies.cf.snippet, replaced by the instance's own.
 const CONTRIB_TRANSPORT_MAP: &str = "/etc/postfix/transport";
@@ -71,13 +75,24 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 ";
+
+/// What an instance has besides smtpd with the CHmail milter.
+#[derive(Default)]
+struct Extras<'a> {
+    /// chatd's reply domain, routed to its listener.
+    route: Option<&'a ReplyRoute>,
+    /// A DKIM signer milter on 127.0.0.1, chained after CHmail, and the submission service.
+    dkim_port: Option<u16>,
+}
 
 /// Postfix + Dovecot + smtp-sink; dropping it stops all three.
 pub struct Postfix {
     dir: TempDir,
     smtpd_port: u16,
-    sink: Option<Child>,
+    submission_port: Option<u16>,
+    sink: Option<Sink>,
     dovecot: Option<Child>,
     started: bool,
 }
@@ -91,7 +106,7 @@ impl Postfix {
     ///
     /// When a part does not start (the logs are in the message).
     pub fn start(milter_port: u16, users: &[(&str, &str)]) -> Self {
-        Self::start_with(milter_port, users, None)
+        Self::start_with(milter_port, users, &Extras::default())
     }
 
     /// Like [`Postfix::start`], and routes `route.domain` to chatd's reply listener with the
@@ -107,10 +122,31 @@ impl Postfix {
         users: &[(&str, &str)],
         route: &ReplyRoute,
     ) -> Self {
-        Self::start_with(milter_port, users, Some(route))
+        let extras = Extras {
+            route: Some(route),
+            ..Extras::default()
+        };
+        Self::start_with(milter_port, users, &extras)
     }
 
-    fn start_with(milter_port: u16, users: &[(&str, &str)], route: Option<&ReplyRoute>) -> Self {
+    /// Like [`Postfix::start`], as a mail server that also signs DKIM: the milters are chained as
+    /// the example at the end of contrib/postfix/main.cf.snippet shows, CHmail first and the DKIM
+    /// signer on 127.0.0.1:`dkim_port` second; and users submit through the submission service of
+    /// contrib/postfix/master.cf.snippet (STARTTLS with a fresh self-signed certificate, then
+    /// AUTH), with [`Postfix::submit`]. Callers also `require!` openssl.
+    ///
+    /// # Panics
+    ///
+    /// As [`Postfix::start`], and when the certificate cannot be made.
+    pub fn start_with_dkim(milter_port: u16, dkim_port: u16, users: &[(&str, &str)]) -> Self {
+        let extras = Extras {
+            dkim_port: Some(dkim_port),
+            ..Extras::default()
+        };
+        Self::start_with(milter_port, users, &extras)
+    }
+
+    fn start_with(milter_port: u16, users: &[(&str, &str)], extras: &Extras) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("chmail-postfix.")
             .tempdir()
@@ -119,23 +155,25 @@ impl Postfix {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let mut postfix = Self {
             smtpd_port: free_port(),
+            submission_port: extras.dkim_port.map(|_| free_port()),
             dir,
             sink: None,
             dovecot: None,
             started: false,
         };
-        let sink_port = free_port();
-        postfix.write_postfix_config(sink_port, milter_port, route);
+        let sink = postfix.sink.insert(Sink::start(&postfix.path("sink")));
+        let sink_port = sink.port();
+        postfix.write_postfix_config(sink_port, milter_port, extras);
         postfix.write_dovecot_config(users);
-        postfix.start_sink(sink_port);
         postfix.start_postfix();
         postfix.start_dovecot();
-        let port = postfix.smtpd_port;
-        assert!(
-            wait_until(START_TIMEOUT, || port_open(port)),
-            "smtpd does not listen on {port}:\n{}",
-            postfix.maillog()
-        );
+        for port in std::iter::once(postfix.smtpd_port).chain(postfix.submission_port) {
+            assert!(
+                wait_until(START_TIMEOUT, || port_open(port)),
+                "smtpd does not listen on {port}:\n{}",
+                postfix.maillog()
+            );
+        }
         postfix
     }
 
@@ -143,14 +181,12 @@ impl Postfix {
         self.dir.path().join(name)
     }
 
-    fn write_postfix_config(&self, sink_port: u16, milter_port: u16, route: Option<&ReplyRoute>) {
+    fn write_postfix_config(&self, sink_port: u16, milter_port: u16, extras: &Extras) {
         let root = self.dir.path().display();
-        // data/ is left to Postfix, which must own it.
-        for sub in ["conf", "queue", "sink"] {
+        // data/ is left to Postfix, which must own it; sink/ is the sink's.
+        for sub in ["conf", "queue"] {
             fs::create_dir(self.path(sub)).expect("mkdir");
         }
-        // smtp-sink runs as nobody and writes here.
-        fs::set_permissions(self.path("sink"), fs::Permissions::from_mode(0o777)).expect("chmod");
         let main_cf = format!(
             "\
 compatibility_level = 3.6
@@ -189,21 +225,60 @@ smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated defer_una
             snippet.contains(CONTRIB_MILTER),
             "the snippet names {CONTRIB_MILTER}"
         );
-        let mut main_cf =
-            main_cf + &snippet.replace(CONTRIB_MILTER, &format!("inet:127.0.0.1:{milter_port}"));
-        if let Some(route) = route {
+        let milter = format!("inet:127.0.0.1:{milter_port}");
+        let snippet = match extras.dkim_port {
+            // As the snippet says: its chain replaces the two lines with CHmail alone.
+            Some(dkim_port) => {
+                let chain = dkim_chain(&snippet)
+                    .replace(CONTRIB_DKIM_MILTER, &format!("inet:127.0.0.1:{dkim_port}"));
+                without_milter_lines(&snippet) + &chain
+            }
+            None => snippet,
+        };
+        let mut main_cf = main_cf + &snippet.replace(CONTRIB_MILTER, &milter);
+        if let Some(route) = extras.route {
             main_cf.push_str(&self.write_reply_route(route));
         }
+        if extras.dkim_port.is_some() {
+            main_cf.push_str(&self.write_certificate());
+        }
         fs::write(self.path("conf/main.cf"), main_cf).expect("write main.cf");
-        if route.is_some() {
+        if extras.route.is_some() {
             self.postmap_transport();
         }
         let listen = format!("127.0.0.1:{}", self.smtpd_port);
-        fs::write(
-            self.path("conf/master.cf"),
-            MASTER_CF.replacen("SMTPD", &listen, 1),
+        let mut master_cf = MASTER_CF.replacen("SMTPD", &listen, 1);
+        if let Some(port) = self.submission_port {
+            master_cf.push_str(&submission_service(port));
+        }
+        fs::write(self.path("conf/master.cf"), master_cf).expect("write master.cf");
+    }
+
+    /// Makes a self-signed certificate for smtpd's STARTTLS and returns the main.cf line naming
+    /// it (the submission service of contrib/postfix/master.cf.snippet requires TLS).
+    fn write_certificate(&self) -> String {
+        let (key, cert) = (self.path("conf/tls.key"), self.path("conf/tls.crt"));
+        let output = Command::new(tool("openssl"))
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=mx.example.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl req failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        format!(
+            "smtpd_tls_chain_files = {}, {}\n",
+            key.display(),
+            cert.display()
         )
-        .expect("write master.cf");
     }
 
     /// Writes conf/transport from contrib/postfix/transport and returns the lines
@@ -297,24 +372,6 @@ service auth {{
         fs::write(self.path("dovecot.conf"), conf).expect("write dovecot.conf");
     }
 
-    fn start_sink(&mut self, port: u16) {
-        let template = format!("{}/sink/%H%M%S.", self.dir.path().display());
-        let sink = Command::new(tool("smtp-sink"))
-            .args(["-u", "nobody", "-d", &template])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn smtp-sink");
-        self.sink = Some(sink);
-        assert!(
-            wait_until(START_TIMEOUT, || port_open(port)),
-            "smtp-sink does not listen on {port}"
-        );
-    }
-
     fn postfix_command(&self, action: &str) -> Output {
         Command::new(tool("postfix"))
             .arg("-c")
@@ -362,6 +419,26 @@ service auth {{
         format!("127.0.0.1:{}", self.smtpd_port)
     }
 
+    /// Submits one mail through the submission service ([`Postfix::start_with_dkim`]) with
+    /// `swaks --tls <args>`, and returns swaks' transcript.
+    ///
+    /// # Panics
+    ///
+    /// When the instance has no submission service, or swaks fails.
+    pub fn submit(&self, args: &[&str]) -> String {
+        let port = self
+            .submission_port
+            .expect("the instance has a submission service (start_with_dkim)");
+        let submission = swaks(&format!("127.0.0.1:{port}"), &[&["--tls"], args].concat());
+        assert!(
+            submission.accepted,
+            "swaks --tls {args:?} failed on the submission port:\n{}\n--- maillog ---\n{}",
+            submission.transcript,
+            self.maillog()
+        );
+        submission.transcript
+    }
+
     /// Postfix's log so far.
     pub fn maillog(&self) -> String {
         fs::read_to_string(self.path("maillog")).unwrap_or_default()
@@ -373,23 +450,14 @@ service auth {{
     ///
     /// When swaks fails (the server refused or temp-failed a command).
     pub fn swaks(&self, args: &[&str]) -> String {
-        let output = Command::new(tool("swaks"))
-            .arg("--server")
-            .arg(self.smtp_addr())
-            .args(["--timeout", "60"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swaks");
-        let transcript = String::from_utf8_lossy(&output.stdout).into_owned();
+        let submission = swaks(&self.smtp_addr(), args);
         assert!(
-            output.status.success(),
-            "swaks {args:?} failed ({}):\n{transcript}\n{}\n--- maillog ---\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
+            submission.accepted,
+            "swaks {args:?} failed:\n{}\n--- maillog ---\n{}",
+            submission.transcript,
             self.maillog()
         );
-        transcript
+        submission.transcript
     }
 
     /// Waits until Postfix has relayed `count` mails to the sink, and returns what the sink dumped,
@@ -423,18 +491,7 @@ service auth {{
     ///
     /// When the sink directory cannot be read.
     pub fn sink_mails(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.path("sink"))
-            .expect("read the sink directory")
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .collect();
-        files.sort_by_key(|path| {
-            let modified = fs::metadata(path).and_then(|m| m.modified()).ok();
-            (modified, path.clone())
-        });
-        files
-            .iter()
-            .map(|path| fs::read_to_string(path).expect("read a dumped mail"))
-            .collect()
+        self.sink.as_ref().map(Sink::mails).unwrap_or_default()
     }
 
     /// Waits up to `timeout` for a mail in the sink that `matches`, and returns it once its dump
@@ -479,6 +536,81 @@ service auth {{
     }
 }
 
+/// The lines that chain a DKIM signer after CHmail, from the commented example at the end of
+/// contrib/postfix/main.cf.snippet (`#   smtpd_milters = ...`), uncommented.
+///
+/// # Panics
+///
+/// When the snippet has no such example, or it does not name both milters.
+fn dkim_chain(snippet: &str) -> String {
+    let lines: Vec<&str> = snippet
+        .lines()
+        .filter_map(|line| line.strip_prefix("#   "))
+        .filter(|line| {
+            line.starts_with("smtpd_milters =") || line.starts_with("non_smtpd_milters =")
+        })
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "contrib/postfix/main.cf.snippet shows smtpd_milters and non_smtpd_milters for a DKIM signer"
+    );
+    let chain = lines[0];
+    let (chmail, dkim) = (chain.find(CONTRIB_MILTER), chain.find(CONTRIB_DKIM_MILTER));
+    assert!(
+        matches!((chmail, dkim), (Some(c), Some(d)) if c < d),
+        "the example lists {CONTRIB_MILTER} before {CONTRIB_DKIM_MILTER}: {chain}"
+    );
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// `snippet` without its (uncommented) smtpd_milters and non_smtpd_milters lines.
+fn without_milter_lines(snippet: &str) -> String {
+    snippet
+        .lines()
+        .filter(|line| {
+            !line.starts_with("smtpd_milters =") && !line.starts_with("non_smtpd_milters =")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The submission service of contrib/postfix/master.cf.snippet, listening on 127.0.0.1:`port`
+/// and without chroot (the instance lives in a tempdir).
+///
+/// # Panics
+///
+/// When the snippet has no `submission inet` service.
+fn submission_service(port: u16) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/postfix/master.cf.snippet"
+    );
+    let snippet = fs::read_to_string(path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+    let mut service = String::new();
+    let mut found = false;
+    for line in snippet.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        if line.starts_with("submission ") {
+            // service type private unpriv chroot wakeup maxproc command
+            let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            assert_eq!(
+                fields.len(),
+                8,
+                "a master.cf service line has 8 fields: {line}"
+            );
+            fields[0] = format!("127.0.0.1:{port}");
+            fields[4] = "n".to_owned();
+            service.push_str(&fields.join(" "));
+            found = true;
+        } else {
+            service.push_str(line);
+        }
+        service.push('\n');
+    }
+    assert!(found, "{path} has a submission service");
+    service
+}
+
 impl Drop for Postfix {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -493,9 +625,7 @@ impl Drop for Postfix {
         if let Some(dovecot) = self.dovecot.as_mut() {
             stop_child(dovecot, Duration::from_secs(5));
         }
-        if let Some(sink) = self.sink.as_mut() {
-            let _ = sink.kill();
-            let _ = sink.wait();
-        }
+        // The sink stops when dropped, after Postfix.
+        self.sink.take();
     }
 }
