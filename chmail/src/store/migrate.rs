@@ -38,6 +38,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "mail_loop",
         sql: include_str!("../../../sql/postgres/0004_mail_loop.sql"),
     },
+    Migration {
+        version: 5,
+        name: "mall",
+        sql: include_str!("../../../sql/postgres/0005_mall.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -61,6 +66,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "mail_loop",
         sql: include_str!("../../../sql/sqlite/0004_mail_loop.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "mall",
+        sql: include_str!("../../../sql/sqlite/0005_mall.sql"),
     },
 ];
 

@@ -8,7 +8,8 @@
 //! ([`ChatStore`], a supertrait of [`Store`]): who joined, messages, rings, the reminder
 //! schedule, sign-in tokens, sessions and presence; and the mail loop ([`MailStore`], another
 //! supertrait): the outbox, reply-by-mail tokens, codes that prove an address, and the
-//! notification schedule of participants who are not there.
+//! notification schedule of participants who are not there; and the internet mall ([`MallStore`]:
+//! companies, hosts, ads, members, inquiries, promotions).
 //!
 //! [`open_store`] picks the backend from the URL: `postgres://` or `postgresql://` for PostgreSQL,
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
@@ -16,13 +17,16 @@
 
 mod chat;
 mod mail_loop;
+pub mod mall;
 mod migrate;
 mod postgres;
 mod postgres_chat;
 mod postgres_mail;
+mod postgres_mall;
 mod sqlite;
 mod sqlite_chat;
 mod sqlite_mail;
+mod sqlite_mall;
 
 use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -39,6 +43,7 @@ pub use mail_loop::{
     MAX_MAIL_BODY_LEN, MAX_MAIL_ERROR_LEN, MAX_MAIL_HEADERS, MAX_MAIL_KIND_LEN, MAX_MAIL_TOKEN_LEN,
     MIN_MAIL_TOKEN_LEN,
 };
+pub use mall::MallStore;
 pub use migrate::{Migration, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// The result of a store call.
@@ -239,7 +244,7 @@ impl Submission {
 /// The CHmail tables, over one backend. Handlers hold it as `Arc<dyn Store>`, which has the chat
 /// tables' methods ([`ChatStore`]) and the mail loop's ([`MailStore`]) too.
 #[async_trait::async_trait]
-pub trait Store: ChatStore + MailStore + Send + Sync + 'static {
+pub trait Store: ChatStore + MailStore + MallStore + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
 
