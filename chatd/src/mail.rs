@@ -40,7 +40,8 @@ pub struct OutgoingMail {
     /// The Message-ID without angle brackets: stable per mail, so a resend can be recognised.
     pub message_id: String,
     /// Extra header fields in order (Reply-To, List-Unsubscribe, List-Unsubscribe-Post, ...),
-    /// unfolded. Never From, To, Subject, Date or Message-ID, which come from the fields above;
+    /// unfolded. A `From` replaces chatd's own sender (`[smtp] from`). Never To, Subject, Date or
+    /// Message-ID, which come from the fields above;
     /// a name or value with a line break makes the mail fail permanently.
     pub headers: Vec<(String, String)>,
 }
@@ -166,6 +167,19 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
             mail.message_id
         )));
     }
+    // A `From` among the extra headers replaces the default sender (the mall's mails carry the
+    // writer's name); it must be an address like any Reply-To.
+    let from = match mail
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("from"))
+    {
+        Some((_, value)) => value
+            .trim()
+            .parse::<Mailbox>()
+            .map_err(|e| MailError::Permanent(format!("From {value:?} is not an address: {e}")))?,
+        None => from,
+    };
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
@@ -175,7 +189,9 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
         .header(AutoSubmitted)
         .header(AutoResponseSuppress);
     for (name, value) in &mail.headers {
-        builder = add_header(builder, name, value)?;
+        if !name.eq_ignore_ascii_case("from") {
+            builder = add_header(builder, name, value)?;
+        }
     }
     let built = match &mail.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(
@@ -189,8 +205,7 @@ fn build_message(from: Mailbox, mail: &OutgoingMail) -> Result<lettre::Message, 
 
 /// Header fields that [`OutgoingMail`]'s own fields or the MIME structure write: an extra header
 /// must not repeat or replace them.
-const RESERVED_HEADERS: [&str; 11] = [
-    "from",
+const RESERVED_HEADERS: [&str; 10] = [
     "sender",
     "to",
     "cc",

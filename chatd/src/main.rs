@@ -23,7 +23,12 @@ enum Command {
     Serve,
     /// Run the milter and chatd in one process on the embedded store, creating a signing key if
     /// there is none, and print the Postfix and DNS lines.
-    Quickstart,
+    Quickstart {
+        /// Load the mall's demo data (companies, ads with pictures, a demo host and member) when
+        /// the mall has no companies yet.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Apply the store migrations and exit.
     Migrate,
     /// Show a login: its port, last IP/hostname and when, online or not, its rooms.
@@ -41,6 +46,41 @@ enum Command {
         /// The room id (the last part of the CHmail-Link).
         room: String,
     },
+    /// The mall: companies, hosts, ads.
+    Mall {
+        #[command(subcommand)]
+        command: MallCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MallCommand {
+    /// Add a company (an advertiser); adding an existing name changes nothing.
+    AddCompany {
+        /// The company's name.
+        name: String,
+    },
+    /// Make a login (an address) a host of a company: they answer its ads' inquiries.
+    AddHost {
+        /// The company's name.
+        #[arg(long)]
+        company: String,
+        /// The host's address, which is their CHmail login.
+        login: String,
+        /// The display name members see (default: the address's local part).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Import ads from a CSV file with the header
+    /// company,host,title,description,price,currency,category,pictures,starts,ends.
+    /// Bad rows are reported by line and the good ones imported; rows imported before (same
+    /// company and title) are skipped. Exits with status 1 when a row was bad.
+    ImportAds {
+        /// The CSV file; picture paths in it are relative to it.
+        file: PathBuf,
+    },
+    /// Load the demo data (companies, hosts, 24 ads with pictures, a demo host and member).
+    Demo,
 }
 
 #[tokio::main]
@@ -57,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => chatd::server::serve(config).await?,
-        Command::Quickstart => chatd::server::quickstart(config).await?,
+        Command::Quickstart { demo } => chatd::server::quickstart(config, demo).await?,
         Command::Migrate => chmail_milter::commands::migrate(&config).await?,
         Command::ShowLogin { login } => {
             let store = chatd::admin::open(&config).await?;
@@ -72,6 +112,48 @@ async fn main() -> anyhow::Result<()> {
             let store = chatd::admin::open(&config).await?;
             let now = chatd::clock::Clock::new().now_ms();
             print!("{}", chatd::admin::show_room(&*store, &room, now).await?);
+        }
+        Command::Mall { command } => mall(&config, command).await?,
+    }
+    Ok(())
+}
+
+/// Runs a `chatd mall` command over the (migrated) store of `config`.
+async fn mall(config: &Config, command: MallCommand) -> anyhow::Result<()> {
+    use chatd::mall::{admin, demo};
+    let store = chatd::admin::open(config).await?;
+    store.migrate().await.context("migrating the store")?;
+    let now = chatd::clock::Clock::new().now_ms();
+    match command {
+        MallCommand::AddCompany { name } => {
+            print!("{}", admin::add_company(&*store, &name, now).await?)
+        }
+        MallCommand::AddHost {
+            company,
+            login,
+            name,
+        } => print!(
+            "{}",
+            admin::add_host(&*store, &company, &login, name.as_deref(), now).await?
+        ),
+        MallCommand::ImportAds { file } => {
+            let report =
+                admin::import_ads_file(&*store, &file, config.mall.max_picture_bytes, now).await?;
+            print!("{}", report.text());
+            if !report.bad.is_empty() {
+                anyhow::bail!(
+                    "{} bad rows were not imported: fix them and import the file again (rows \
+                     imported before are skipped)",
+                    report.bad.len()
+                );
+            }
+        }
+        MallCommand::Demo => {
+            let report = demo::load(&*store, config.mall.max_picture_bytes, now).await?;
+            print!(
+                "{}",
+                demo::console_text(Some(&report), config.chat.public_base())
+            );
         }
     }
     Ok(())

@@ -260,15 +260,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; meanwhile, when chatd serves TLS, each SIGHUP reloads the
-/// certificates (a renewed certificate without a restart).
+/// Waits for SIGINT or SIGTERM; meanwhile each SIGHUP reloads the TLS certificates when chatd
+/// serves TLS (a renewed certificate without a restart), and is only logged otherwise, so that
+/// `systemctl reload chatd` never stops a server that has nothing to reload.
 async fn run_until_shutdown(running: &Running) {
     let shutdown = chmail_milter::server::shutdown_signal();
     tokio::pin!(shutdown);
-    if running.tls.is_empty() {
-        // SIGHUP keeps its default (the process ends) when there is nothing to reload.
-        return shutdown.await;
-    }
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hangup) => hangup,
         Err(e) => {
@@ -280,9 +277,13 @@ async fn run_until_shutdown(running: &Running) {
         tokio::select! {
             () = &mut shutdown => return,
             Some(()) = hangup.recv() => {
-                info!("SIGHUP: reloading the TLS certificates");
-                // Each failure was logged; the certificates in use stay.
-                let _ = running.reload_tls();
+                if running.tls.is_empty() {
+                    info!("SIGHUP: no TLS certificates to reload");
+                } else {
+                    info!("SIGHUP: reloading the TLS certificates");
+                    // Each failure was logged; the certificates in use stay.
+                    let _ = running.reload_tls();
+                }
             }
         }
     }

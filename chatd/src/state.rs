@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use chmail::{config::ConfigError, store::Store, Config};
+use chmail_milter::table::SigningTable;
 use tokio::sync::Notify;
+use tracing::warn;
 
 use crate::{
     clock::Clock, codes::CodeLocks, error::AppError, hub::Hub, limit::ChatLimits, mail::MailSender,
@@ -42,6 +44,9 @@ pub struct AppState {
     pub capacity: Arc<Capacity>,
     /// One code request at a time per room and address ([`crate::codes`]).
     pub code_locks: Arc<CodeLocks>,
+    /// Our signing keys, for the chat-capable mails chatd sends itself (the mall's inquiries and
+    /// promotions). Empty when the keys cannot be read: those mails then fail with a clear error.
+    pub signing: Arc<SigningTable>,
 }
 
 impl AppState {
@@ -72,6 +77,7 @@ impl AppState {
             limits: Arc::new(ChatLimits::new(&config.chat)),
             capacity: Arc::new(Capacity::default()),
             code_locks: Arc::new(CodeLocks::default()),
+            signing: Arc::new(load_signing(&config)),
             config: Arc::new(config),
             store,
             clock: Clock::new(),
@@ -100,4 +106,13 @@ impl AppState {
     pub fn base_url(&self) -> &str {
         self.config.chat.public_base()
     }
+}
+
+/// The signing table of the config, or an empty one (with a warning) when a key cannot be read:
+/// chatd serves chats without keys; only the mails it would sign need them.
+fn load_signing(config: &Config) -> SigningTable {
+    SigningTable::load(config).unwrap_or_else(|e| {
+        warn!(cause = %e, "signing keys not readable: the mall cannot send inquiries or promotions");
+        SigningTable::default()
+    })
 }

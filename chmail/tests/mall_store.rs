@@ -1722,6 +1722,35 @@ mod behaviour {
         assert_eq!(results.iter().filter(|r| r.2).count(), 1, "{results:?}");
     }
 
+    pub async fn pruning_drops_old_events_and_expired_tokens_but_keeps_counts(h: &Harness) {
+        let s = h.fresh().await;
+        let shops = shops(&*s).await;
+        let pot = ad(&*s, &shops, "Pot", "Kitchen", NOW).await;
+        s.record_impressions("old", &[pot], NOW).await.expect("old");
+        assert!(s.record_click("old", pot, NOW).await.expect("click"));
+        s.record_impressions("new", &[pot], NOW + 10).await.expect("new");
+        let m = member(&*s, "ana@example.org", false, false).await;
+        s.create_member_token("a".repeat(64).as_str(), m, TokenPurpose::Reset, NOW, NOW + 5)
+            .await
+            .expect("expiring token");
+        s.create_member_token("b".repeat(64).as_str(), m, TokenPurpose::Reset, NOW, NOW + 50)
+            .await
+            .expect("living token");
+
+        // Two events (impression and click of view "old") and one expired token go.
+        assert_eq!(s.prune_mall(NOW + 6).await.expect("prune"), 3);
+        assert_eq!(s.prune_mall(NOW + 6).await.expect("again"), 0);
+        let kept = s.ad(pot).await.expect("ad").expect("pot");
+        assert_eq!((kept.impressions, kept.clicks), (2, 1), "counters stay");
+        // The view still in the table counts once; the pruned one would count again.
+        assert_eq!(s.record_impressions("new", &[pot], NOW + 11).await.expect("new"), 0);
+        let living = s
+            .use_member_token("b".repeat(64).as_str(), TokenPurpose::Reset, NOW + 20)
+            .await
+            .expect("use");
+        assert!(living.is_some(), "an unexpired token survives pruning");
+    }
+
     pub async fn pages_are_capped(h: &Harness) {
         let s = h.fresh().await;
         let shops = shops(&*s).await;
@@ -1798,5 +1827,6 @@ conformance!(
     concurrent_page_views_count_every_impression_without_deadlock,
     concurrent_uploads_never_exceed_the_picture_limit,
     concurrent_imports_add_a_company_and_a_member_once,
+    pruning_drops_old_events_and_expired_tokens_but_keeps_counts,
     pages_are_capped,
 );

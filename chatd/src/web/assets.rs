@@ -1,5 +1,5 @@
-//! The static assets (`/static/chat.js`, `/static/me.js`, `/static/chat.css`), embedded in the
-//! binary so chatd is one file to install.
+//! The static assets (`/static/chat.js`, `/static/me.js`, `/static/chat.css`, and the mall's
+//! `/static/mall.css`), embedded in the binary so chatd is one file to install.
 //!
 //! Each answer carries a strong `ETag` (a hash of the content) and `Cache-Control: no-cache`:
 //! browsers keep the file and revalidate it with `If-None-Match`, getting `304 Not Modified`
@@ -39,6 +39,11 @@ const ASSETS: &[Asset] = &[
         name: "chat.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("../../static/chat.css"),
+    },
+    Asset {
+        name: "mall.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../../static/mall.css"),
     },
 ];
 

@@ -668,6 +668,15 @@ pub trait MallStore: Send + Sync {
         now_ms: i64,
     ) -> Result<bool>;
 
+    /// Deletes ad events (the per-view rows that make counting idempotent; the counters on the
+    /// ads stay) with `at_ms < before_ms`, and member tokens that expired before `before_ms`.
+    /// Returns how many rows went. A click from a page view older than that counts again, so
+    /// prune well after any page is still open (chatd keeps a week).
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn prune_mall(&self, before_ms: i64) -> Result<u64>;
+
     /// One-click unsubscribe from a promotion mail: turns the member's opt-in off and counts the
     /// unsubscribe on that promotion. The member's address when the token was known (repeating
     /// it is harmless and answers the same), `None` otherwise.

@@ -1327,4 +1327,24 @@ impl MallStore for PostgresStore {
         })
         .await
     }
+
+    async fn prune_mall(&self, before_ms: i64) -> Result<u64> {
+        bounded(async {
+            let client = self.client().await?;
+            let events = execute(
+                &client,
+                "DELETE FROM ad_events WHERE at_ms < $1",
+                &[&before_ms],
+            )
+            .await?;
+            let tokens = execute(
+                &client,
+                "DELETE FROM member_tokens WHERE expires_ms < $1",
+                &[&before_ms],
+            )
+            .await?;
+            Ok(events.saturating_add(tokens))
+        })
+        .await
+    }
 }

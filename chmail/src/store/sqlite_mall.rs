@@ -1228,4 +1228,22 @@ impl MallStore for SqliteStore {
         })
         .await
     }
+
+    async fn prune_mall(&self, before_ms: i64) -> Result<u64> {
+        self.run(move |c| {
+            write(c, |tx| {
+                let events = tx
+                    .execute("DELETE FROM ad_events WHERE at_ms < ?1", [before_ms])
+                    .map_err(backend)?;
+                let tokens = tx
+                    .execute(
+                        "DELETE FROM member_tokens WHERE expires_ms < ?1",
+                        [before_ms],
+                    )
+                    .map_err(backend)?;
+                Ok(u64::try_from(events + tokens).unwrap_or(u64::MAX))
+            })
+        })
+        .await
+    }
 }

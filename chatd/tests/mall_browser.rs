@@ -1,0 +1,246 @@
+//! The mall's inquiry loop in a real headless Chromium: starts chatd in-process with the demo
+//! data and a signing key (its public URL is the address it listens on, so the browser's Origin
+//! matches) and runs `node tests/browser/mall.mjs` (playwright-core driving /usr/bin/chromium): a
+//! visitor joins from a product page, confirming by the mailed link; asks about the product; the
+//! ad's host, signed in by a sign-in link in a second browser context, opens the mailed
+//! CHmail-Link and presses Chat; the visitor's inquiry page rings, they accept and exchange
+//! messages. The test reads the mails from the recording mailer and hands their links to the
+//! script on its standard input. Screenshots (home page, product page, the ringing inquiry page,
+//! both chat pages) go to `$CARGO_TARGET_TMPDIR/screenshots` (printed), beside those of
+//! `browser.rs`.
+//!
+//! Needs node, Chromium (`CHROMIUM`, default /usr/bin/chromium) and `npm ci` in tests/browser.
+//! When one is missing the test prints SKIPPED and passes, except under `CI=true`, where it
+//! fails.
+
+mod common;
+
+use std::{
+    io::Write as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chatd::mail::OutgoingMail;
+use chmail::header::Signer;
+use chmail_milter::SigningTable;
+use common::{Harness, RecordingMailer};
+
+/// Longest run of the browser script: launching Chromium is the slow part.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
+/// Longest wait for a mail the script's next step needs.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The screenshots the script saves.
+const SCREENSHOTS: [&str; 5] = [
+    "mall-home.png",
+    "mall-product.png",
+    "mall-member-ringing.png",
+    "mall-member-chat.png",
+    "mall-host-chat.png",
+];
+/// The visitor who joins.
+const MEMBER: &str = "ana.lima@example.com";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// What is missing to run the browser test, if anything.
+fn missing(chromium: &Path) -> Option<String> {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        return Some("node is not installed".into());
+    }
+    if !chromium.exists() {
+        return Some(format!(
+            "{} does not exist (apt-get install chromium)",
+            chromium.display()
+        ));
+    }
+    let module = workspace().join("tests/browser/node_modules/playwright-core");
+    if !module.exists() {
+        return Some("playwright-core is not installed (npm ci in tests/browser)".into());
+    }
+    None
+}
+
+/// A port free right now on 127.0.0.1 (chatd binds it a moment later).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits for the first mail that `wanted` picks (up to [`MAIL_TIMEOUT`]); `None` when none
+/// came (the script has failed meanwhile, and says why).
+async fn mail_where(
+    mailer: &RecordingMailer,
+    wanted: impl Fn(&OutgoingMail) -> bool,
+) -> Option<OutgoingMail> {
+    let deadline = Instant::now() + MAIL_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(mail) = mailer.mails().into_iter().find(|m| wanted(m)) {
+            return Some(mail);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
+    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    if let Some(why) = missing(&chromium) {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("browser test cannot run under CI: {why}");
+        }
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let h = Harness::start_with(
+        |c| {
+            c.chat.listen = format!("127.0.0.1:{port}");
+            c.chat.public_url = base.clone();
+        },
+        |state| {
+            let signer = Signer::generate("a.example", "mall1");
+            state.signing = Arc::new(SigningTable::single(signer));
+        },
+    )
+    .await;
+    let state = h.state().clone();
+    let store = h.store();
+    let now = state.clock.now_ms();
+    chatd::mall::demo::load(&*store, state.config.mall.max_picture_bytes, now)
+        .await
+        .expect("demo data loads");
+    let host = chatd::mall::demo::DEMO_HOST;
+    let company = store
+        .host(host)
+        .await
+        .expect("store")
+        .expect("the demo host")
+        .company_id;
+    let ad = store
+        .ads_of(company)
+        .await
+        .expect("ads")
+        .into_iter()
+        .find(|ad| ad.fields.host_login == host && !ad.pictures.is_empty())
+        .expect("an ad of the demo host with pictures");
+    let host_signin = chatd::auth::signin_url(&state, host, None)
+        .await
+        .expect("sign-in link");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    println!("screenshots: {}", shots.display());
+    for name in SCREENSHOTS {
+        // Last run's pictures must not pass for this run's.
+        let _ = std::fs::remove_file(shots.join(name));
+    }
+
+    let mut command = Command::new("node");
+    command
+        .arg("tests/browser/mall.mjs")
+        .current_dir(workspace())
+        .env("BASE_URL", &base)
+        .env("PRODUCT_PATH", format!("/mall/ad/{}", ad.id))
+        .env("HOST_SIGNIN_URL", &host_signin)
+        .env("MEMBER", MEMBER)
+        .env("HOST", host)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("node starts");
+    let mut stdin = child.stdin.take().expect("a pipe to the script");
+    let waiter = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() > BROWSER_TIMEOUT => {
+                    let _ = child.kill();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("waiting for node: {e}"),
+            }
+        }
+        child.wait_with_output().expect("node output")
+    });
+
+    // The links the script waits for, as the mails carry them.
+    let confirm = mail_where(&h.mailer, |m| {
+        m.to == MEMBER && m.subject.starts_with("Confirm your address")
+    })
+    .await;
+    if let Some(mail) = &confirm {
+        let start = mail.text.find("http").expect("the confirm link");
+        let link = mail.text[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        let _ = writeln!(stdin, "{link}");
+    }
+    let inquiry = mail_where(&h.mailer, |m| {
+        m.to == host && m.subject.starts_with("Question about")
+    })
+    .await;
+    if let Some(mail) = &inquiry {
+        let link = mail
+            .headers
+            .iter()
+            .find(|(name, _)| name == "CHmail-Link")
+            .map(|(_, v)| v.trim_matches(['<', '>']).to_owned())
+            .expect("a CHmail-Link");
+        let _ = writeln!(stdin, "{link}");
+    }
+    drop(stdin);
+
+    let output = waiter.await.expect("the browser run finishes");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "browser script failed: {stderr}");
+    assert_eq!(stdout.lines().last(), Some("OK"), "the script's last line");
+    assert!(
+        confirm.is_some() && inquiry.is_some(),
+        "both mails were sent"
+    );
+
+    let member = store
+        .member_by_address(MEMBER)
+        .await
+        .expect("store")
+        .expect("the visitor is a member");
+    assert!(member.confirmed_ms.is_some());
+    let inquiries = store
+        .inquiries_of_member(member.id, 10)
+        .await
+        .expect("inquiries");
+    assert_eq!(inquiries.len(), 1);
+    assert!(inquiries[0].answered, "the host answered in the chat");
+    let messages = store
+        .messages(&inquiries[0].room_id, None, 100)
+        .await
+        .expect("messages");
+    assert_eq!(messages.len(), 2, "both messages were stored");
+    for name in SCREENSHOTS {
+        assert!(shots.join(name).exists(), "{name} was saved");
+    }
+}
