@@ -9,8 +9,9 @@
 //! at the recipient). Its Reply-To is the recipient's reply address of the room: a reply by mail
 //! lands in the chat.
 //!
-//! Relay these mails through an MTA port without the CHmail milter (or from a network the milter
-//! does not treat as our senders): the milter removes CHmail headers that a client supplies.
+//! Relay these mails through an MTA port without the CHmail milter
+//! (`contrib/postfix/chatd-relay.cf.snippet`): on port 25 the milter keeps a client's CHmail
+//! header only after checking it in DNS, and re-signs mail from its trusted networks.
 
 use std::net::IpAddr;
 

@@ -9,7 +9,9 @@
 //! | `POST /auth/{token}` | use the sign-in link once: start a session, open the room or `/me` |
 //! | `POST /signout` | end the session |
 //! | `GET /u/{token}`, `POST /u/{token}` | stop the notification mails of a room: a page with a button; the post (also RFC 8058's one-click, without CSRF token) mutes ([`unsubscribe`]) |
-//! | `GET /static/{file}` | `chat.js`, `me.js`, `chat.css` ([`assets`]) |
+//! | `GET /static/{file}` | `chat.js`, `me.js`, `chat.css`, `mall.css` ([`assets`]) |
+//!
+//! The mall's pages live under `/mall` ([`crate::mall`]).
 //!
 //! Every response of chatd (pages, assets, errors, WebSocket upgrades) gets the headers of
 //! [`security_headers`]; pages are escaped with [`html::escape`]; form bodies are capped at
