@@ -198,6 +198,71 @@ async fn authenticated_mail_arrives_signed_without_forged_copies_and_postgres_re
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_the_footer_on_postfix_delivers_the_link_in_the_body_of_signed_mail_only() {
+    require_mta!();
+    let dns = TestDns::start::<String, String>([]);
+    let mut milter = Milter::new(&MilterOptions {
+        resolver: Some(dns.addr()),
+        footer: true,
+        ..Default::default()
+    });
+    let record: KeyRecord = milter.keygen();
+    let key = parse_key_record(&record.value).expect("keygen's record");
+    dns.insert(&record.name, &record.value);
+    milter.start();
+    let postfix = Postfix::start(milter.port(), &[ALICE]);
+    let auth = ["-a", "PLAIN", "-au", ALICE.0, "-ap", ALICE.1];
+    let body = "Hello Bob,\r\nsee you at noon.\r\n";
+    postfix.swaks(
+        &[
+            &auth[..],
+            &[
+                "--from",
+                "alice@example.test",
+                "--to",
+                "bob@other.test",
+                "--header",
+                "Subject: with footer",
+                "--body",
+                body,
+            ],
+        ]
+        .concat(),
+    );
+    postfix.swaks(&[
+        "--from",
+        "carol@other.test",
+        "--to",
+        "bob@example.test",
+        "--header",
+        "Subject: not ours",
+        "--body",
+        body,
+    ]);
+    let mails = postfix.delivered(2);
+
+    let signed = by_subject(&mails, "with footer");
+    let header = assert_signed(signed, &key);
+    let link = format!("{PUBLIC_URL}/c/{}/{}", header.port, header.room.as_str());
+    let text = &signed[header_section(signed).len()..];
+    assert!(
+        text.contains("see you at noon."),
+        "the text stays:\n{signed}"
+    );
+    assert_eq!(
+        text.matches(&format!("Chat with the sender: {link}"))
+            .count(),
+        1,
+        "the body ends with the footer naming the header's room:\n{signed}"
+    );
+    let other = by_subject(&mails, "not ours");
+    assert!(
+        !other.contains("Chat with the sender"),
+        "unsigned mail keeps its body:\n{other}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_none() {
     require_mta!();
     let schema = or_skip!(PgSchema::create().await);

@@ -31,6 +31,8 @@ pub struct MilterOptions {
     pub resolver: Option<String>,
     /// `[signing] own_domains`.
     pub own_domains: Vec<String>,
+    /// `[milter] footer`: add the chat link to the body too.
+    pub footer: bool,
 }
 
 /// A configured milter; [`Milter::start`] runs it, and dropping it stops it.
@@ -97,6 +99,9 @@ impl Milter {
         );
         if let Some(resolver) = &options.resolver {
             let _ = writeln!(toml, "resolver = {resolver:?}");
+        }
+        if options.footer {
+            let _ = writeln!(toml, "footer = true");
         }
         let _ = writeln!(
             toml,
