@@ -212,8 +212,9 @@ pub fn sender_address(config: &chmail::Config, room: &chmail::store::Room) -> St
 }
 
 /// The login that the address typed into the sign-in form names, if the store knows it (it holds
-/// a port or was seen by the milter). Tries the text as typed, lowercased, and, for an address in
-/// one of our domains, its local part (SASL logins are often bare user names).
+/// a port, was seen by the milter, or is a host of the mall: hosts may never have sent a mail).
+/// Tries the text as typed, lowercased, and, for an address in one of our domains, its local part
+/// (SASL logins are often bare user names).
 ///
 /// # Errors
 /// When the store fails.
@@ -245,6 +246,15 @@ pub async fn known_login(state: &AppState, typed: &str) -> Result<Option<String>
             || state.store_call(state.store.login(&login)).await?.is_some()
         {
             return Ok(Some(login));
+        }
+    }
+    if state.config.mall.enabled {
+        // A host's login is their lowercased address, as the store keeps it.
+        if let Some(host) = state
+            .store_call(state.store.host(&typed.to_lowercase()))
+            .await?
+        {
+            return Ok(Some(host.login));
         }
     }
     Ok(None)

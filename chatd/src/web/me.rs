@@ -51,6 +51,24 @@ pub async fn me_page(
         }
     }
     let (csrf, set_csrf) = super::csrf::form_token(&state, &headers)?;
+    // A host of the mall signs in here too: their shop's pages are one click away. A failed
+    // look-up only hides the link.
+    let host = if state.config.mall.enabled {
+        state
+            .store_call(state.store.host(&login))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(cause = %e, "host look-up failed; no shop link on /me");
+                None
+            })
+    } else {
+        None
+    };
+    let shop = if host.is_some() {
+        "<a class=\"button\" id=\"my-shop\" href=\"/mall/host\">Your shop</a>"
+    } else {
+        ""
+    };
 
     let mut items = String::new();
     for r in &rooms {
@@ -100,7 +118,7 @@ pub async fn me_page(
          <section class=\"card\"><div class=\"row\"><h1>Your chats</h1></div>\
          <p class=\"meta\">Signed in as <strong class=\"address\">{login}</strong>. Keep this \
          page open to be rung when someone wants to chat.</p>\
-         <div class=\"row\"><button type=\"button\" id=\"notify\">Turn on notifications</button>\
+         <div class=\"row\">{shop}<button type=\"button\" id=\"notify\">Turn on notifications</button>\
          <form method=\"post\" action=\"/signout\">{csrf}\
          <button type=\"submit\" class=\"link-button\">Sign out</button></form></div></section>\n\
          <section class=\"card\"><ul id=\"rooms\">{items}</ul>{empty}</section>\n",
