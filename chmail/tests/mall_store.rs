@@ -1728,14 +1728,28 @@ mod behaviour {
         let pot = ad(&*s, &shops, "Pot", "Kitchen", NOW).await;
         s.record_impressions("old", &[pot], NOW).await.expect("old");
         assert!(s.record_click("old", pot, NOW).await.expect("click"));
-        s.record_impressions("new", &[pot], NOW + 10).await.expect("new");
+        s.record_impressions("new", &[pot], NOW + 10)
+            .await
+            .expect("new");
         let m = member(&*s, "ana@example.org", false, false).await;
-        s.create_member_token("a".repeat(64).as_str(), m, TokenPurpose::Reset, NOW, NOW + 5)
-            .await
-            .expect("expiring token");
-        s.create_member_token("b".repeat(64).as_str(), m, TokenPurpose::Reset, NOW, NOW + 50)
-            .await
-            .expect("living token");
+        s.create_member_token(
+            "a".repeat(64).as_str(),
+            m,
+            TokenPurpose::Reset,
+            NOW,
+            NOW + 5,
+        )
+        .await
+        .expect("expiring token");
+        s.create_member_token(
+            "b".repeat(64).as_str(),
+            m,
+            TokenPurpose::Reset,
+            NOW,
+            NOW + 50,
+        )
+        .await
+        .expect("living token");
 
         // Two events (impression and click of view "old") and one expired token go.
         assert_eq!(s.prune_mall(NOW + 6).await.expect("prune"), 3);
@@ -1743,7 +1757,12 @@ mod behaviour {
         let kept = s.ad(pot).await.expect("ad").expect("pot");
         assert_eq!((kept.impressions, kept.clicks), (2, 1), "counters stay");
         // The view still in the table counts once; the pruned one would count again.
-        assert_eq!(s.record_impressions("new", &[pot], NOW + 11).await.expect("new"), 0);
+        assert_eq!(
+            s.record_impressions("new", &[pot], NOW + 11)
+                .await
+                .expect("new"),
+            0
+        );
         let living = s
             .use_member_token("b".repeat(64).as_str(), TokenPurpose::Reset, NOW + 20)
             .await
