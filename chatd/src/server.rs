@@ -203,6 +203,10 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
             state.clone(),
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(crate::mall::housekeeping::run(
+            state.clone(),
+            stopped.clone(),
+        )));
     }
     let mut reply_addr = None;
     if let Some((listener, addr)) = reply {

@@ -758,7 +758,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn a_host_who_never_sent_mail_gets_a_sign_in_link_and_finds_the_shop() {
+async fn a_host_who_never_sent_mail_gets_a_sign_in_link_and_lands_on_the_shop() {
     let mut m = mall().await;
     assert_eq!(
         auth::known_login(&m.state, " Ana@Alpha.Example ")
@@ -805,6 +805,11 @@ async fn a_host_who_never_sent_mail_gets_a_sign_in_link_and_finds_the_shop() {
     let path = auth_path(&mail.text).expect("a sign-in link");
     let signed_in = follow_link(&m.router, &path).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        signed_in.location(),
+        Some("/mall/host"),
+        "a host's sign-in lands on the shop"
+    );
     let session = signed_in.cookie_pair("chmail_session").expect("a session");
     let me = m.get("/me", &session).await;
     assert!(

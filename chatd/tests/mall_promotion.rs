@@ -247,6 +247,12 @@ async fn a_promotion_reaches_each_opted_in_member_paced_signed_and_unsubscribabl
     let form = send(&w.router, get("/mall/host/promotions/new", &cookies)).await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.body.contains("Felt hat"));
+    assert!(
+        form.body
+            .contains("<strong id=\"audience\">3</strong> members"),
+        "the form tells how many members it reaches: {}",
+        form.body
+    );
     let written = send(
         &w.router,
         post(

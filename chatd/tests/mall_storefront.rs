@@ -624,6 +624,35 @@ async fn a_click_is_counted_once_per_view() {
     assert_eq!(clicks(s, teapot).await, 2, "no view, no click");
 }
 
+#[tokio::test(start_paused = true)]
+async fn housekeeping_forgets_week_old_views_but_keeps_the_counts() {
+    let db = Db::sqlite().await;
+    let s = &*db.store;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let teapot = create(s, company, &ad(HOST, "Teapot", "Iron.", "Kitchen")).await;
+    let (state, router) = mall(db.store.clone(), 24);
+    let home = send(&router, get("/mall", "")).await;
+    let view = views(&home.body).into_iter().next().expect("a view id");
+    let link = format!("/mall/ad/{teapot}?v={view}");
+    send(&router, get(&link, "")).await;
+
+    // Within the week the view is remembered: its click counted once.
+    chatd::mall::housekeeping::prune(&state).await;
+    send(&router, get(&link, "")).await;
+    assert_eq!(clicks(s, teapot).await, 1);
+
+    // A week later the view's rows are gone; the counters stay.
+    tokio::time::advance(chatd::mall::housekeeping::KEEP + std::time::Duration::from_secs(60))
+        .await;
+    chatd::mall::housekeeping::prune(&state).await;
+    assert_eq!(
+        (impressions(s, teapot).await, clicks(s, teapot).await),
+        (1, 1)
+    );
+    send(&router, get(&link, "")).await;
+    assert_eq!(clicks(s, teapot).await, 2, "a forgotten view counts anew");
+}
+
 #[tokio::test]
 async fn an_inactive_ad_is_not_found_for_visitors_and_shown_to_its_own_hosts() {
     let db = Db::sqlite().await;

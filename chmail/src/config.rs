@@ -433,7 +433,9 @@ pub struct MallConfig {
     pub mails_per_hour: u32,
     /// Inquiries per member per hour. Default 20.
     pub inquiries_per_hour: u32,
-    /// Promotion mails sent per minute, across the mall (pacing). Default 60.
+    /// Promotion mails queued per minute by each chatd process (pacing; with several nodes the
+    /// mall's rate is this times the number of nodes). 0: this process sends no promotions.
+    /// Default 60.
     pub promotions_per_minute: u32,
 }
 

@@ -1330,6 +1330,11 @@ mod behaviour {
         member(&*s, "in2@example.com", true, true).await;
         member(&*s, "out@example.com", false, true).await;
         member(&*s, "unconfirmed@example.com", true, false).await;
+        assert_eq!(
+            s.promotion_audience().await.expect("audience"),
+            2,
+            "confirmed members who opted in"
+        );
 
         let mut bad = promotion(a, ACME_HOST);
         bad.subject = " ".into();

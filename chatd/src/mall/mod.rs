@@ -12,6 +12,7 @@
 //!   promotions
 //! - [`promotion`]: queued, paced promotion mails with one-click unsubscribe
 //! - [`page`]: the layout and the viewer (member, host or visitor)
+//! - [`housekeeping`]: the hourly prune of per-view ad events and expired member tokens
 //! - [`chatmail`]: the one path that sends a signed, chat-capable mail on someone's behalf
 //! - [`admin`]: commands that add companies and hosts and import ads; [`demo`]: demo data
 
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod chatmail;
 pub mod demo;
 pub mod host;
+pub mod housekeeping;
 pub mod inquiry;
 pub mod page;
 pub mod promotion;

@@ -268,7 +268,22 @@ pub async fn use_link(
             }
         }
     }
+    if target == "/me" && state.config.mall.enabled && is_host(&state, &used.login).await {
+        target = "/mall/host".to_owned();
+    }
     Ok(super::see_other(&target, [cookie]))
+}
+
+/// Whether `login` is a host of the mall (whose sign-in lands on their shop's page). A store
+/// failure answers no: the sender's page is always a fine place to land.
+async fn is_host(state: &AppState, login: &str) -> bool {
+    match state.store_call(state.store.host(login)).await {
+        Ok(host) => host.is_some(),
+        Err(e) => {
+            warn!(login = %login, cause = %e, "host look-up failed");
+            false
+        }
+    }
 }
 
 /// The page for a sign-in link that is unknown, used or expired (one answer for all three).

@@ -628,6 +628,12 @@ pub trait MallStore: Send + Sync {
     /// otherwise a backend error.
     async fn create_promotion(&self, promotion: &NewPromotion) -> Result<Option<(i64, u64)>>;
 
+    /// How many members a promotion written now would go to: the confirmed members who opted in.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn promotion_audience(&self) -> Result<u64>;
+
     /// The promotions of the hosts of `company_id`, newest first, with their counts.
     ///
     /// # Errors

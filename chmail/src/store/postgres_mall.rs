@@ -1347,4 +1347,19 @@ impl MallStore for PostgresStore {
         })
         .await
     }
+
+    async fn promotion_audience(&self) -> Result<u64> {
+        bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM members WHERE promotions AND confirmed_ms IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(backend)?;
+            to_total(row.get::<_, i64>(0))
+        })
+        .await
+    }
 }

@@ -1246,4 +1246,19 @@ impl MallStore for SqliteStore {
         })
         .await
     }
+
+    async fn promotion_audience(&self) -> Result<u64> {
+        self.run(|c| {
+            let n: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM members
+                     WHERE promotions = 1 AND confirmed_ms IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            to_total(n)
+        })
+        .await
+    }
 }

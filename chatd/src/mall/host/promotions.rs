@@ -156,9 +156,7 @@ async fn new_promotion_response(
     let ads = state
         .store_call(state.store.ads_of(hv.host.company_id))
         .await?;
-    let last = state
-        .store_call(state.store.promotions_of_company(hv.host.company_id, 1))
-        .await?;
+    let audience = state.store_call(state.store.promotion_audience()).await?;
     let now = state.clock.now_ms();
     let error = |name: &str| {
         error_for(errors, name).map_or_else(String::new, |m| {
@@ -184,18 +182,10 @@ async fn new_promotion_response(
             title = escape(&ad.fields.title),
         );
     }
-    let reach = last.first().map_or_else(
-        || {
-            "It goes to every member who asked for promotions, each in a mail of their own."
-                .to_owned()
-        },
-        |p| {
-            format!(
-                "It goes to every member who asked for promotions, each in a mail of their own. \
-                 Your last promotion reached <strong id=\"last-reach\">{}</strong>.",
-                p.recipients
-            )
-        },
+    let reach = format!(
+        "It goes to the <strong id=\"audience\">{audience}</strong> {members} who asked for \
+         promotions, each in a mail of their own.",
+        members = if audience == 1 { "member" } else { "members" }
     );
     let summary = if errors.is_empty() {
         String::new()
