@@ -247,17 +247,101 @@ async fn require_company_host<C: GenericClient>(c: &C, company_id: i64, host: &s
     Ok(())
 }
 
+/// Runs a cached statement and reads its row, if any, with `read`.
+async fn read_opt<C: GenericClient, T>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    read: fn(&Row) -> Result<T>,
+) -> Result<Option<T>> {
+    query_opt(c, sql, params)
+        .await?
+        .as_ref()
+        .map(read)
+        .transpose()
+}
+
+/// Runs a cached `INSERT .. RETURNING id` and reads the id.
+async fn insert_id<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<i64> {
+    read_opt(c, sql, params, |r| get(r, 0))
+        .await?
+        .ok_or_else(|| StoreError::Backend("INSERT .. RETURNING gave no row".into()))
+}
+
 /// The member `id`.
 async fn member_in<C: GenericClient>(c: &C, id: i64) -> Result<Option<MallMember>> {
-    query_opt(
+    read_opt(
         c,
         &format!("SELECT {MEMBER_COLS} FROM members WHERE id = $1"),
         &[&id],
+        member_row,
     )
-    .await?
-    .as_ref()
-    .map(member_row)
-    .transpose()
+    .await
+}
+
+/// The single-statement calls: each takes a pooled connection within the time bound.
+impl PostgresStore {
+    /// Reads the row of `sql`, if any, with `read`.
+    async fn fetch_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: fn(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        bounded(async {
+            let client = self.client().await?;
+            read_opt(&client, sql, params, read).await
+        })
+        .await
+    }
+
+    /// Reads every row of `sql` with `read`.
+    async fn fetch_all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        bounded(async {
+            let client = self.client().await?;
+            rows(&query_all(&client, sql, params).await?, read)
+        })
+        .await
+    }
+
+    /// Runs `sql`; whether it touched exactly one row.
+    async fn change_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<bool> {
+        bounded(async {
+            let client = self.client().await?;
+            Ok(execute(&client, sql, params).await? == 1)
+        })
+        .await
+    }
+
+    /// Runs `sql`, which changes a member and returns their address, and ends the sessions of
+    /// that address, in one transaction. False when no member matched.
+    async fn change_member_ending_sessions(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<bool> {
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            let Some(row) = query_opt(&tx, sql, params).await? else {
+                return Ok(false);
+            };
+            let address: String = get(&row, 0)?;
+            execute(&tx, "DELETE FROM sessions WHERE login = $1", &[&address]).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 #[async_trait::async_trait]
@@ -292,18 +376,11 @@ impl MallStore for PostgresStore {
     }
 
     async fn company(&self, id: i64) -> Result<Option<Company>> {
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!("SELECT {COMPANY_COLS} FROM companies WHERE id = $1"),
-                &[&id],
-            )
-            .await?
-            .as_ref()
-            .map(company_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!("SELECT {COMPANY_COLS} FROM companies WHERE id = $1"),
+            &[&id],
+            company_row,
+        )
         .await
     }
 
@@ -311,32 +388,20 @@ impl MallStore for PostgresStore {
         let Ok((_, key)) = normalize_company_name(name) else {
             return Ok(None);
         };
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!("SELECT {COMPANY_COLS} FROM companies WHERE name_key = $1"),
-                &[&key],
-            )
-            .await?
-            .as_ref()
-            .map(company_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!("SELECT {COMPANY_COLS} FROM companies WHERE name_key = $1"),
+            &[&key],
+            company_row,
+        )
         .await
     }
 
     async fn companies(&self) -> Result<Vec<Company>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!("SELECT {COMPANY_COLS} FROM companies ORDER BY name_key, id"),
-                &[],
-            )
-            .await?;
-            rows(&found, company_row)
-        })
+        self.fetch_all(
+            &format!("SELECT {COMPANY_COLS} FROM companies ORDER BY name_key, id"),
+            &[],
+            company_row,
+        )
         .await
     }
 
@@ -387,32 +452,20 @@ impl MallStore for PostgresStore {
         let Ok(login) = normalize_address("host login", login) else {
             return Ok(None);
         };
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!("SELECT {HOST_COLS} FROM hosts WHERE login = $1"),
-                &[&login],
-            )
-            .await?
-            .as_ref()
-            .map(host_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!("SELECT {HOST_COLS} FROM hosts WHERE login = $1"),
+            &[&login],
+            host_row,
+        )
         .await
     }
 
     async fn hosts_of(&self, company_id: i64) -> Result<Vec<Host>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!("SELECT {HOST_COLS} FROM hosts WHERE company_id = $1 ORDER BY login"),
-                &[&company_id],
-            )
-            .await?;
-            rows(&found, host_row)
-        })
+        self.fetch_all(
+            &format!("SELECT {HOST_COLS} FROM hosts WHERE company_id = $1 ORDER BY login"),
+            &[&company_id],
+            host_row,
+        )
         .await
     }
 
@@ -422,7 +475,7 @@ impl MallStore for PostgresStore {
         bounded(async {
             let client = self.client().await?;
             require_company_host(&client, company_id, &f.host_login).await?;
-            let row = query_opt(
+            insert_id(
                 &client,
                 "INSERT INTO ads (company_id, host_login, title, description, price_minor,
                      currency, category, category_key, starts_ms, ends_ms, paused,
@@ -444,9 +497,7 @@ impl MallStore for PostgresStore {
                     &now_ms,
                 ],
             )
-            .await?
-            .ok_or_else(|| StoreError::Backend("INSERT .. RETURNING gave no row".into()))?;
-            get(&row, 0)
+            .await
         })
         .await
     }
@@ -504,49 +555,31 @@ impl MallStore for PostgresStore {
     }
 
     async fn set_ad_paused(&self, id: i64, company_id: i64, paused: bool) -> Result<bool> {
-        bounded(async {
-            let client = self.client().await?;
-            let changed = execute(
-                &client,
-                "UPDATE ads SET paused = $3 WHERE id = $1 AND company_id = $2",
-                &[&id, &company_id, &paused],
-            )
-            .await?;
-            Ok(changed == 1)
-        })
+        self.change_one(
+            "UPDATE ads SET paused = $3 WHERE id = $1 AND company_id = $2",
+            &[&id, &company_id, &paused],
+        )
         .await
     }
 
     async fn ad(&self, id: i64) -> Result<Option<Ad>> {
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!("SELECT {AD_COLS} FROM {AD_FROM} WHERE a.id = $1"),
-                &[&id],
-            )
-            .await?
-            .as_ref()
-            .map(ad_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!("SELECT {AD_COLS} FROM {AD_FROM} WHERE a.id = $1"),
+            &[&id],
+            ad_row,
+        )
         .await
     }
 
     async fn ads_of(&self, company_id: i64) -> Result<Vec<Ad>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT {AD_COLS} FROM {AD_FROM} WHERE a.company_id = $1
-                     ORDER BY a.created_ms DESC, a.id DESC"
-                ),
-                &[&company_id],
-            )
-            .await?;
-            rows(&found, ad_row)
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT {AD_COLS} FROM {AD_FROM} WHERE a.company_id = $1
+                 ORDER BY a.created_ms DESC, a.id DESC"
+            ),
+            &[&company_id],
+            ad_row,
+        )
         .await
     }
 
@@ -612,40 +645,27 @@ impl MallStore for PostgresStore {
 
     async fn rotate_ads(&self, category: Option<&str>, now_ms: i64, limit: u32) -> Result<Vec<Ad>> {
         let category = category.map(category_key);
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT {AD_COLS} FROM {AD_FROM}
-                     WHERE {ACTIVE} AND ($2::text IS NULL OR a.category_key = $2)
-                     ORDER BY a.impressions, a.last_shown_ms NULLS FIRST, a.id LIMIT $3"
-                ),
-                &[&now_ms, &category, &page(limit)],
-            )
-            .await?;
-            rows(&found, ad_row)
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT {AD_COLS} FROM {AD_FROM}
+                 WHERE {ACTIVE} AND ($2::text IS NULL OR a.category_key = $2)
+                 ORDER BY a.impressions, a.last_shown_ms NULLS FIRST, a.id LIMIT $3"
+            ),
+            &[&now_ms, &category, &page(limit)],
+            ad_row,
+        )
         .await
     }
 
     async fn categories(&self, now_ms: i64) -> Result<Vec<(String, u64)>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT min(a.category), COUNT(*) FROM ads a WHERE {ACTIVE}
-                     GROUP BY a.category_key ORDER BY a.category_key"
-                ),
-                &[&now_ms],
-            )
-            .await?;
-            found
-                .iter()
-                .map(|r| Ok((get(r, 0)?, to_total(get(r, 1)?)?)))
-                .collect()
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT min(a.category), COUNT(*) FROM ads a WHERE {ACTIVE}
+                 GROUP BY a.category_key ORDER BY a.category_key"
+            ),
+            &[&now_ms],
+            |r| Ok((get(r, 0)?, to_total(get(r, 1)?)?)),
+        )
         .await
     }
 
@@ -685,20 +705,14 @@ impl MallStore for PostgresStore {
 
     async fn record_click(&self, view_id: &str, ad_id: i64, now_ms: i64) -> Result<bool> {
         check_view_id(view_id)?;
-        bounded(async {
-            let client = self.client().await?;
-            let counted = execute(
-                &client,
-                "WITH new AS (
-                     INSERT INTO ad_events (ad_id, kind, view_id, at_ms)
-                     SELECT id, 'click', $2, $3 FROM ads WHERE id = $1
-                     ON CONFLICT DO NOTHING RETURNING ad_id)
-                 UPDATE ads SET clicks = clicks + 1 FROM new WHERE ads.id = new.ad_id",
-                &[&ad_id, &view_id, &now_ms],
-            )
-            .await?;
-            Ok(counted == 1)
-        })
+        self.change_one(
+            "WITH new AS (
+                 INSERT INTO ad_events (ad_id, kind, view_id, at_ms)
+                 SELECT id, 'click', $2, $3 FROM ads WHERE id = $1
+                 ON CONFLICT DO NOTHING RETURNING ad_id)
+             UPDATE ads SET clicks = clicks + 1 FROM new WHERE ads.id = new.ad_id",
+            &[&ad_id, &view_id, &now_ms],
+        )
         .await
     }
 
@@ -736,15 +750,13 @@ impl MallStore for PostgresStore {
             if usize::try_from(held).unwrap_or(usize::MAX) >= MAX_PICTURES_PER_AD {
                 return Ok(None);
             }
-            let row = query_opt(
+            let id = insert_id(
                 &tx,
                 "INSERT INTO ad_pictures (ad_id, position, content_type, bytes)
                  VALUES ($1, $2, $3, $4) RETURNING id",
                 &[&ad_id, &next, &content_type, &bytes],
             )
-            .await?
-            .ok_or_else(|| StoreError::Backend("INSERT .. RETURNING gave no row".into()))?;
-            let id = get(&row, 0)?;
+            .await?;
             tx.commit().await.map_err(backend)?;
             Ok(Some(id))
         })
@@ -752,66 +764,47 @@ impl MallStore for PostgresStore {
     }
 
     async fn delete_picture(&self, id: i64, ad_id: i64, company_id: i64) -> Result<bool> {
-        bounded(async {
-            let client = self.client().await?;
-            let deleted = execute(
-                &client,
-                "DELETE FROM ad_pictures WHERE id = $1 AND ad_id = $2
-                 AND EXISTS (SELECT 1 FROM ads WHERE id = $2 AND company_id = $3)",
-                &[&id, &ad_id, &company_id],
-            )
-            .await?;
-            Ok(deleted == 1)
-        })
+        self.change_one(
+            "DELETE FROM ad_pictures WHERE id = $1 AND ad_id = $2
+             AND EXISTS (SELECT 1 FROM ads WHERE id = $2 AND company_id = $3)",
+            &[&id, &ad_id, &company_id],
+        )
         .await
     }
 
     async fn picture(&self, id: i64) -> Result<Option<Picture>> {
-        bounded(async {
-            let client = self.client().await?;
-            let row = query_opt(
-                &client,
-                "SELECT id, ad_id, content_type, bytes FROM ad_pictures WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-            row.map(|r| {
+        self.fetch_opt(
+            "SELECT id, ad_id, content_type, bytes FROM ad_pictures WHERE id = $1",
+            &[&id],
+            |r| {
                 Ok(Picture {
-                    id: get(&r, 0)?,
-                    ad_id: get(&r, 1)?,
-                    content_type: get(&r, 2)?,
-                    bytes: get(&r, 3)?,
+                    id: get(r, 0)?,
+                    ad_id: get(r, 1)?,
+                    content_type: get(r, 2)?,
+                    bytes: get(r, 3)?,
                 })
-            })
-            .transpose()
-        })
+            },
+        )
         .await
     }
 
     async fn create_member(&self, member: &NewMember) -> Result<Option<MallMember>> {
         let m = normalize_member(member)?;
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!(
-                    "INSERT INTO members (address, name, password_hash, promotions, created_ms)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (address) DO NOTHING RETURNING {MEMBER_COLS}"
-                ),
-                &[
-                    &m.address,
-                    &m.name,
-                    &m.password_hash,
-                    &m.promotions,
-                    &m.created_ms,
-                ],
-            )
-            .await?
-            .as_ref()
-            .map(member_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!(
+                "INSERT INTO members (address, name, password_hash, promotions, created_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (address) DO NOTHING RETURNING {MEMBER_COLS}"
+            ),
+            &[
+                &m.address,
+                &m.name,
+                &m.password_hash,
+                &m.promotions,
+                &m.created_ms,
+            ],
+            member_row,
+        )
         .await
     }
 
@@ -827,18 +820,11 @@ impl MallStore for PostgresStore {
         let Ok(address) = normalize_address("address", address) else {
             return Ok(None);
         };
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!("SELECT {MEMBER_COLS} FROM members WHERE address = $1"),
-                &[&address],
-            )
-            .await?
-            .as_ref()
-            .map(member_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!("SELECT {MEMBER_COLS} FROM members WHERE address = $1"),
+            &[&address],
+            member_row,
+        )
         .await
     }
 
@@ -935,74 +921,37 @@ impl MallStore for PostgresStore {
 
     async fn set_member_password(&self, member_id: i64, password_hash: &str) -> Result<bool> {
         check_password_hash(password_hash)?;
-        bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(backend)?;
-            let row = query_opt(
-                &tx,
-                "UPDATE members SET password_hash = $2 WHERE id = $1 RETURNING address",
-                &[&member_id, &password_hash],
-            )
-            .await?;
-            let Some(row) = row else {
-                return Ok(false);
-            };
-            let address: String = get(&row, 0)?;
-            execute(&tx, "DELETE FROM sessions WHERE login = $1", &[&address]).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(true)
-        })
+        self.change_member_ending_sessions(
+            "UPDATE members SET password_hash = $2 WHERE id = $1 RETURNING address",
+            &[&member_id, &password_hash],
+        )
         .await
     }
 
     async fn update_member(&self, member_id: i64, name: &str, promotions: bool) -> Result<bool> {
         let name = normalize_person_name(name)?;
-        bounded(async {
-            let client = self.client().await?;
-            let changed = execute(
-                &client,
-                "UPDATE members SET name = $2, promotions = $3 WHERE id = $1",
-                &[&member_id, &name, &promotions],
-            )
-            .await?;
-            Ok(changed == 1)
-        })
+        self.change_one(
+            "UPDATE members SET name = $2, promotions = $3 WHERE id = $1",
+            &[&member_id, &name, &promotions],
+        )
         .await
     }
 
     async fn member_signed_in(&self, member_id: i64, now_ms: i64) -> Result<()> {
-        bounded(async {
-            let client = self.client().await?;
-            execute(
-                &client,
-                "UPDATE members SET last_signin_ms = $2 WHERE id = $1",
-                &[&member_id, &now_ms],
-            )
-            .await?;
-            Ok(())
-        })
-        .await
+        self.change_one(
+            "UPDATE members SET last_signin_ms = $2 WHERE id = $1",
+            &[&member_id, &now_ms],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn delete_member(&self, member_id: i64) -> Result<bool> {
-        bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(backend)?;
-            // Tokens, inquiries and promotion recipient rows go by ON DELETE CASCADE.
-            let row = query_opt(
-                &tx,
-                "DELETE FROM members WHERE id = $1 RETURNING address",
-                &[&member_id],
-            )
-            .await?;
-            let Some(row) = row else {
-                return Ok(false);
-            };
-            let address: String = get(&row, 0)?;
-            execute(&tx, "DELETE FROM sessions WHERE login = $1", &[&address]).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(true)
-        })
+        // Tokens, inquiries and promotion recipient rows go by ON DELETE CASCADE.
+        self.change_member_ending_sessions(
+            "DELETE FROM members WHERE id = $1 RETURNING address",
+            &[&member_id],
+        )
         .await
     }
 
@@ -1063,36 +1012,26 @@ impl MallStore for PostgresStore {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<Inquiry>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE a.company_id = $1
-                     ORDER BY i.created_ms DESC, i.id DESC LIMIT $2 OFFSET $3"
-                ),
-                &[&company_id, &page(limit), &i64::from(offset)],
-            )
-            .await?;
-            rows(&found, inquiry_row)
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE a.company_id = $1
+                 ORDER BY i.created_ms DESC, i.id DESC LIMIT $2 OFFSET $3"
+            ),
+            &[&company_id, &page(limit), &i64::from(offset)],
+            inquiry_row,
+        )
         .await
     }
 
     async fn inquiries_of_member(&self, member_id: i64, limit: u32) -> Result<Vec<Inquiry>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE i.member_id = $1
-                     ORDER BY i.created_ms DESC, i.id DESC LIMIT $2"
-                ),
-                &[&member_id, &page(limit)],
-            )
-            .await?;
-            rows(&found, inquiry_row)
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE i.member_id = $1
+                 ORDER BY i.created_ms DESC, i.id DESC LIMIT $2"
+            ),
+            &[&member_id, &page(limit)],
+            inquiry_row,
+        )
         .await
     }
 
@@ -1136,15 +1075,13 @@ impl MallStore for PostgresStore {
             {
                 return Ok(None);
             }
-            let row = query_opt(
+            let id = insert_id(
                 &tx,
                 "INSERT INTO promotions (ad_id, host_login, subject, body, created_ms)
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 &[&p.ad_id, &p.host_login, &p.subject, &p.body, &p.created_ms],
             )
-            .await?
-            .ok_or_else(|| StoreError::Backend("INSERT .. RETURNING gave no row".into()))?;
-            let id: i64 = get(&row, 0)?;
+            .await?;
             let recipients = execute(
                 &tx,
                 "INSERT INTO promotion_recipients (promotion_id, member_id)
@@ -1159,38 +1096,26 @@ impl MallStore for PostgresStore {
     }
 
     async fn promotions_of_company(&self, company_id: i64, limit: u32) -> Result<Vec<Promotion>> {
-        bounded(async {
-            let client = self.client().await?;
-            let found = query_all(
-                &client,
-                &format!(
-                    "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
-                     WHERE a.company_id = $1 ORDER BY o.created_ms DESC, o.id DESC LIMIT $2"
-                ),
-                &[&company_id, &page(limit)],
-            )
-            .await?;
-            rows(&found, promotion_row)
-        })
+        self.fetch_all(
+            &format!(
+                "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
+                 WHERE a.company_id = $1 ORDER BY o.created_ms DESC, o.id DESC LIMIT $2"
+            ),
+            &[&company_id, &page(limit)],
+            promotion_row,
+        )
         .await
     }
 
     async fn promotion(&self, id: i64) -> Result<Option<Promotion>> {
-        bounded(async {
-            let client = self.client().await?;
-            query_opt(
-                &client,
-                &format!(
-                    "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
-                     WHERE o.id = $1"
-                ),
-                &[&id],
-            )
-            .await?
-            .as_ref()
-            .map(promotion_row)
-            .transpose()
-        })
+        self.fetch_opt(
+            &format!(
+                "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
+                 WHERE o.id = $1"
+            ),
+            &[&id],
+            promotion_row,
+        )
         .await
     }
 

@@ -9,7 +9,7 @@
 use rusqlite::{types::Value, Connection, ErrorCode, OptionalExtension, Row, Transaction};
 
 use super::{
-    chat::{check_hash, check_owner, normalize_address, page},
+    chat::{check_hash, check_owner, normalize_address, page, to_count},
     mall::{
         category_key, check_ad_fields, check_password_hash, check_picture, check_queued,
         check_view_id, impression_batch, normalize_company_name, normalize_inquiry,
@@ -219,9 +219,7 @@ fn taken(message: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
 
 /// A count as the `u32` of the interface.
 fn count32<P: rusqlite::Params>(c: &Connection, sql: &str, params: P) -> Result<u32> {
-    let n: i64 = c.query_row(sql, params, |r| r.get(0)).map_err(backend)?;
-    u32::try_from(n)
-        .map_err(|_| StoreError::Backend(format!("count {n} in the database is out of range")))
+    to_count(c.query_row(sql, params, |r| r.get(0)).map_err(backend)?)
 }
 
 /// Counts one event of `kind` per (ad, view); moves the ad's counter when it is new.
@@ -283,6 +281,78 @@ fn promotion_in(c: &Connection, id: i64) -> Result<Option<Promotion>> {
     .map_err(backend)
 }
 
+/// The single-statement calls: each runs on the connection off the async threads.
+impl SqliteStore {
+    /// Reads the row of `sql`, if any, with `read`.
+    async fn fetch_opt<T, P>(
+        &self,
+        sql: impl AsRef<str> + Send + 'static,
+        params: P,
+        read: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>>
+    where
+        T: Send + 'static,
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.run(move |c| {
+            c.query_row(sql.as_ref(), params, read)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// Reads every row of `sql` with `read`.
+    async fn fetch_all<T, P>(
+        &self,
+        sql: impl AsRef<str> + Send + 'static,
+        params: P,
+        read: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.run(move |c| query_all(c, sql.as_ref(), params, read))
+            .await
+    }
+
+    /// Runs `sql` in a write transaction; whether it touched exactly one row.
+    async fn change_one<P>(&self, sql: &'static str, params: P) -> Result<bool>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.run(move |c| {
+            let changed = write(c, |tx| tx.execute(sql, params).map_err(backend))?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Runs `sql`, which changes a member and returns their address, and ends the sessions of
+    /// that address, in one transaction. False when no member matched.
+    async fn change_member_ending_sessions<P>(&self, sql: &'static str, params: P) -> Result<bool>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.run(move |c| {
+            write(c, |tx| {
+                let address: Option<String> = tx
+                    .query_row(sql, params, |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                let Some(address) = address else {
+                    return Ok(false);
+                };
+                tx.execute("DELETE FROM sessions WHERE login = ?1", [&address])
+                    .map_err(backend)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl MallStore for SqliteStore {
     async fn add_company(&self, name: &str, now_ms: i64) -> Result<(Company, bool)> {
@@ -317,15 +387,11 @@ impl MallStore for SqliteStore {
     }
 
     async fn company(&self, id: i64) -> Result<Option<Company>> {
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {COMPANY_COLS} FROM companies WHERE id = ?1"),
-                [id],
-                company_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.fetch_opt(
+            format!("SELECT {COMPANY_COLS} FROM companies WHERE id = ?1"),
+            [id],
+            company_row,
+        )
         .await
     }
 
@@ -333,27 +399,20 @@ impl MallStore for SqliteStore {
         let Ok((_, key)) = normalize_company_name(name) else {
             return Ok(None);
         };
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {COMPANY_COLS} FROM companies WHERE name_key = ?1"),
-                [&key],
-                company_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.fetch_opt(
+            format!("SELECT {COMPANY_COLS} FROM companies WHERE name_key = ?1"),
+            [key],
+            company_row,
+        )
         .await
     }
 
     async fn companies(&self) -> Result<Vec<Company>> {
-        self.run(move |c| {
-            query_all(
-                c,
-                &format!("SELECT {COMPANY_COLS} FROM companies ORDER BY name_key, id"),
-                [],
-                company_row,
-            )
-        })
+        self.fetch_all(
+            format!("SELECT {COMPANY_COLS} FROM companies ORDER BY name_key, id"),
+            [],
+            company_row,
+        )
         .await
     }
 
@@ -423,27 +482,20 @@ impl MallStore for SqliteStore {
         let Ok(login) = normalize_address("host login", login) else {
             return Ok(None);
         };
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {HOST_COLS} FROM hosts WHERE login = ?1"),
-                [&login],
-                host_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.fetch_opt(
+            format!("SELECT {HOST_COLS} FROM hosts WHERE login = ?1"),
+            [login],
+            host_row,
+        )
         .await
     }
 
     async fn hosts_of(&self, company_id: i64) -> Result<Vec<Host>> {
-        self.run(move |c| {
-            query_all(
-                c,
-                &format!("SELECT {HOST_COLS} FROM hosts WHERE company_id = ?1 ORDER BY login"),
-                [company_id],
-                host_row,
-            )
-        })
+        self.fetch_all(
+            format!("SELECT {HOST_COLS} FROM hosts WHERE company_id = ?1 ORDER BY login"),
+            [company_id],
+            host_row,
+        )
         .await
     }
 
@@ -531,16 +583,10 @@ impl MallStore for SqliteStore {
     }
 
     async fn set_ad_paused(&self, id: i64, company_id: i64, paused: bool) -> Result<bool> {
-        self.run(move |c| {
-            let changed = write(c, |tx| {
-                tx.execute(
-                    "UPDATE ads SET paused = ?3 WHERE id = ?1 AND company_id = ?2",
-                    (id, company_id, paused),
-                )
-                .map_err(backend)
-            })?;
-            Ok(changed == 1)
-        })
+        self.change_one(
+            "UPDATE ads SET paused = ?3 WHERE id = ?1 AND company_id = ?2",
+            (id, company_id, paused),
+        )
         .await
     }
 
@@ -713,37 +759,27 @@ impl MallStore for SqliteStore {
     }
 
     async fn delete_picture(&self, id: i64, ad_id: i64, company_id: i64) -> Result<bool> {
-        self.run(move |c| {
-            let deleted = write(c, |tx| {
-                tx.execute(
-                    "DELETE FROM ad_pictures WHERE id = ?1 AND ad_id = ?2
-                     AND EXISTS (SELECT 1 FROM ads WHERE id = ?2 AND company_id = ?3)",
-                    (id, ad_id, company_id),
-                )
-                .map_err(backend)
-            })?;
-            Ok(deleted == 1)
-        })
+        self.change_one(
+            "DELETE FROM ad_pictures WHERE id = ?1 AND ad_id = ?2
+             AND EXISTS (SELECT 1 FROM ads WHERE id = ?2 AND company_id = ?3)",
+            (id, ad_id, company_id),
+        )
         .await
     }
 
     async fn picture(&self, id: i64) -> Result<Option<Picture>> {
-        self.run(move |c| {
-            c.query_row(
-                "SELECT id, ad_id, content_type, bytes FROM ad_pictures WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Picture {
-                        id: r.get(0)?,
-                        ad_id: r.get(1)?,
-                        content_type: r.get(2)?,
-                        bytes: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.fetch_opt(
+            "SELECT id, ad_id, content_type, bytes FROM ad_pictures WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Picture {
+                    id: r.get(0)?,
+                    ad_id: r.get(1)?,
+                    content_type: r.get(2)?,
+                    bytes: r.get(3)?,
+                })
+            },
+        )
         .await
     }
 
@@ -781,15 +817,11 @@ impl MallStore for SqliteStore {
         let Ok(address) = normalize_address("address", address) else {
             return Ok(None);
         };
-        self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {MEMBER_COLS} FROM members WHERE address = ?1"),
-                [&address],
-                member_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.fetch_opt(
+            format!("SELECT {MEMBER_COLS} FROM members WHERE address = ?1"),
+            [address],
+            member_row,
+        )
         .await
     }
 
@@ -881,77 +913,37 @@ impl MallStore for SqliteStore {
 
     async fn set_member_password(&self, member_id: i64, password_hash: &str) -> Result<bool> {
         check_password_hash(password_hash)?;
-        let hash = password_hash.to_owned();
-        self.run(move |c| {
-            write(c, |tx| {
-                let address: Option<String> = tx
-                    .query_row(
-                        "UPDATE members SET password_hash = ?2 WHERE id = ?1 RETURNING address",
-                        (member_id, &hash),
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                let Some(address) = address else {
-                    return Ok(false);
-                };
-                tx.execute("DELETE FROM sessions WHERE login = ?1", [&address])
-                    .map_err(backend)?;
-                Ok(true)
-            })
-        })
+        self.change_member_ending_sessions(
+            "UPDATE members SET password_hash = ?2 WHERE id = ?1 RETURNING address",
+            (member_id, password_hash.to_owned()),
+        )
         .await
     }
 
     async fn update_member(&self, member_id: i64, name: &str, promotions: bool) -> Result<bool> {
         let name = normalize_person_name(name)?;
-        self.run(move |c| {
-            let changed = write(c, |tx| {
-                tx.execute(
-                    "UPDATE members SET name = ?2, promotions = ?3 WHERE id = ?1",
-                    (member_id, &name, promotions),
-                )
-                .map_err(backend)
-            })?;
-            Ok(changed == 1)
-        })
+        self.change_one(
+            "UPDATE members SET name = ?2, promotions = ?3 WHERE id = ?1",
+            (member_id, name, promotions),
+        )
         .await
     }
 
     async fn member_signed_in(&self, member_id: i64, now_ms: i64) -> Result<()> {
-        self.run(move |c| {
-            write(c, |tx| {
-                tx.execute(
-                    "UPDATE members SET last_signin_ms = ?2 WHERE id = ?1",
-                    (member_id, now_ms),
-                )
-                .map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
+        self.change_one(
+            "UPDATE members SET last_signin_ms = ?2 WHERE id = ?1",
+            (member_id, now_ms),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn delete_member(&self, member_id: i64) -> Result<bool> {
-        self.run(move |c| {
-            write(c, |tx| {
-                // Tokens, inquiries and promotion recipient rows go by ON DELETE CASCADE.
-                let address: Option<String> = tx
-                    .query_row(
-                        "DELETE FROM members WHERE id = ?1 RETURNING address",
-                        [member_id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                let Some(address) = address else {
-                    return Ok(false);
-                };
-                tx.execute("DELETE FROM sessions WHERE login = ?1", [&address])
-                    .map_err(backend)?;
-                Ok(true)
-            })
-        })
+        // Tokens, inquiries and promotion recipient rows go by ON DELETE CASCADE.
+        self.change_member_ending_sessions(
+            "DELETE FROM members WHERE id = ?1 RETURNING address",
+            [member_id],
+        )
         .await
     }
 
@@ -998,32 +990,26 @@ impl MallStore for SqliteStore {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<Inquiry>> {
-        self.run(move |c| {
-            query_all(
-                c,
-                &format!(
-                    "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE a.company_id = ?1
-                     ORDER BY i.created_ms DESC, i.id DESC LIMIT ?2 OFFSET ?3"
-                ),
-                (company_id, page(limit), i64::from(offset)),
-                inquiry_row,
-            )
-        })
+        self.fetch_all(
+            format!(
+                "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE a.company_id = ?1
+                 ORDER BY i.created_ms DESC, i.id DESC LIMIT ?2 OFFSET ?3"
+            ),
+            (company_id, page(limit), i64::from(offset)),
+            inquiry_row,
+        )
         .await
     }
 
     async fn inquiries_of_member(&self, member_id: i64, limit: u32) -> Result<Vec<Inquiry>> {
-        self.run(move |c| {
-            query_all(
-                c,
-                &format!(
-                    "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE i.member_id = ?1
-                     ORDER BY i.created_ms DESC, i.id DESC LIMIT ?2"
-                ),
-                (member_id, page(limit)),
-                inquiry_row,
-            )
-        })
+        self.fetch_all(
+            format!(
+                "SELECT {INQUIRY_COLS} FROM {INQUIRY_FROM} WHERE i.member_id = ?1
+                 ORDER BY i.created_ms DESC, i.id DESC LIMIT ?2"
+            ),
+            (member_id, page(limit)),
+            inquiry_row,
+        )
         .await
     }
 
@@ -1086,17 +1072,14 @@ impl MallStore for SqliteStore {
     }
 
     async fn promotions_of_company(&self, company_id: i64, limit: u32) -> Result<Vec<Promotion>> {
-        self.run(move |c| {
-            query_all(
-                c,
-                &format!(
-                    "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
-                     WHERE a.company_id = ?1 ORDER BY o.created_ms DESC, o.id DESC LIMIT ?2"
-                ),
-                (company_id, page(limit)),
-                promotion_row,
-            )
-        })
+        self.fetch_all(
+            format!(
+                "SELECT {PROMOTION_COLS} FROM promotions o JOIN ads a ON a.id = o.ad_id
+                 WHERE a.company_id = ?1 ORDER BY o.created_ms DESC, o.id DESC LIMIT ?2"
+            ),
+            (company_id, page(limit)),
+            promotion_row,
+        )
         .await
     }
 
