@@ -12,12 +12,12 @@
 use std::{sync::Arc, time::Duration};
 
 use chmail::{
-    header::{parse_key_record, ChmailHeader, Verdict, LINK_HEADER_NAME},
+    header::{ChmailHeader, Verdict, LINK_HEADER_NAME},
     Config,
 };
 use chmail_tests::{
-    free_port, header_values, or_skip, require, single_header, wait_until, Milter, MilterOptions,
-    PgSchema, Postfix, ReplyRoute, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
+    free_port, has_subject, header_values, or_skip, require, single_header, wait_until, with_auth,
+    Milter, MilterOptions, PgSchema, Postfix, ReplyRoute, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
@@ -55,14 +55,13 @@ async fn a_signed_mail_becomes_a_chat_whose_reminder_is_answered_by_mail_through
     let started = std::time::Instant::now();
     let schema = or_skip!(PgSchema::create().await);
     let dns = TestDns::start::<String, String>([]);
-    let mut milter = Milter::new(&MilterOptions {
-        store_url: Some(schema.url()),
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let (milter, record) = Milter::start_with_dns(
+        &dns,
+        MilterOptions {
+            store_url: Some(schema.url()),
+            ..Default::default()
+        },
+    );
     let reply_port = free_port();
     let postfix = Postfix::start_with_replies(
         milter.port(),
@@ -76,30 +75,27 @@ async fn a_signed_mail_becomes_a_chat_whose_reminder_is_answered_by_mail_through
     let chatd = start_chatd(&schema, &postfix, reply_port, data.path()).await;
 
     // 1. alice submits with AUTH; Postfix runs the milter and relays to the sink.
-    postfix.swaks(&[
-        "-a",
-        "PLAIN",
-        "-au",
-        ALICE.0,
-        "-ap",
-        ALICE.1,
-        "--from",
-        ALICE_ADDR,
-        "--to",
-        &format!("{BOB},{CAROL}"),
-        "--header",
-        &format!("To: {BOB}"),
-        "--header",
-        &format!("Cc: {CAROL}"),
-        "--header",
-        &format!("Subject: {SUBJECT}"),
-    ]);
+    postfix.swaks(&with_auth(
+        ALICE,
+        &[
+            "--from",
+            ALICE_ADDR,
+            "--to",
+            &format!("{BOB},{CAROL}"),
+            "--header",
+            &format!("To: {BOB}"),
+            "--header",
+            &format!("Cc: {CAROL}"),
+            "--header",
+            &format!("Subject: {SUBJECT}"),
+        ],
+    ));
     let signed = postfix.wait_for_mail("signed mail of alice", WAIT, |mail| {
-        header_values(mail, "Subject").iter().any(|s| s == SUBJECT)
+        has_subject(mail, SUBJECT)
     });
     let link = single_header(&signed, LINK_HEADER_NAME);
     let (port, room) = parse_link(&link);
-    let key = parse_key_record(&record.value).expect("keygen's record parses");
+    let key = record.public_key();
     let header = ChmailHeader::parse(single_header(&signed, "CHmail").as_bytes())
         .expect("the CHmail header parses");
     assert_eq!(
@@ -173,20 +169,17 @@ async fn a_signed_mail_becomes_a_chat_whose_reminder_is_answered_by_mail_through
         gmail_reply(&reply_to, &reminder_id, &reminder_subject, &reminder_text),
     )
     .expect("write the reply");
-    postfix.swaks(&[
-        "-a",
-        "PLAIN",
-        "-au",
-        ALICE.0,
-        "-ap",
-        ALICE.1,
-        "--from",
-        ALICE_ADDR,
-        "--to",
-        &reply_to,
-        "--data",
-        &eml.display().to_string(),
-    ]);
+    postfix.swaks(&with_auth(
+        ALICE,
+        &[
+            "--from",
+            ALICE_ADDR,
+            "--to",
+            &reply_to,
+            "--data",
+            &eml.display().to_string(),
+        ],
+    ));
     let message = carol
         .wait_for("the reply as a message", |f| f["type"] == "message")
         .await;

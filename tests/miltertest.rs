@@ -14,13 +14,7 @@ fn milter_with_dns(foreign: &[&ForeignSigner]) -> (Milter, TestDns, String) {
             .iter()
             .map(|signer| (signer.record_name(), signer.record_value())),
     );
-    let mut milter = Milter::new(&MilterOptions {
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let (milter, record) = Milter::start_with_dns(&dns, MilterOptions::default());
     (milter, dns, record.value)
 }
 
@@ -55,17 +49,11 @@ fn authenticated_mail_gets_signed_chmail_and_link_and_forged_copies_deleted() {
     );
 
     // The first table: the login's last client address and name, as the MTA's macros gave them.
-    let db = rusqlite::Connection::open(milter.sqlite_path()).expect("open the SQLite store");
-    let (ip, hostname): (Option<String>, Option<String>) = db
-        .query_row(
-            "SELECT ip, hostname FROM logins WHERE login = 'alice@example.test'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("a logins row for alice@example.test");
+    let (ip, hostname) = milter.sqlite_login("alice@example.test");
     assert_eq!(ip.as_deref(), Some("192.0.2.7"));
     assert_eq!(hostname.as_deref(), Some("client.example.test"));
     // The second table: her port.
+    let db = rusqlite::Connection::open(milter.sqlite_path()).expect("open the SQLite store");
     let port: i64 = db
         .query_row(
             "SELECT port FROM ports WHERE login = 'alice@example.test'",
@@ -170,14 +158,13 @@ fn header_claiming_an_own_domain_is_deleted_even_with_a_valid_signature_of_its_d
     // partner.test is listed in own_domains, but its key in DNS is not ours.
     let partner = ForeignSigner::new("partner.test", "s1", 11);
     let dns = TestDns::start([(partner.record_name(), partner.record_value())]);
-    let mut milter = Milter::new(&MilterOptions {
-        resolver: Some(dns.addr()),
-        own_domains: vec!["partner.test".into()],
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let (milter, _) = Milter::start_with_dns(
+        &dns,
+        MilterOptions {
+            own_domains: vec!["partner.test".into()],
+            ..Default::default()
+        },
+    );
     let from = "Pat <pat@partner.test>";
     check_incoming(
         &milter.miltertest_socket(),

@@ -5,10 +5,10 @@
 //! with OpenDKIM's own verifier, the CHmail header verifies with CHmail's key, and a CHmail
 //! header changed or added after signing breaks the DKIM signature.
 
-use chmail::header::{parse_key_record, ChmailHeader, Verdict, LINK_HEADER_NAME};
+use chmail::header::{ChmailHeader, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
-    header_values, require, single_header, unfold, Milter, MilterOptions, OpenDkim, Postfix,
-    TestDns, DKIM_SELECTOR, PUBLIC_URL, SIGNING_DOMAIN,
+    header_values, require, single_header, unfold, with_auth, Milter, MilterOptions, OpenDkim,
+    Postfix, TestDns, DKIM_SELECTOR, PUBLIC_URL, SIGNING_DOMAIN,
 };
 
 /// The SASL account of the test.
@@ -67,35 +67,25 @@ fn dkim_signature_made_after_chmail_covers_its_headers_and_both_verify() {
         "opendkim-genkey"
     );
     let dns = TestDns::start::<String, String>([]);
-    let mut milter = Milter::new(&MilterOptions {
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    let key = parse_key_record(&record.value)
-        .unwrap_or_else(|err| panic!("keygen printed an unusable record {record:?}: {err}"));
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let (milter, record) = Milter::start_with_dns(&dns, MilterOptions::default());
+    let key = record.public_key();
     let opendkim = OpenDkim::start(SIGNING_DOMAIN);
     dns.insert(&opendkim.record().name, &opendkim.record().value);
     let postfix = Postfix::start_with_dkim(milter.port(), opendkim.port(), &[ALICE]);
 
-    postfix.submit(&[
-        "-a",
-        "PLAIN",
-        "-au",
-        ALICE.0,
-        "-ap",
-        ALICE.1,
-        "--from",
-        "alice@example.test",
-        "--to",
-        "bob@other.test",
-        "--header",
-        "Subject: signed twice",
-        "--header",
-        "CHmail: forged",
-    ]);
+    postfix.submit(&with_auth(
+        ALICE,
+        &[
+            "--from",
+            "alice@example.test",
+            "--to",
+            "bob@other.test",
+            "--header",
+            "Subject: signed twice",
+            "--header",
+            "CHmail: forged",
+        ],
+    ));
     let mail = postfix.delivered(1).remove(0);
 
     // CHmail's own signature.

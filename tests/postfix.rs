@@ -4,10 +4,10 @@
 
 use std::fs;
 
-use chmail::header::{parse_key_record, ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
+use chmail::header::{ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
-    fixture, header_section, header_values, or_skip, require, single_header, KeyRecord, Milter,
-    MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
+    fixture, has_subject, header_section, header_values, or_skip, require, single_header,
+    with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
 };
 
 /// The tools every test here needs.
@@ -43,7 +43,7 @@ fn forged_fixtures() -> Vec<(String, String)> {
 fn by_subject<'a>(mails: &'a [String], subject: &str) -> &'a str {
     mails
         .iter()
-        .find(|mail| header_values(mail, "Subject").iter().any(|s| s == subject))
+        .find(|mail| has_subject(mail, subject))
         .unwrap_or_else(|| panic!("no delivered mail with Subject {subject:?}"))
 }
 
@@ -76,52 +76,43 @@ async fn authenticated_mail_arrives_signed_without_forged_copies_and_postgres_re
     require_mta!();
     let schema = or_skip!(PgSchema::create().await);
     let dns = TestDns::start::<String, String>([]);
-    let mut milter = Milter::new(&MilterOptions {
-        store_url: Some(schema.url()),
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record: KeyRecord = milter.keygen();
+    let (milter, record) = Milter::start_with_dns(
+        &dns,
+        MilterOptions {
+            store_url: Some(schema.url()),
+            ..Default::default()
+        },
+    );
     assert_eq!(record.name, format!("sel1._chmail.{SIGNING_DOMAIN}"));
-    let key = parse_key_record(&record.value)
-        .unwrap_or_else(|err| panic!("keygen printed an unusable record {record:?}: {err}"));
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let key = record.public_key();
     let postfix = Postfix::start(milter.port(), &[ALICE]);
-    let auth = ["-a", "PLAIN", "-au", ALICE.0, "-ap", ALICE.1];
 
-    postfix.swaks(
+    postfix.swaks(&with_auth(
+        ALICE,
         &[
-            &auth[..],
+            "--from",
+            "alice@example.test",
+            "--to",
+            "bob@other.test",
+            "--header",
+            "Subject: plain",
+            "--header",
+            "CHmail: forged",
+        ],
+    ));
+    let fixtures = forged_fixtures();
+    for (_, path) in &fixtures {
+        postfix.swaks(&with_auth(
+            ALICE,
             &[
                 "--from",
                 "alice@example.test",
                 "--to",
                 "bob@other.test",
-                "--header",
-                "Subject: plain",
-                "--header",
-                "CHmail: forged",
+                "--data",
+                path,
             ],
-        ]
-        .concat(),
-    );
-    let fixtures = forged_fixtures();
-    for (_, path) in &fixtures {
-        postfix.swaks(
-            &[
-                &auth[..],
-                &[
-                    "--from",
-                    "alice@example.test",
-                    "--to",
-                    "bob@other.test",
-                    "--data",
-                    path,
-                ],
-            ]
-            .concat(),
-        );
+        ));
     }
     let mails = postfix.delivered(1 + fixtures.len());
 
@@ -201,34 +192,29 @@ async fn authenticated_mail_arrives_signed_without_forged_copies_and_postgres_re
 async fn with_the_footer_on_postfix_delivers_the_link_in_the_body_of_signed_mail_only() {
     require_mta!();
     let dns = TestDns::start::<String, String>([]);
-    let mut milter = Milter::new(&MilterOptions {
-        resolver: Some(dns.addr()),
-        footer: true,
-        ..Default::default()
-    });
-    let record: KeyRecord = milter.keygen();
-    let key = parse_key_record(&record.value).expect("keygen's record");
-    dns.insert(&record.name, &record.value);
-    milter.start();
-    let postfix = Postfix::start(milter.port(), &[ALICE]);
-    let auth = ["-a", "PLAIN", "-au", ALICE.0, "-ap", ALICE.1];
-    let body = "Hello Bob,\r\nsee you at noon.\r\n";
-    postfix.swaks(
-        &[
-            &auth[..],
-            &[
-                "--from",
-                "alice@example.test",
-                "--to",
-                "bob@other.test",
-                "--header",
-                "Subject: with footer",
-                "--body",
-                body,
-            ],
-        ]
-        .concat(),
+    let (milter, record) = Milter::start_with_dns(
+        &dns,
+        MilterOptions {
+            footer: true,
+            ..Default::default()
+        },
     );
+    let key = record.public_key();
+    let postfix = Postfix::start(milter.port(), &[ALICE]);
+    let body = "Hello Bob,\r\nsee you at noon.\r\n";
+    postfix.swaks(&with_auth(
+        ALICE,
+        &[
+            "--from",
+            "alice@example.test",
+            "--to",
+            "bob@other.test",
+            "--header",
+            "Subject: with footer",
+            "--body",
+            body,
+        ],
+    ));
     postfix.swaks(&[
         "--from",
         "carol@other.test",
@@ -268,14 +254,13 @@ async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_no
     let schema = or_skip!(PgSchema::create().await);
     // nowhere.test has no record: the milter gets a definite NXDOMAIN instead of a timeout.
     let dns = TestDns::start::<String, String>([]);
-    let mut milter = Milter::new(&MilterOptions {
-        store_url: Some(schema.url()),
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    dns.insert(&record.name, &record.value);
-    milter.start();
+    let (milter, _) = Milter::start_with_dns(
+        &dns,
+        MilterOptions {
+            store_url: Some(schema.url()),
+            ..Default::default()
+        },
+    );
     let postfix = Postfix::start(milter.port(), &[ALICE]);
 
     let fixtures = forged_fixtures();
@@ -325,18 +310,10 @@ fn mail_still_flows_when_the_milter_is_down() {
     // default_action=accept (contrib/postfix/main.cf.snippet): a milter outage must not stop mail.
     let nobody_listens = chmail_tests::free_port();
     let postfix = Postfix::start(nobody_listens, &[ALICE]);
-    postfix.swaks(&[
-        "-a",
-        "PLAIN",
-        "-au",
-        ALICE.0,
-        "-ap",
-        ALICE.1,
-        "--from",
-        "alice@example.test",
-        "--to",
-        "bob@other.test",
-    ]);
+    postfix.swaks(&with_auth(
+        ALICE,
+        &["--from", "alice@example.test", "--to", "bob@other.test"],
+    ));
     let mails = postfix.delivered(1);
     assert_eq!(mails.len(), 1);
     assert!(header_values(&mails[0], "CHmail").is_empty());

@@ -5,10 +5,11 @@
 
 use std::fs;
 
-use chmail::header::{parse_key_record, ChmailHeader, Verdict, LINK_HEADER_NAME};
+use chmail::header::{ChmailHeader, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
-    fixture, header_section, header_values, or_skip, prepare_sendmail, require, single_header,
-    Milter, MilterOptions, Sendmail, TestDns, DELIVERY_TIMEOUT, PUBLIC_URL, SIGNING_DOMAIN,
+    fixture, has_subject, header_section, or_skip, prepare_sendmail, require, single_header,
+    with_auth, Milter, MilterOptions, Sendmail, TestDns, DELIVERY_TIMEOUT, PUBLIC_URL,
+    SIGNING_DOMAIN,
 };
 
 /// The tools every test here needs (`unshare`, `mount` and `hostname` give Sendmail its own host
@@ -31,51 +32,30 @@ macro_rules! require_sendmail {
 /// The SASL account of the tests.
 const ALICE: (&str, &str) = ("alice", "secret");
 
-/// A milter with a fresh key published in `dns`, listening.
-fn milter_using(dns: &TestDns) -> (Milter, chmail::header::PublicKey) {
-    let mut milter = Milter::new(&MilterOptions {
-        resolver: Some(dns.addr()),
-        ..Default::default()
-    });
-    let record = milter.keygen();
-    let key = parse_key_record(&record.value)
-        .unwrap_or_else(|err| panic!("keygen printed an unusable record {record:?}: {err}"));
-    dns.insert(&record.name, &record.value);
-    milter.start();
-    (milter, key)
-}
-
-/// Whether `mail`'s Subject is `subject`.
-fn has_subject(mail: &str, subject: &str) -> bool {
-    header_values(mail, "Subject").iter().any(|s| s == subject)
-}
-
 #[test]
 fn authenticated_mail_through_sendmail_arrives_signed_with_its_link_and_without_forged_copies() {
     require_sendmail!();
     let root = or_skip!(prepare_sendmail());
     let dns = TestDns::start::<String, String>([]);
-    let (milter, key) = milter_using(&dns);
+    let (milter, record) = Milter::start_with_dns(&dns, MilterOptions::default());
+    let key = record.public_key();
     let sendmail = Sendmail::start(&root, milter.port(), &[ALICE]);
 
-    let submission = sendmail.swaks(&[
-        "-a",
-        "PLAIN",
-        "-au",
-        ALICE.0,
-        "-ap",
-        ALICE.1,
-        "--from",
-        "alice@example.test",
-        "--to",
-        "bob@other.test",
-        "--header",
-        "Subject: through sendmail",
-        "--header",
-        "CHmail: forged",
-        "--header",
-        "CHmail-Link: <https://chat.forged.test/c/1/forged>",
-    ]);
+    let submission = sendmail.swaks(&with_auth(
+        ALICE,
+        &[
+            "--from",
+            "alice@example.test",
+            "--to",
+            "bob@other.test",
+            "--header",
+            "Subject: through sendmail",
+            "--header",
+            "CHmail: forged",
+            "--header",
+            "CHmail-Link: <https://chat.forged.test/c/1/forged>",
+        ],
+    ));
     assert!(
         submission.accepted,
         "Sendmail refused the authenticated mail:\n{}",
@@ -117,14 +97,7 @@ fn authenticated_mail_through_sendmail_arrives_signed_with_its_link_and_without_
     // Where alice connected from reached the milter. CHmail asks Sendmail for {client_addr} and
     // {client_name} itself; the confMILTER_MACROS_CONNECT line of contrib/sendmail/chmail.mc
     // lists them in sendmail.cf as well, for Sendmail versions that ignore such requests.
-    let db = rusqlite::Connection::open(milter.sqlite_path()).expect("open the milter's store");
-    let (ip, hostname): (Option<String>, Option<String>) = db
-        .query_row(
-            "SELECT ip, hostname FROM logins WHERE login = 'alice@example.test'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("a logins row for alice@example.test");
+    let (ip, hostname) = milter.sqlite_login("alice@example.test");
     assert_eq!(ip.as_deref(), Some("127.0.0.1"));
     // The test DNS server has no reverse records: the name came from Sendmail.
     assert!(hostname.is_some(), "no host name recorded for alice");
@@ -144,7 +117,7 @@ fn unauthenticated_mail_through_sendmail_loses_every_forged_chmail_header() {
     require_sendmail!();
     let root = or_skip!(prepare_sendmail());
     let dns = TestDns::start::<String, String>([]);
-    let (milter, _) = milter_using(&dns);
+    let (milter, _) = Milter::start_with_dns(&dns, MilterOptions::default());
     let sendmail = Sendmail::start(&root, milter.port(), &[ALICE]);
 
     let mut fixtures: Vec<_> = fs::read_dir(fixture("forged"))

@@ -65,6 +65,12 @@ fn available(tool: &str, version_arg: &str) -> bool {
     found
 }
 
+/// A temporary directory for the test's certificates, or `None` (the test is SKIPPED) when
+/// `openssl`, which makes them, is not installed.
+fn cert_dir() -> Option<TempDir> {
+    available("openssl", "version").then(|| TempDir::new().expect("temporary directory"))
+}
+
 /// A certificate chain file and its key file.
 #[derive(Clone, Debug)]
 struct Pair {
@@ -72,13 +78,26 @@ struct Pair {
     key: PathBuf,
 }
 
+impl Pair {
+    /// `<name>.crt` and `<name>.key` in `dir`.
+    fn in_dir(dir: &Path, name: &str) -> Self {
+        Self {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        }
+    }
+
+    /// Copies both files over `to`'s, as a renewal does.
+    fn copy_to(&self, to: &Self) {
+        std::fs::copy(&self.cert, &to.cert).expect("certificate copied");
+        std::fs::copy(&self.key, &to.key).expect("key copied");
+    }
+}
+
 /// Makes a self-signed certificate for `localhost` and 127.0.0.1 (an end-entity certificate,
 /// which a client can trust directly) and its P-256 key, as `<name>.crt` and `<name>.key`.
 fn self_signed(dir: &Path, name: &str) -> Pair {
-    let pair = Pair {
-        cert: dir.join(format!("{name}.crt")),
-        key: dir.join(format!("{name}.key")),
-    };
+    let pair = Pair::in_dir(dir, name);
     let out = Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec"])
         .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
@@ -130,7 +149,14 @@ async fn connect(
     connector: &TlsConnector,
     addr: std::net::SocketAddr,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
+    handshake(connector, TcpStream::connect(addr).await?).await
+}
+
+/// The TLS handshake over the connection `tcp`, as the client `connector`.
+async fn handshake(
+    connector: &TlsConnector,
+    tcp: TcpStream,
+) -> std::io::Result<TlsStream<TcpStream>> {
     tokio::time::timeout(ANSWER, connector.connect(localhost(), tcp))
         .await
         .expect("the handshake ends in time")
@@ -164,10 +190,9 @@ async fn https_chatd(pair: &Pair) -> Harness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_are_served_over_https_and_plain_http_to_that_port_fails() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let pair = self_signed(dir.path(), "chat");
     let h = https_chatd(&pair).await;
     assert!(h.running().https());
@@ -233,10 +258,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_over_wss_joins_and_writes() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let pair = self_signed(dir.path(), "chat");
     let mut h = https_chatd(&pair).await;
     let addr = h.running().addr();
@@ -316,6 +340,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
     }
 }
 
+impl Smtp<TcpStream> {
+    /// Connects to `addr` in the clear and reads the 220 greeting.
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let mut smtp = Self::new(TcpStream::connect(addr).await.expect("TCP connects"));
+        let greeting = smtp.answer().await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        smtp
+    }
+
+    /// After the server's 220 to STARTTLS: the TLS handshake on the same connection, as the
+    /// client `connector`, and the session over TLS. Nothing the server sent may be left unread.
+    async fn start_tls(self, connector: &TlsConnector) -> Smtp<TlsStream<TcpStream>> {
+        assert!(
+            self.io.buffer().is_empty(),
+            "the server sent more after its 220: {:?}",
+            String::from_utf8_lossy(self.io.buffer())
+        );
+        let tls = handshake(connector, self.io.into_inner())
+            .await
+            .expect("TLS handshake");
+        Smtp::new(tls)
+    }
+}
+
 /// chatd with `[reply] tls_cert`/`tls_key` set to `pair` (and plain HTTP).
 async fn starttls_chatd(pair: &Pair) -> Harness {
     let pair = pair.clone();
@@ -353,10 +401,9 @@ async fn mail_messages(h: &Harness) -> Vec<chmail::store::Message> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_sent_after_starttls_lands_in_the_room() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let pair = self_signed(dir.path(), "mx");
     let mut h = starttls_chatd(&pair).await;
     assert!(!h.running().https(), "[chat] stays plain HTTP");
@@ -367,20 +414,13 @@ async fn a_reply_sent_after_starttls_lands_in_the_room() {
     assert!(to.ends_with(&format!("@{REPLY_DOMAIN}")), "{to}");
     let addr = h.running().reply_addr().expect("the reply listener runs");
 
-    let mut plain = Smtp::new(TcpStream::connect(addr).await.expect("TCP connects"));
-    assert!(plain.answer().await.starts_with("220 "));
+    let mut plain = Smtp::connect(addr).await;
     let ehlo = plain.send("EHLO mx.b.example").await;
     assert!(ehlo.contains("STARTTLS"), "{ehlo}");
     let ready = plain.send("STARTTLS").await;
     assert!(ready.starts_with("220 "), "{ready}");
-    assert!(plain.io.buffer().is_empty());
-    let tcp = plain.io.into_inner();
-    let stream = tokio::time::timeout(ANSWER, trusting(&pair.cert).connect(localhost(), tcp))
-        .await
-        .expect("the handshake ends in time")
-        .expect("TLS handshake");
 
-    let mut smtp = Smtp::new(stream);
+    let mut smtp = plain.start_tls(&trusting(&pair.cert)).await;
     // RFC 3207: the greeting is forgotten; mail before a new EHLO is out of sequence.
     let early = smtp.send(&format!("MAIL FROM:<{BOB}>")).await;
     assert!(early.starts_with("503"), "{early}");
@@ -413,15 +453,13 @@ async fn a_reply_sent_after_starttls_lands_in_the_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleartext_sent_after_starttls_is_dropped() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let pair = self_signed(dir.path(), "mx");
     let mut h = starttls_chatd(&pair).await;
     let addr = h.running().reply_addr().expect("the reply listener runs");
-    let mut plain = Smtp::new(TcpStream::connect(addr).await.expect("TCP connects"));
-    plain.answer().await;
+    let mut plain = Smtp::connect(addr).await;
     plain.send("EHLO mx.b.example").await;
     // A command pipelined behind STARTTLS, in the clear (CVE-2011-0411).
     plain
@@ -429,12 +467,7 @@ async fn cleartext_sent_after_starttls_is_dropped() {
         .await;
     let ready = plain.answer().await;
     assert!(ready.starts_with("220 "), "{ready}");
-    let tcp = plain.io.into_inner();
-    let stream = tokio::time::timeout(ANSWER, trusting(&pair.cert).connect(localhost(), tcp))
-        .await
-        .expect("the handshake ends in time")
-        .expect("TLS handshake");
-    let mut smtp = Smtp::new(stream);
+    let mut smtp = plain.start_tls(&trusting(&pair.cert)).await;
     // Had the injected MAIL been taken, the first answer over TLS would be its 250 (or a 503).
     let ehlo = smtp.send("EHLO mx.b.example").await;
     assert!(
@@ -451,8 +484,7 @@ async fn cleartext_sent_after_starttls_is_dropped() {
 async fn starttls_is_offered_only_when_configured() {
     let mut h = Harness::start(|_| {}).await;
     let addr = h.running().reply_addr().expect("the reply listener runs");
-    let mut smtp = Smtp::new(TcpStream::connect(addr).await.expect("TCP connects"));
-    smtp.answer().await;
+    let mut smtp = Smtp::connect(addr).await;
     let ehlo = smtp.send("EHLO mx.b.example").await;
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     let refused = smtp.send("STARTTLS").await;
@@ -467,7 +499,10 @@ async fn starttls_is_offered_only_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_delivers_a_reply_with_starttls() {
-    if !available("openssl", "version") || !available("swaks", "--version") {
+    let Some(dir) = cert_dir() else {
+        return;
+    };
+    if !available("swaks", "--version") {
         return;
     }
     let support = Command::new("swaks")
@@ -478,7 +513,6 @@ async fn swaks_delivers_a_reply_with_starttls() {
         eprintln!("SKIPPED: swaks has no TLS support (Net::SSLeay: libnet-ssleay-perl)");
         return;
     }
-    let dir = TempDir::new().expect("temporary directory");
     let pair = self_signed(dir.path(), "mx");
     let mut h = starttls_chatd(&pair).await;
     let to = chatd::reply::address(h.state(), ROOM, BOB)
@@ -520,24 +554,18 @@ async fn swaks_delivers_a_reply_with_starttls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_served_after_a_reload() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
-    let first = self_signed(dir.path(), "first");
-    let live = Pair {
-        cert: dir.path().join("live.crt"),
-        key: dir.path().join("live.key"),
     };
-    std::fs::copy(&first.cert, &live.cert).expect("copied");
-    std::fs::copy(&first.key, &live.key).expect("copied");
+    let first = self_signed(dir.path(), "first");
+    let live = Pair::in_dir(dir.path(), "live");
+    first.copy_to(&live);
     let mut h = https_chatd(&live).await;
     let addr = h.running().addr();
 
     // Renewed on disk: still the first until the reload.
     let second = self_signed(dir.path(), "second");
-    std::fs::copy(&second.cert, &live.cert).expect("copied");
-    std::fs::copy(&second.key, &live.key).expect("copied");
+    second.copy_to(&live);
     connect(&trusting(&first.cert), addr)
         .await
         .expect("the first certificate is served before the reload");
@@ -561,10 +589,9 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_chatd_ends_open_tls_connections() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let pair = self_signed(dir.path(), "both");
     let both = pair.clone();
     let mut h = Harness::start(move |c| {
@@ -590,15 +617,10 @@ async fn stopping_chatd_ends_open_tls_connections() {
     idle.read_exact(&mut head).await.expect("an answer");
     assert_eq!(&head, b"HTTP/1.1 200");
     let addr = h.running().reply_addr().expect("the reply listener runs");
-    let mut plain = Smtp::new(TcpStream::connect(addr).await.expect("TCP connects"));
-    plain.answer().await;
+    let mut plain = Smtp::connect(addr).await;
     plain.send("EHLO mx.b.example").await;
     assert!(plain.send("STARTTLS").await.starts_with("220"));
-    let tls = client
-        .connect(localhost(), plain.io.into_inner())
-        .await
-        .expect("TLS handshake");
-    let mut smtp = Smtp::new(tls);
+    let mut smtp = plain.start_tls(&client).await;
     assert!(smtp.send("EHLO mx.b.example").await.starts_with("250"));
 
     // Well inside the handshake time-out: the silent connection is ended, not waited out.
@@ -669,18 +691,13 @@ impl Drop for Process {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_makes_the_running_binary_reload_its_certificate() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let first = self_signed(dir.path(), "first");
     let second = self_signed(dir.path(), "second");
-    let live = Pair {
-        cert: dir.path().join("live.crt"),
-        key: dir.path().join("live.key"),
-    };
-    std::fs::copy(&first.cert, &live.cert).expect("copied");
-    std::fs::copy(&first.key, &live.key).expect("copied");
+    let live = Pair::in_dir(dir.path(), "live");
+    first.copy_to(&live);
     let config = dir.path().join("chmail.toml");
     std::fs::write(
         &config,
@@ -707,8 +724,7 @@ async fn sighup_makes_the_running_binary_reload_its_certificate() {
         .await
         .expect("the first certificate is served");
 
-    std::fs::copy(&second.cert, &live.cert).expect("copied");
-    std::fs::copy(&second.key, &live.key).expect("copied");
+    second.copy_to(&live);
     chatd.signal("HUP");
     chatd.wait_for("TLS certificate reloaded");
     connect(&trusting(&second.cert), addr)
@@ -743,10 +759,9 @@ async fn start_error(tweak: impl FnOnce(&mut Config)) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_certificates_and_keys_stop_the_start_with_a_clear_error() {
-    if !available("openssl", "version") {
+    let Some(dir) = cert_dir() else {
         return;
-    }
-    let dir = TempDir::new().expect("temporary directory");
+    };
     let good = self_signed(dir.path(), "good");
     let other = self_signed(dir.path(), "other");
     let missing = dir.path().join("missing.crt");

@@ -10,57 +10,28 @@
 // Environment: ROOM_URL, SIGNIN_URL, RECIPIENT, SENDER, SCREENSHOT_DIR, CHROMIUM (default
 // /usr/bin/chromium). Prints "OK" as its last line on success; exits 1 otherwise.
 
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import {
+  assertNoProblems,
+  env,
+  launch,
+  reportFailure,
+  shot,
+  SHOTS,
+  shows,
+  showsConversation,
+  statusIncludes,
+  statusOf,
+  statusStartsWith,
+  watch,
+  writable,
+} from "./lib.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`missing environment variable ${name}`);
-    process.exit(2);
-  }
-  return value;
-};
 const ROOM_URL = env("ROOM_URL");
 const SIGNIN_URL = env("SIGNIN_URL");
 const RECIPIENT = env("RECIPIENT");
 const SENDER = env("SENDER");
-const SHOTS = env("SCREENSHOT_DIR");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-mkdirSync(SHOTS, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-const problems = [];
-function watch(page, name) {
-  page.on("console", (msg) => {
-    const url = msg.location()?.url || "";
-    // Chromium asks for /favicon.ico on its own; there is none.
-    if (msg.type() === "error" && !url.endsWith("/favicon.ico")) {
-      problems.push(`${name} console: ${msg.text()} (${url})`);
-    }
-  });
-  page.on("pageerror", (err) => problems.push(`${name} script error: ${err.message}`));
-}
-
-const statusOf = (page) => page.locator("#status").textContent();
-const texts = (page) =>
-  page.$$eval("#messages li:not(.pending) .text", (els) => els.map((e) => e.textContent));
+const browser = await launch();
 
 let recipientPage;
 let senderPage;
@@ -79,16 +50,14 @@ try {
   await senderPage.goto(SIGNIN_URL);
   await senderPage.click("#signin");
   await senderPage.waitForURL(/\/me$/);
-  await senderPage.waitForFunction(() =>
-    (document.getElementById("status")?.textContent || "").startsWith("Online"),
-  );
+  await statusStartsWith(senderPage, "Online");
 
   // A: the recipient opens the link, says who they are and writes first; B's list counts the
   // message as unread while B's page is open.
   await recipientPage.goto(ROOM_URL);
   await recipientPage.selectOption("#as", RECIPIENT);
   await recipientPage.click("#join");
-  await recipientPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+  await writable(recipientPage);
   const early = "Are you there?";
   await recipientPage.fill("#text", early);
   await recipientPage.click("#send");
@@ -99,78 +68,43 @@ try {
 
   // A presses Chat.
   await recipientPage.click("#chat-button");
-  await recipientPage.waitForFunction(
-    (sender) => (document.getElementById("status")?.textContent || "").includes(`ringing ${sender}`),
-    SENDER,
-  );
+  await statusIncludes(recipientPage, `ringing ${SENDER}`);
 
   // B rings.
   await senderPage.locator("#ring").waitFor({ state: "visible" });
   const ringText = await senderPage.locator("#ring-text").textContent();
   if (!ringText.includes(RECIPIENT)) throw new Error(`ring text ${JSON.stringify(ringText)} lacks the caller`);
-  await senderPage.screenshot({ path: join(SHOTS, "sender-ringing.png"), fullPage: true });
-  await recipientPage.screenshot({ path: join(SHOTS, "recipient-ringing.png"), fullPage: true });
+  await shot(senderPage, "sender-ringing.png");
+  await shot(recipientPage, "recipient-ringing.png");
 
   // B accepts and is taken into the room; A sees the sender join.
   await senderPage.click("#accept");
   await senderPage.waitForURL(/\/c\/\d+\/[^/]+$/);
-  await recipientPage.waitForFunction(
-    (sender) => (document.getElementById("status")?.textContent || "").includes(`${sender} joined`),
-    SENDER,
-  );
-  await senderPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+  await statusIncludes(recipientPage, `${SENDER} joined`);
+  await writable(senderPage);
 
   // Messages both ways; markup stays text.
   const hello = "Hello from the recipient";
   await recipientPage.fill("#text", hello);
   await recipientPage.click("#send");
-  await senderPage.waitForFunction(
-    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
-    hello,
-  );
+  await shows(senderPage, hello);
   const reply = "Hi! <b>not bold</b> & fine";
   await senderPage.fill("#text", reply);
   await senderPage.press("#text", "Enter");
-  await recipientPage.waitForFunction(
-    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
-    reply,
-  );
+  await shows(recipientPage, reply);
   if ((await recipientPage.$$("#messages b")).length !== 0) throw new Error("chat text was rendered as HTML");
-  // The author's own copy appears on its ack, which may come a moment after the others get the
-  // message: wait for both pages to show the whole conversation, in order.
-  const expected = [early, hello, reply].join("|");
-  for (const [who, page] of [["recipient", recipientPage], ["sender", senderPage]]) {
-    try {
-      await page.waitForFunction(
-        (want) => [...document.querySelectorAll("#messages li .text")].map((e) => e.textContent).join("|") === want,
-        expected,
-        { timeout: 10000 },
-      );
-    } catch {
-      throw new Error(`${who} sees ${JSON.stringify(await texts(page))}`);
-    }
-  }
+  await showsConversation(recipientPage, "recipient", [early, hello, reply]);
+  await showsConversation(senderPage, "sender", [early, hello, reply]);
 
-  await recipientPage.screenshot({ path: join(SHOTS, "recipient-chat.png"), fullPage: true });
-  await senderPage.screenshot({ path: join(SHOTS, "sender-chat.png"), fullPage: true });
+  await shot(recipientPage, "recipient-chat.png");
+  await shot(senderPage, "sender-chat.png");
   const status = await statusOf(recipientPage);
-  if (problems.length) throw new Error(`page problems:\n${problems.join("\n")}`);
+  assertNoProblems();
   console.log(`recipient status: ${status}`);
   console.log(`screenshots in ${SHOTS}`);
   console.log("OK");
 } catch (err) {
-  console.error(`FAILED: ${err && err.stack ? err.stack : err}`);
-  for (const p of problems) console.error(p);
-  for (const [name, page] of [["recipient", recipientPage], ["sender", senderPage]]) {
-    if (page) {
-      try {
-        await page.screenshot({ path: join(SHOTS, `failure-${name}.png`), fullPage: true });
-        console.error(`${name} status: ${await statusOf(page)}`);
-      } catch (_) {
-        // the page is gone
-      }
-    }
-  }
+  await reportFailure(err, [["recipient", recipientPage], ["sender", senderPage]], "failure-");
   await browser.close();
   process.exit(1);
 }

@@ -15,29 +15,29 @@
 // Environment: BASE_URL, PRODUCT_PATH, HOST_SIGNIN_URL, MEMBER, HOST, SCREENSHOT_DIR, CHROMIUM
 // (default /usr/bin/chromium). Prints "OK" as its last line on success; exits 1 otherwise.
 
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import {
+  assertNoProblems,
+  env,
+  launch,
+  reportFailure,
+  shot,
+  SHOTS,
+  shows,
+  showsConversation,
+  statusIncludes,
+  statusOf,
+  statusStartsWith,
+  watch,
+  writable,
+} from "./lib.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`missing environment variable ${name}`);
-    process.exit(2);
-  }
-  return value;
-};
 const BASE_URL = env("BASE_URL");
 const PRODUCT_PATH = env("PRODUCT_PATH");
 const HOST_SIGNIN_URL = env("HOST_SIGNIN_URL");
 const MEMBER = env("MEMBER");
 const HOST = env("HOST");
-const SHOTS = env("SCREENSHOT_DIR");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PASSWORD = "a long enough password";
-
-mkdirSync(SHOTS, { recursive: true });
 
 // The links chatd mails, one a line, written by the test when the mail has been sent.
 const stdin = createInterface({ input: process.stdin });
@@ -52,35 +52,8 @@ async function nextLine(what) {
   return value.trim();
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
-const problems = [];
-function watch(page, name) {
-  page.on("console", (msg) => {
-    const url = msg.location()?.url || "";
-    // Chromium asks for /favicon.ico on its own; there is none.
-    if (msg.type() === "error" && !url.endsWith("/favicon.ico")) {
-      problems.push(`${name} console: ${msg.text()} (${url})`);
-    }
-  });
-  page.on("pageerror", (err) => problems.push(`${name} script error: ${err.message}`));
-}
-
-const statusOf = (page) => page.locator("#status").first().textContent();
-const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
 // Pictures below the fold load lazily: load them all before a full-page screenshot.
 async function loadPictures(page) {
   await page.evaluate(() => {
@@ -130,24 +103,20 @@ try {
   await memberPage.fill("#question", "Does it hold a whole litre? <b>Tell me</b>");
   await memberPage.click("#ask-button");
   await memberPage.waitForURL(/\/mall\/inquiry\/\d+$/);
-  await memberPage.waitForFunction(() =>
-    (document.getElementById("status")?.textContent || "").startsWith("Online"),
-  );
+  await statusStartsWith(memberPage, "Online");
 
   // B: the host signs in with a link, opens the mailed CHmail-Link and presses Chat.
   const chatLink = await nextLine("CHmail-Link");
   await hostPage.goto(HOST_SIGNIN_URL);
   await hostPage.click("#signin");
-  await hostPage.waitForURL(/\/me$/);
+  // A host's sign-in lands on their shop.
+  await hostPage.waitForURL(/\/mall\/host$/);
   await hostPage.goto(chatLink);
   await hostPage.selectOption("#as", HOST);
   await hostPage.click("#join");
-  await hostPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+  await writable(hostPage);
   await hostPage.click("#chat-button");
-  await hostPage.waitForFunction(
-    (member) => (document.getElementById("status")?.textContent || "").includes(`ringing ${member}`),
-    MEMBER,
-  );
+  await statusIncludes(hostPage, `ringing ${MEMBER}`);
 
   // A's inquiry page rings; A accepts and is taken into the chat.
   await memberPage.locator("#ring").waitFor({ state: "visible" });
@@ -156,59 +125,30 @@ try {
   await shot(memberPage, "mall-member-ringing.png");
   await memberPage.click("#accept");
   await memberPage.waitForURL(/\/c\/\d+\/[^/]+$/);
-  await hostPage.waitForFunction(
-    (member) => (document.getElementById("status")?.textContent || "").includes(`${member} joined`),
-    MEMBER,
-  );
-  await memberPage.waitForFunction(() => !document.getElementById("text")?.disabled);
+  await statusIncludes(hostPage, `${MEMBER} joined`);
+  await writable(memberPage);
 
   // Messages both ways; markup stays text.
   const answer = "Yes: 0.9 litres, <i>lid</i> included.";
   await hostPage.fill("#text", answer);
   await hostPage.click("#send");
-  await memberPage.waitForFunction(
-    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
-    answer,
-  );
+  await shows(memberPage, answer);
   const thanks = "Great, I will take it!";
   await memberPage.fill("#text", thanks);
   await memberPage.press("#text", "Enter");
-  await hostPage.waitForFunction(
-    (t) => [...document.querySelectorAll("#messages li .text")].some((e) => e.textContent === t),
-    thanks,
-  );
+  await shows(hostPage, thanks);
   if ((await memberPage.$$("#messages i")).length !== 0) throw new Error("chat text was rendered as HTML");
-  const expected = [answer, thanks].join("|");
-  for (const [who, page] of [["member", memberPage], ["host", hostPage]]) {
-    await page.waitForFunction(
-      (want) => [...document.querySelectorAll("#messages li .text")].map((e) => e.textContent).join("|") === want,
-      expected,
-      { timeout: 10000 },
-    ).catch(async () => {
-      const seen = await page.$$eval("#messages li .text", (els) => els.map((e) => e.textContent));
-      throw new Error(`${who} sees ${JSON.stringify(seen)}`);
-    });
-  }
+  await showsConversation(memberPage, "member", [answer, thanks]);
+  await showsConversation(hostPage, "host", [answer, thanks]);
 
   await shot(memberPage, "mall-member-chat.png");
   await shot(hostPage, "mall-host-chat.png");
-  if (problems.length) throw new Error(`page problems:\n${problems.join("\n")}`);
+  assertNoProblems();
   console.log(`host status: ${await statusOf(hostPage)}`);
   console.log(`screenshots in ${SHOTS}`);
   console.log("OK");
 } catch (err) {
-  console.error(`FAILED: ${err && err.stack ? err.stack : err}`);
-  for (const p of problems) console.error(p);
-  for (const [name, page] of [["member", memberPage], ["host", hostPage]]) {
-    if (page) {
-      try {
-        await shot(page, `mall-failure-${name}.png`);
-        console.error(`${name} at ${page.url()}: ${await statusOf(page)}`);
-      } catch (_) {
-        // the page is gone
-      }
-    }
-  }
+  await reportFailure(err, [["member", memberPage], ["host", hostPage]], "mall-failure-");
   exitCode = 1;
 }
 await browser.close();

@@ -1,7 +1,8 @@
 //! The harness of CHmail's end-to-end tests: the real peers, started privately per test.
 //!
 //! - `tools`: finding a peer, and skipping without it (failing when `CI=true`); free ports;
-//!   stopping children.
+//!   tempdirs; running a command that must succeed; waiting for a daemon to listen; stopping
+//!   children.
 //! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records.
 //! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
 //! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`; with a
@@ -11,7 +12,8 @@
 //!   with Cyrus SASL and the milter lines of contrib/sendmail, relaying to an `smtp-sink`.
 //! - `opendkim`: [`OpenDkim`], a private OpenDKIM signer with a fresh key, and its test mode as
 //!   the verifier.
-//! - `sink`: [`Sink`], the `smtp-sink` at the end of every MTA; [`swaks`], which submits.
+//! - `sink`: [`Sink`], the `smtp-sink` at the end of every MTA; [`swaks`], which submits, with
+//!   AUTH by [`with_auth`].
 //! - `postgres`: [`PgSchema`], a fresh PostgreSQL schema per test.
 //! - `miltertest`: [`run_miltertest`], OpenDKIM's Lua milter client with a script of `tests/lua/`.
 //! - `mail`: reading delivered header fields; signing and tampering "foreign" CHmail headers.
@@ -32,7 +34,8 @@ mod tools;
 
 pub use dns::TestDns;
 pub use mail::{
-    header_section, header_values, now, single_header, tamper_signature, unfold, ForeignSigner,
+    has_subject, header_section, header_values, now, single_header, tamper_signature, unfold,
+    ForeignSigner,
 };
 pub use milter::{KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN};
 pub use miltertest::{
@@ -42,10 +45,10 @@ pub use opendkim::{OpenDkim, DKIM_SELECTOR};
 pub use postfix::{Postfix, ReplyRoute, DELIVERY_TIMEOUT};
 pub use postgres::{PgSchema, DEFAULT_POSTGRES_URL};
 pub use sendmail::{prepare_sendmail, Sendmail, SENDMAIL_HOST};
-pub use sink::{swaks, Sink, Submission};
+pub use sink::{swaks, with_auth, Sink, Submission};
 pub use tools::{
-    check_tools, find_tool, free_port, in_ci, is_root, port_open, skip, stop_child, tail, tool,
-    wait_until,
+    check_tools, find_tool, free_port, in_ci, is_root, port_open, run_ok, run_ok_with_input,
+    shared_tempdir, skip, stop_child, tail, tempdir, tool, wait_listening, wait_until,
 };
 
 /// `tests/fixtures/<name>`.

@@ -26,6 +26,11 @@ pub fn header_values(mail: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a Subject field of `mail` is `subject`.
+pub fn has_subject(mail: &str, subject: &str) -> bool {
+    header_values(mail, "Subject").iter().any(|s| s == subject)
+}
+
 /// The header section of `mail`: everything before the first empty line.
 pub fn header_section(mail: &str) -> &str {
     let end = [mail.find("\r\n\r\n"), mail.find("\n\n")]

@@ -8,9 +8,10 @@ use std::{
     time::Duration,
 };
 
+use chmail::header::{parse_key_record, PublicKey};
 use tempfile::TempDir;
 
-use crate::{free_port, port_open, stop_child, tail, wait_until};
+use crate::{free_port, run_ok, stop_child, tail, tempdir, wait_listening, TestDns};
 
 /// The signing domain of every test milter.
 pub const SIGNING_DOMAIN: &str = "example.test";
@@ -79,10 +80,7 @@ impl Milter {
     ///
     /// When the tempdir cannot be written.
     pub fn new(options: &MilterOptions) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("chmail-milter.")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempdir("chmail-milter.");
         let port = free_port();
         let data = dir.path();
         let store_url = options
@@ -116,6 +114,23 @@ impl Milter {
             port,
             child: None,
         }
+    }
+
+    /// A milter for `options` that resolves through `dns`, with a fresh key whose record `dns`
+    /// publishes, listening; and that record.
+    ///
+    /// # Panics
+    ///
+    /// As [`Milter::keygen`] and [`Milter::start`].
+    pub fn start_with_dns(dns: &TestDns, options: MilterOptions) -> (Self, KeyRecord) {
+        let mut milter = Self::new(&MilterOptions {
+            resolver: Some(dns.addr()),
+            ..options
+        });
+        let record = milter.keygen();
+        dns.insert(&record.name, &record.value);
+        milter.start();
+        (milter, record)
     }
 
     /// The config file.
@@ -160,14 +175,8 @@ impl Milter {
     ///
     /// When the command fails or prints no record.
     pub fn keygen(&self) -> KeyRecord {
-        let output = self.command().arg("keygen").output().expect("run keygen");
+        let output = run_ok(self.command().arg("keygen"));
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "keygen failed: {}\nstdout: {stdout}\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
         KeyRecord::parse(&stdout)
             .unwrap_or_else(|| panic!("keygen printed no `NAME IN TXT \"...\"` line: {stdout:?}"))
     }
@@ -187,26 +196,15 @@ impl Milter {
             .stderr(log)
             .spawn()
             .expect("spawn chmail-milter serve");
+        let log = self.log_path();
         let child = self.child.insert(child);
-        let port = self.port;
-        let mut exited = None;
-        let up = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return true;
-            }
-            port_open(port)
-        });
-        if let Some(status) = exited {
-            panic!(
-                "chmail-milter serve exited with {status}:\n{}",
-                tail(&self.log_path(), 60)
-            );
-        }
-        assert!(
-            up,
-            "chmail-milter does not listen on {port}:\n{}",
-            tail(&self.log_path(), 60)
+        wait_listening(
+            "chmail-milter serve",
+            child,
+            self.port,
+            START_TIMEOUT,
+            &log,
+            60,
         );
     }
 
@@ -218,6 +216,21 @@ impl Milter {
     /// The milter's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The client address and host name the SQLite store recorded for `login`'s last login.
+    ///
+    /// # Panics
+    ///
+    /// When the store cannot be read or has no row for `login`.
+    pub fn sqlite_login(&self, login: &str) -> (Option<String>, Option<String>) {
+        let db = rusqlite::Connection::open(self.sqlite_path()).expect("open the SQLite store");
+        db.query_row(
+            "SELECT ip, hostname FROM logins WHERE login = ?1",
+            [login],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap_or_else(|err| panic!("no logins row for {login}: {err}"))
     }
 }
 
@@ -236,6 +249,16 @@ impl Drop for Milter {
 }
 
 impl KeyRecord {
+    /// The public key in the record's value.
+    ///
+    /// # Panics
+    ///
+    /// When the value is not a usable CHmail key record.
+    pub fn public_key(&self) -> PublicKey {
+        parse_key_record(&self.value)
+            .unwrap_or_else(|err| panic!("keygen printed an unusable record {self:?}: {err}"))
+    }
+
     /// Finds the first `NAME. IN TXT "VALUE"` line in `text`; the value may be split into several
     /// quoted strings, as zone files allow.
     pub fn parse(text: &str) -> Option<Self> {

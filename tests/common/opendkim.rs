@@ -12,7 +12,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::{free_port, port_open, stop_child, tail, tool, wait_until, KeyRecord};
+use crate::{free_port, run_ok, stop_child, tail, tempdir, tool, wait_listening, KeyRecord};
 
 /// The DKIM selector of the test key.
 pub const DKIM_SELECTOR: &str = "dk1";
@@ -50,10 +50,7 @@ impl OpenDkim {
     ///
     /// When the key cannot be made or OpenDKIM does not listen (its output is in the message).
     pub fn start(domain: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("chmail-opendkim.")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempdir("chmail-opendkim.");
         let record = genkey(dir.path(), domain);
         let port = free_port();
         let snippet = fs::read_to_string(CONTRIB_SNIPPET).expect("read opendkim.conf.snippet");
@@ -97,19 +94,9 @@ KeyFile {root}/{DKIM_SELECTOR}.private
             .stderr(log)
             .spawn()
             .expect("spawn opendkim");
+        let log = self.path("opendkim.log");
         let child = self.child.insert(child);
-        let port = self.port;
-        let mut exited = None;
-        let up = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return true;
-            }
-            port_open(port)
-        });
-        let log = tail(&self.path("opendkim.log"), 40);
-        assert!(exited.is_none(), "opendkim exited with {exited:?}:\n{log}");
-        assert!(up, "opendkim does not listen on {port}:\n{log}");
+        wait_listening("opendkim", child, self.port, START_TIMEOUT, &log, 40);
     }
 
     /// The milter port on 127.0.0.1.
@@ -197,18 +184,11 @@ impl Drop for OpenDkim {
 
 /// Runs `opendkim-genkey` in `dir` for `domain` and returns the record it wrote to `dk1.txt`.
 fn genkey(dir: &Path, domain: &str) -> KeyRecord {
-    let output = Command::new(tool("opendkim-genkey"))
-        .arg("-D")
-        .arg(dir)
-        .args(["-d", domain, "-s", DKIM_SELECTOR])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run opendkim-genkey");
-    assert!(
-        output.status.success(),
-        "opendkim-genkey failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    run_ok(
+        Command::new(tool("opendkim-genkey"))
+            .arg("-D")
+            .arg(dir)
+            .args(["-d", domain, "-s", DKIM_SELECTOR]),
     );
     let text = fs::read_to_string(dir.join(format!("{DKIM_SELECTOR}.txt")))
         .expect("read the record opendkim-genkey wrote");

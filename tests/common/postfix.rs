@@ -8,7 +8,6 @@
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::Duration,
@@ -16,7 +15,9 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::{free_port, port_open, stop_child, swaks, tail, tool, wait_until, Sink};
+use crate::{
+    free_port, port_open, run_ok, shared_tempdir, stop_child, swaks, tail, tool, wait_until, Sink,
+};
 
 /// How long Postfix and Dovecot may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,12 +148,8 @@ impl Postfix {
     }
 
     fn start_with(milter_port: u16, users: &[(&str, &str)], extras: &Extras) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("chmail-postfix.")
-            .tempdir()
-            .expect("tempdir");
         // Postfix's and Dovecot's unprivileged users must reach the queue and the sink.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = shared_tempdir("chmail-postfix.");
         let mut postfix = Self {
             smtpd_port: free_port(),
             submission_port: extras.dkim_port.map(|_| free_port()),
@@ -258,21 +255,14 @@ smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated defer_una
     /// it (the submission service of contrib/postfix/master.cf.snippet requires TLS).
     fn write_certificate(&self) -> String {
         let (key, cert) = (self.path("conf/tls.key"), self.path("conf/tls.crt"));
-        let output = Command::new(tool("openssl"))
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-            .args(["-subj", "/CN=mx.example.test", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl");
-        assert!(
-            output.status.success(),
-            "openssl req failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
+        run_ok(
+            Command::new(tool("openssl"))
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+                .args(["-subj", "/CN=mx.example.test", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
         );
         format!(
             "smtpd_tls_chain_files = {}, {}\n",
@@ -318,19 +308,11 @@ smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated defer_una
     /// `postmap`s conf/transport (after main.cf is written: postmap reads it).
     fn postmap_transport(&self) {
         let map = self.path("conf/transport");
-        let output = Command::new(tool("postmap"))
-            .arg("-c")
-            .arg(self.path("conf"))
-            .arg(format!("hash:{}", map.display()))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run postmap");
-        assert!(
-            output.status.success(),
-            "postmap of {} failed ({}): {}",
-            map.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
+        run_ok(
+            Command::new(tool("postmap"))
+                .arg("-c")
+                .arg(self.path("conf"))
+                .arg(format!("hash:{}", map.display())),
         );
     }
 

@@ -18,7 +18,6 @@
 
 use std::{
     fs,
-    io::Write as _,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -27,7 +26,10 @@ use std::{
 
 use tempfile::TempDir;
 
-use crate::{free_port, port_open, stop_child, swaks, tail, tool, wait_until, Sink, Submission};
+use crate::{
+    free_port, run_ok, run_ok_with_input, shared_tempdir, stop_child, swaks, tail, tool,
+    wait_listening, Sink, Submission,
+};
 
 /// The host name Sendmail runs under.
 pub const SENDMAIL_HOST: &str = "mx.example.test";
@@ -101,12 +103,8 @@ impl Sendmail {
     ///
     /// When a part does not start (the output is in the message).
     pub fn start(root: &Path, milter_port: u16, users: &[(&str, &str)]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("chmail-sendmail.")
-            .tempdir()
-            .expect("tempdir");
         // smtp-sink runs as nobody and writes below.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = shared_tempdir("chmail-sendmail.");
         let mut sendmail = Self {
             port: free_port(),
             dir,
@@ -189,15 +187,10 @@ MAILER(`smtp')dnl
             cf = cf.display()
         );
         fs::write(self.path("test.mc"), &mc).expect("write test.mc");
-        let output = Command::new(tool("m4"))
-            .arg(self.path("test.mc"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run m4");
+        let output = run_ok(Command::new(tool("m4")).arg(self.path("test.mc")));
         assert!(
-            output.status.success() && !output.stdout.is_empty(),
-            "m4 test.mc failed ({}): {}",
-            output.status,
+            !output.stdout.is_empty(),
+            "m4 test.mc printed nothing: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         fs::write(self.path("sendmail.cf"), &output.stdout).expect("write sendmail.cf");
@@ -216,27 +209,12 @@ MAILER(`smtp')dnl
         )
         .expect("write Sendmail.conf");
         for (login, password) in users {
-            let mut child = Command::new(tool("saslpasswd2"))
-                .args(["-p", "-c", "-u", SENDMAIL_HOST, "-f"])
-                .arg(sasl.join("sasldb2"))
-                .arg(login)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run saslpasswd2");
-            child
-                .stdin
-                .take()
-                .expect("saslpasswd2's stdin")
-                .write_all(password.as_bytes())
-                .expect("give saslpasswd2 the password");
-            let output = child.wait_with_output().expect("wait for saslpasswd2");
-            assert!(
-                output.status.success(),
-                "saslpasswd2 {login} failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
+            run_ok_with_input(
+                Command::new(tool("saslpasswd2"))
+                    .args(["-p", "-c", "-u", SENDMAIL_HOST, "-f"])
+                    .arg(sasl.join("sasldb2"))
+                    .arg(login),
+                password.as_bytes(),
             );
         }
     }
@@ -268,22 +246,9 @@ MAILER(`smtp')dnl
             .stderr(out)
             .spawn()
             .expect("spawn unshare sendmail");
+        let out = self.path("sendmail.out");
         let child = self.daemon.insert(child);
-        let port = self.port;
-        let mut exited = None;
-        let up = wait_until(START_TIMEOUT, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                return true;
-            }
-            port_open(port)
-        });
-        let output = tail(&self.path("sendmail.out"), 20);
-        assert!(
-            exited.is_none(),
-            "sendmail exited with {exited:?}:\n{output}"
-        );
-        assert!(up, "sendmail does not listen on {port}:\n{output}");
+        wait_listening("sendmail", child, self.port, START_TIMEOUT, &out, 20);
     }
 
     /// The `sendmail.cf` m4 made.

@@ -114,6 +114,11 @@ pub struct Submission {
     pub transcript: String,
 }
 
+/// `args` for `swaks` after the options that log in as `(login, password)` with AUTH PLAIN.
+pub fn with_auth<'a>((login, password): (&'a str, &'a str), args: &[&'a str]) -> Vec<&'a str> {
+    [&["-a", "PLAIN", "-au", login, "-ap", password][..], args].concat()
+}
+
 /// Submits one mail with `swaks --server <server> <args>`. Callers `require!` swaks.
 ///
 /// # Panics

@@ -1,16 +1,20 @@
-//! Finding the real peers, skipping (or failing under CI) without them, ports and processes.
+//! Finding the real peers, skipping (or failing under CI) without them, ports, processes and
+//! their directories.
 
 use std::{
     collections::HashSet,
-    env,
+    env, fs,
+    io::Write as _,
     net::{TcpListener, TcpStream, UdpSocket},
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::{Child, Command, Output, Stdio},
     sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
+
+use tempfile::TempDir;
 
 /// Where Debian keeps programs that are not always on a user's `PATH` (smtp-sink, postfix,
 /// dovecot live in `/usr/sbin`).
@@ -185,4 +189,119 @@ pub fn tail(path: &Path, lines: usize) -> String {
         }
         Err(err) => format!("({}: {err})", path.display()),
     }
+}
+
+/// A fresh tempdir `<prefix>XXXX` for a peer's files.
+///
+/// # Panics
+///
+/// When it cannot be made.
+pub fn tempdir(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Like [`tempdir`], searchable by everyone (mode 0755): for an MTA whose unprivileged users
+/// (Postfix's, Dovecot's, the sink's `nobody`) must reach the files below.
+///
+/// # Panics
+///
+/// When it cannot be made.
+pub fn shared_tempdir(prefix: &str) -> TempDir {
+    let dir = tempdir(prefix);
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Runs `command` to its end with stdin on /dev/null and returns what it printed.
+///
+/// # Panics
+///
+/// When it cannot be run or exits unsuccessfully; the message names the command line and holds
+/// its status, stdout and stderr.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", command_line(command)));
+    check_output(command, output)
+}
+
+/// Like [`run_ok`], writing `input` to the command's stdin.
+///
+/// # Panics
+///
+/// As [`run_ok`].
+pub fn run_ok_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", command_line(command)));
+    child
+        .stdin
+        .take()
+        .expect("the piped stdin")
+        .write_all(input)
+        .unwrap_or_else(|err| panic!("cannot write to {}: {err}", command_line(command)));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|err| panic!("cannot wait for {}: {err}", command_line(command)));
+    check_output(command, output)
+}
+
+fn check_output(command: &Command, output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "{} failed ({}):\nstdout: {}\nstderr: {}",
+        command_line(command),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `program arg...` of `command`, for failure messages.
+fn command_line(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits up to `timeout` until the daemon `child` listens on 127.0.0.1:`port`.
+///
+/// # Panics
+///
+/// When the child exits first or nothing listens in time; the message is `name`'s and holds the
+/// last `lines` lines of its `log`.
+pub fn wait_listening(
+    name: &str,
+    child: &mut Child,
+    port: u16,
+    timeout: Duration,
+    log: &Path,
+    lines: usize,
+) {
+    let mut exited = None;
+    let up = wait_until(timeout, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            return true;
+        }
+        port_open(port)
+    });
+    if let Some(status) = exited {
+        panic!("{name} exited with {status}:\n{}", tail(log, lines));
+    }
+    assert!(
+        up,
+        "{name} does not listen on {port} within {timeout:?}:\n{}",
+        tail(log, lines)
+    );
 }
