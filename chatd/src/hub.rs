@@ -5,16 +5,19 @@
 //! waits: a frame that does not fit marks the connection as too slow, and its send task closes it,
 //! so one stuck client costs at most its queue.
 //!
-//! Cross-node fan-out (later, PostgreSQL LISTEN/NOTIFY): everything that reaches other people's
-//! connections goes through [`Hub::publish_room`] and [`Hub::publish_login`]. A bridge would
-//! `NOTIFY` the frame there and call the same local delivery for the notifications it receives;
-//! the membership maps stay per process.
+//! Several nodes ([`crate::fanout`], PostgreSQL only): everything that reaches other people's
+//! connections goes through [`Hub::publish_room`] and [`Hub::publish_login`], which deliver here
+//! and hand the frame to the fan-out's [`Outlet`]; the fan-out's listener calls
+//! [`Hub::deliver_room`] and [`Hub::deliver_login`] for the frames of other nodes. The membership
+//! maps stay per process: the look-ups below ([`Hub::has_login`], [`Hub::sender_in_room`],
+//! [`Hub::recipient_in_room`], [`Hub::addresses_in_room`]) see this process's connections only,
+//! and a decision that needs every node asks the store (presence rows, read marks) as well.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
     },
 };
 
@@ -22,7 +25,7 @@ use axum::extract::ws::Utf8Bytes;
 use chmail::config::ChatConfig;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::ws::protocol::ServerFrame;
+use crate::{fanout::Outlet, ws::protocol::ServerFrame};
 
 /// The id of one WebSocket connection on this process.
 pub type ConnId = u64;
@@ -128,6 +131,8 @@ pub struct Hub {
     max_room_connections: usize,
     next_id: AtomicU64,
     closing: watch::Sender<bool>,
+    /// The fan-out to other nodes, once started (never on SQLite).
+    outlet: OnceLock<Arc<Outlet>>,
 }
 
 impl Hub {
@@ -138,7 +143,25 @@ impl Hub {
             max_room_connections: config.max_room_connections,
             next_id: AtomicU64::new(1),
             closing: watch::channel(false).0,
+            outlet: OnceLock::new(),
         }
+    }
+
+    /// Sends what is published from now on to the other nodes too; false when an outlet was
+    /// attached already.
+    pub fn attach(&self, outlet: Arc<Outlet>) -> bool {
+        self.outlet.set(outlet).is_ok()
+    }
+
+    /// The fan-out to other nodes, when this process has one.
+    pub fn outlet(&self) -> Option<&Arc<Outlet>> {
+        self.outlet.get()
+    }
+
+    /// Whether other chatd nodes may hold connections of the same rooms and logins (the store
+    /// is shared): local look-ups then do not see everyone.
+    pub fn is_shared(&self) -> bool {
+        self.outlet.get().is_some()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -229,10 +252,14 @@ impl Hub {
         }
     }
 
-    /// Sends `frame` to every connection in `room_id` but `except`. The entry point of room
-    /// fan-out (see the module doc on several nodes).
+    /// Sends `frame` to every connection in `room_id` but `except`, here and on the other nodes
+    /// (`except` is one of this process's connections). The entry point of room fan-out.
     pub fn publish_room(&self, room_id: &str, frame: &ServerFrame, except: Option<ConnId>) {
-        self.deliver_room(room_id, &frame.to_text(), except);
+        let text = frame.to_text();
+        self.deliver_room(room_id, &text, except);
+        if let Some(outlet) = self.outlet.get() {
+            outlet.room(room_id, frame, &text);
+        }
     }
 
     /// Delivers an already serialized frame to this process's connections in `room_id`.
@@ -247,10 +274,14 @@ impl Hub {
         }
     }
 
-    /// Sends `frame` to every connection of `login` (its `/me` pages and its room pages). The
-    /// entry point of login fan-out.
+    /// Sends `frame` to every connection of `login` (its `/me` pages and its room pages), here
+    /// and on the other nodes. The entry point of login fan-out.
     pub fn publish_login(&self, login: &str, frame: &ServerFrame) {
-        self.deliver_login(login, &frame.to_text());
+        let text = frame.to_text();
+        self.deliver_login(login, &text);
+        if let Some(outlet) = self.outlet.get() {
+            outlet.login(login, &text);
+        }
     }
 
     /// Delivers an already serialized frame to this process's connections of `login`.

@@ -7,7 +7,8 @@
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
 //!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker;
-//!   [`unread`]: live unread counts for the sender's page
+//!   [`unread`]: live unread counts for the sender's page; [`fanout`]: the hub's frames to and
+//!   from the other chatd nodes on the same PostgreSQL (LISTEN/NOTIFY)
 //! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
 //!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
 //! - [`outbox`]: every outgoing mail queued in the store, delivered once with retries;
@@ -34,6 +35,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod codes;
 pub mod error;
+pub mod fanout;
 pub mod hub;
 pub mod limit;
 pub mod mail;

@@ -7,8 +7,9 @@
 //! memory and mirrors the count into the store's presence rows (`set_presence`, refreshed every
 //! [`PRESENCE_REFRESH`] and valid for [`PRESENCE_TTL`]), so that another chatd node on the same
 //! PostgreSQL sees the login online too, and a node that dies stops counting by itself.
-//! Presence changes are announced to the rooms on this process only (several nodes: through the
-//! hub's fan-out, later).
+//! Presence changes are announced to the rooms on this process and, through the fan-out
+//! ([`crate::fanout`]), to the rooms on the other nodes; a login that went away here but is
+//! still online on another node (per the store) is not announced as gone.
 
 use std::{
     collections::HashMap,
@@ -156,6 +157,10 @@ pub fn disconnect(state: &AppState, login: &str) {
         }
         tokio::time::sleep(grace).await;
         if state.presence.expire(&login, epoch) {
+            if state.hub.is_shared() && is_online(&state, &login).await {
+                debug!(login = %login, "offline here, online on another node");
+                return;
+            }
             debug!(login = %login, "offline");
             announce(&state, &login, false);
         }
@@ -178,19 +183,25 @@ pub async fn is_online(state: &AppState, login: &str) -> bool {
     }
 }
 
-/// Tells the rooms of `login` on this process that their sender came or went.
+/// Tells the rooms of `login`, here and on the other nodes, that their sender came or went.
 fn announce(state: &AppState, login: &str, online: bool) {
+    announce_here(state, login, online);
+    if let Some(outlet) = state.hub.outlet() {
+        outlet.presence(login, online);
+    }
+}
+
+/// Tells the rooms of `login` that have connections on this process that their sender came or
+/// went (`in_room`: whether the sender has a connection in the room on this process).
+pub fn announce_here(state: &AppState, login: &str, online: bool) {
     for (room, sender) in state.hub.rooms_of_login(login) {
         let in_room = state.hub.sender_in_room(&room);
-        state.hub.publish_room(
-            &room,
-            &ServerFrame::Presence {
-                address: sender,
-                online,
-                in_room,
-            },
-            None,
-        );
+        let frame = ServerFrame::Presence {
+            address: sender,
+            online,
+            in_room,
+        };
+        state.hub.deliver_room(&room, &frame.to_text(), None);
     }
 }
 

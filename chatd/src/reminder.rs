@@ -110,7 +110,8 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
         .map(|m| m.id)
         .or(job.reminder.last_message_id);
     let sender = sender_address(&state.config, &room);
-    if state.hub.sender_in_room(room_id) {
+    if state.hub.sender_in_room(room_id) || seen_elsewhere(state, room_id, &sender, &messages).await
+    {
         // The sender is in the chat now and sees it all (Chatwoot's rule: no mail for what was
         // seen). Recorded as done, so the interval still applies.
         debug!(room = %room_id, "sender is in the room; reminder skipped");
@@ -167,6 +168,33 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
             .await?;
     }
     Ok(())
+}
+
+/// With several nodes, whether the sender has read every message this reminder would quote:
+/// the hub sees this process's connections only, and a sender in the room on another node marks
+/// the messages read as they arrive (a reminder for a ring alone, without messages, still goes).
+/// A store failure counts as not seen: a reminder too many beats none.
+async fn seen_elsewhere(
+    state: &AppState,
+    room_id: &str,
+    sender: &str,
+    messages: &[Message],
+) -> bool {
+    let Some(newest) = messages.last().map(|m| m.id) else {
+        return false;
+    };
+    if !state.hub.is_shared() {
+        return false;
+    }
+    match state.store_call(state.store.members(room_id)).await {
+        Ok(members) => members
+            .iter()
+            .any(|m| m.address == sender && m.last_read.is_some_and(|read| read >= newest)),
+        Err(e) => {
+            warn!(room = %room_id, cause = %e, "read marks not read; reminding anyway");
+            false
+        }
+    }
 }
 
 /// The reply address (`<token>@<reply domain>`) of `participant` in `room_id` for the Reply-To

@@ -11,6 +11,14 @@
 //! try)"). The ring's state and attempts live in the store; the task that repeats it lives in the
 //! process that started it. A ring whose task died with its process (a restart) is resumed by the
 //! next Chat press once it has not been touched for two intervals.
+//!
+//! Several nodes: the ring and room frames go through the hub's fan-out ([`crate::fanout`]), so
+//! the sender's pages on any node ring, and an answer on any node wins the store's
+//! compare-and-set; the task on the ringing node sees the ring answered at its next interval and
+//! stops without ringing again. Whether the sender is online is the store's presence. Cancelling
+//! when the last recipient leaves ([`cancel`]) looks at the recipients on the ringing node only:
+//! a recipient still in the room on another node does not keep the ring going (they may press
+//! Chat again).
 
 use std::{
     collections::HashMap,

@@ -1,7 +1,8 @@
 //! The router and the running server: bind `[chat] listen`, serve pages and WebSockets (over
-//! HTTPS when `[chat] tls_cert` is set), run the reminder worker and the outbox's delivery
-//! worker, take replies by mail on `[reply] listen` (with STARTTLS when `[reply] tls_cert` is
-//! set), reload the certificates on SIGHUP, stop cleanly.
+//! HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
+//! and the fan-out to the other nodes (PostgreSQL), take replies by mail on `[reply] listen`
+//! (with STARTTLS when `[reply] tls_cert` is set), reload the certificates on SIGHUP, stop
+//! cleanly.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -182,6 +183,7 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
             }
         }));
     }
+    tasks.extend(crate::fanout::start(&state, &stopped).await);
     tasks.push(tokio::spawn(crate::reminder::run_worker(
         state.clone(),
         stopped.clone(),

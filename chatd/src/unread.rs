@@ -7,19 +7,23 @@
 //!
 //! The count is the store's own ([`chmail::store::RoomSummary::unread`] from `rooms_of_login`),
 //! so the live figure and the rendered one cannot disagree. That call counts all of the login's
-//! listed rooms to report one, which is why it runs only while the login has connections on this
-//! process; a store call for one room's count would make it cheaper.
+//! listed rooms to report one, which is why it runs only while the login has connections: on
+//! this process, or, with several nodes ([`crate::fanout`]), online anywhere per the store's
+//! presence rows (the `/me` page may be on another node; the frame reaches it through the
+//! fan-out). A store call for one room's count would make it cheaper.
 
 use tracing::warn;
 
-use crate::{state::AppState, web::me::ROOMS_SHOWN, ws::protocol::ServerFrame};
+use crate::{presence, state::AppState, web::me::ROOMS_SHOWN, ws::protocol::ServerFrame};
 
-/// Sends `login`'s connections on this process the unread count of `room_id` (their `/me`
-/// pages update it; room pages ignore it). Nothing when the login has no connection here, or
-/// the room is not among the [`ROOMS_SHOWN`] that `/me` lists. A store failure is logged: the
-/// page keeps its old figure until the next change.
+/// Sends `login`'s connections (on every node) the unread count of `room_id` (their `/me`
+/// pages update it; room pages ignore it). Nothing when the login has no connection, or the
+/// room is not among the [`ROOMS_SHOWN`] that `/me` lists. A store failure is logged: the page
+/// keeps its old figure until the next change.
 pub async fn push(state: &AppState, login: &str, room_id: &str) {
-    if !state.hub.has_login(login) {
+    let connected = state.hub.has_login(login)
+        || (state.hub.is_shared() && presence::is_online(state, login).await);
+    if !connected {
         return;
     }
     let rooms = match state

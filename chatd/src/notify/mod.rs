@@ -19,9 +19,10 @@
 //!
 //! **Who counts as there.** A recipient with a connection in the room on this process (the hub)
 //! gets no notification, checked when one is scheduled and again when it is due. With several
-//! nodes, a recipient connected to another node is not seen: they may get a mail for messages
-//! they had on screen, unless their page marked them read (it does as they arrive), which
-//! suppresses it. Cross-node presence through the store would close that gap.
+//! nodes ([`crate::fanout`]) a recipient connected to another node is not in this hub, but gets
+//! the messages through the fan-out and their page marks them read as they arrive; a
+//! notification finds nothing unread and is skipped (the check when it is due), so no mail goes
+//! out for what they had on screen.
 //!
 //! The schedule lives in the store ([`chmail::store::MailStore::schedule_notification`]), so a
 //! restart neither loses nor repeats a notification; a worker on each node claims due ones with

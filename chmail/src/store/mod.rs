@@ -14,7 +14,9 @@
 //! [`open_store`] picks the backend from the URL: `postgres://` or `postgresql://` for PostgreSQL,
 //! `sqlite://PATH` or `sqlite::memory:` for SQLite. Both pass the same conformance suite
 //! (`chmail/tests/store.rs`). Migrations are the files under `sql/`, embedded in the binary.
+//! [`bus`] passes live frames between chatd nodes over PostgreSQL's LISTEN/NOTIFY.
 
+pub mod bus;
 mod chat;
 mod mail_loop;
 pub mod mall;
@@ -247,6 +249,13 @@ impl Submission {
 pub trait Store: ChatStore + MailStore + MallStore + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
+
+    /// The fan-out bus between the chatd nodes that share this database ([`bus`]): PostgreSQL's
+    /// LISTEN/NOTIFY. `None` for SQLite, where one process owns the file and there is nobody to
+    /// tell.
+    fn bus(&self) -> Option<Arc<dyn bus::Bus>> {
+        None
+    }
 
     /// Applies the embedded migrations that are not yet recorded in `schema_migrations`, each in
     /// its own transaction. Idempotent, and safe when several processes start at once.

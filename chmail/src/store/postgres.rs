@@ -5,7 +5,7 @@
 //! Every wait is bounded: connecting, waiting for a pooled connection, locks, statements, and each
 //! whole call.
 
-use std::{error::Error as StdError, future::Future, time::Duration};
+use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
@@ -13,6 +13,7 @@ use deadpool_postgres::{
 use tokio_postgres::{types::ToSql, NoTls};
 
 use super::{
+    bus::{Bus, PostgresBus},
     check_login, check_login_record, check_range, migrate, normalize_room, reclaim_cutoff,
     sort_participants, unix_now, LoginRecord, Participant, PortGrant, Result, Role, Room, Store,
     StoreError, Submission,
@@ -56,6 +57,8 @@ const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_se
 /// The PostgreSQL implementation of [`Store`].
 pub(crate) struct PostgresStore {
     pool: Pool,
+    /// The connection settings, for the fan-out bus's own listening connection.
+    config: tokio_postgres::Config,
 }
 
 impl PostgresStore {
@@ -81,7 +84,7 @@ impl PostgresStore {
         );
         cfg.options(options.trim_end());
         let manager = Manager::from_config(
-            cfg,
+            cfg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -95,24 +98,29 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Connect(format!("cannot build the PostgreSQL pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, config: cfg })
     }
 
     /// A pooled connection.
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => StoreError::Connect(describe(&e)),
-            PoolError::Timeout(what) => StoreError::Connect(format!(
-                "no PostgreSQL connection within {} s ({what:?})",
-                CONNECT_TIMEOUT.as_secs()
-            )),
-            other => StoreError::Connect(other.to_string()),
-        })
+        pooled(&self.pool).await
     }
 }
 
+/// A connection from `pool`, with the store's errors.
+pub(super) async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(|e| match e {
+        PoolError::Backend(e) => StoreError::Connect(describe(&e)),
+        PoolError::Timeout(what) => StoreError::Connect(format!(
+            "no PostgreSQL connection within {} s ({what:?})",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+        other => StoreError::Connect(other.to_string()),
+    })
+}
+
 /// An error with its causes, which tokio-postgres keeps out of its `Display`.
-fn describe(e: &(dyn StdError + 'static)) -> String {
+pub(super) fn describe(e: &(dyn StdError + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -380,6 +388,13 @@ async fn migrate_all(client: &mut deadpool_postgres::Object) -> Result<()> {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn bus(&self) -> Option<Arc<dyn Bus>> {
+        Some(Arc::new(PostgresBus {
+            pool: self.pool.clone(),
+            config: self.config.clone(),
+        }))
     }
 
     async fn migrate(&self) -> Result<()> {
