@@ -6,12 +6,7 @@
 
 mod support;
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -20,11 +15,7 @@ use axum::{
     Router,
 };
 use chatd::{app, auth, AppState};
-use chmail::{
-    header::Signer,
-    store::mall::{AdFields, TokenPurpose},
-    Config,
-};
+use chmail::{header::Signer, store::mall::TokenPurpose, Config};
 use chmail_milter::SigningTable;
 use support::*;
 
@@ -61,11 +52,7 @@ impl Mall {
     }
 
     fn browser_at(&self, ip: [u8; 4]) -> Browser {
-        Browser {
-            router: self.router.clone(),
-            cookies: BTreeMap::new(),
-            ip: IpAddr::from(ip),
-        }
+        Browser::new(self.router.clone(), ip)
     }
 
     /// The next mail (up to 5 s).
@@ -86,6 +73,15 @@ impl Mall {
             .expect("store answers")
     }
 
+    /// The questions of member `id` (up to 10).
+    async fn questions(&self, id: i64) -> Vec<chmail::store::mall::Inquiry> {
+        self.state
+            .store
+            .inquiries_of_member(id, 10)
+            .await
+            .expect("inquiries")
+    }
+
     /// A confirmed member signed in on a fresh browser.
     async fn join(&mut self, address: &str, name: &str) -> Browser {
         let mut b = self.browser();
@@ -102,175 +98,12 @@ impl Mall {
     async fn shop(&self) -> i64 {
         let store = &self.state.store;
         let now = self.state.clock.now_ms();
-        let (company, _) = store.add_company("Tea House", now).await.expect("company");
+        let company = shop(&**store, "Tea House", HOST, "Hana", now).await;
         store
-            .add_host(company.id, HOST, "Hana", now)
-            .await
-            .expect("host");
-        store
-            .create_ad(
-                company.id,
-                &AdFields {
-                    host_login: HOST.into(),
-                    title: "Cast iron tea pot".into(),
-                    description: "Holds a litre.".into(),
-                    price_minor: 2_500,
-                    currency: "EUR".into(),
-                    category: "Kitchen".into(),
-                    starts_ms: None,
-                    ends_ms: None,
-                    paused: false,
-                },
-                now,
-            )
+            .create_ad(company, &ad_fields(HOST, "Cast iron tea pot"), now)
             .await
             .expect("ad")
     }
-}
-
-/// A browser: a cookie jar and a client address, talking to the router.
-struct Browser {
-    router: Router,
-    cookies: BTreeMap<String, String>,
-    ip: IpAddr,
-}
-
-impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn session(&self) -> Option<String> {
-        self.cookies.get("chmail_session").cloned()
-    }
-
-    fn absorb(&mut self, page: &Page) {
-        for c in page.set_cookies() {
-            let pair = c.split(';').next().unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                if value.is_empty() || c.contains("Max-Age=0") {
-                    self.cookies.remove(name);
-                } else {
-                    self.cookies.insert(name.into(), value.into());
-                }
-            }
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let mut b = Request::get(path);
-        let cookies = self.cookie_header();
-        if !cookies.is_empty() {
-            b = b.header(header::COOKIE, cookies);
-        }
-        let mut req = b.body(Body::empty()).expect("request builds");
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(self.ip, 40000)));
-        let page = send(&self.router, req).await;
-        self.absorb(&page);
-        page
-    }
-
-    /// A same-origin form post of `body` as is (no token added).
-    async fn post_raw(&mut self, path: &str, body: String) -> Page {
-        let mut b = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("sec-fetch-site", "same-origin")
-            .header(header::ORIGIN, "null");
-        let cookies = self.cookie_header();
-        if !cookies.is_empty() {
-            b = b.header(header::COOKIE, cookies);
-        }
-        let mut req = b.body(Body::from(body)).expect("request builds");
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(self.ip, 40000)));
-        let page = send(&self.router, req).await;
-        self.absorb(&page);
-        page
-    }
-
-    /// A form post with the page's CSRF token, as our pages send it.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        if !self.cookies.contains_key("chmail_csrf") {
-            self.get("/mall/signin").await;
-        }
-        let token = self.cookies.get("chmail_csrf").cloned().unwrap_or_default();
-        let mut body = encode(fields);
-        if !body.is_empty() {
-            body.push('&');
-        }
-        body.push_str(&format!("csrf={token}"));
-        self.post_raw(path, body).await
-    }
-
-    async fn sign_up(
-        &mut self,
-        address: &str,
-        name: &str,
-        password: &str,
-        promotions: bool,
-        next: &str,
-    ) -> Page {
-        let mut fields = vec![
-            ("address", address),
-            ("name", name),
-            ("password", password),
-            ("next", next),
-        ];
-        if promotions {
-            fields.push(("promotions", "yes"));
-        }
-        self.post("/mall/signup", &fields).await
-    }
-
-    async fn sign_in(&mut self, address: &str, password: &str, next: &str) -> Page {
-        self.post(
-            "/mall/signin",
-            &[("address", address), ("password", password), ("next", next)],
-        )
-        .await
-    }
-
-    /// Follows a confirm link (`/mall/confirm/TOKEN?next=...`) as a person: the page, whose
-    /// button posts it with its hidden fields.
-    async fn confirm(&mut self, link: &str) -> Page {
-        let page = self.get(link).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        assert!(page.body.contains("id=\"confirm\""), "{}", page.body);
-        let path = link.split('?').next().unwrap_or_default().to_owned();
-        let next = hidden(&page.body, "next").unwrap_or_default();
-        self.post(&path, &[("next", &next)]).await
-    }
-}
-
-fn encode(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The value of the hidden field `name` of a page (as written: escaped).
-fn hidden(body: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker)? + marker.len();
-    let end = body[start..].find('"')?;
-    Some(body[start..start + end].replace("&amp;", "&"))
-}
-
-/// The path of the first link in `text` that starts with `prefix` (up to the next blank).
-fn link_path(text: &str, prefix: &str) -> String {
-    let start = text.find(prefix).expect("the mail holds the link");
-    text[start..]
-        .split(char::is_whitespace)
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 // --- sign-up and confirm ---------------------------------------------------------------------
@@ -896,12 +729,7 @@ async fn deleting_the_account_needs_the_password_and_removes_the_data_and_the_se
         .await;
     assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.body);
     let member = mall.member("ana@example.com").await.expect("member");
-    let asked = mall
-        .state
-        .store
-        .inquiries_of_member(member.id, 10)
-        .await
-        .expect("inquiries");
+    let asked = mall.questions(member.id).await;
     assert_eq!(asked.len(), 1);
     let account = ana.get("/mall/account").await;
     assert!(
@@ -926,12 +754,7 @@ async fn deleting_the_account_needs_the_password_and_removes_the_data_and_the_se
         .set_cookie("chmail_session")
         .is_some_and(|c| c.contains("Max-Age=0")));
     assert!(mall.member("ana@example.com").await.is_none());
-    let left = mall
-        .state
-        .store
-        .inquiries_of_member(member.id, 10)
-        .await
-        .expect("inquiries");
+    let left = mall.questions(member.id).await;
     assert!(left.is_empty(), "the questions are gone");
     let page = send(&mall.router, get("/mall/account", &old)).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "the session is gone");
@@ -1004,12 +827,7 @@ async fn every_member_form_without_the_csrf_token_is_refused_and_changes_nothing
     assert!(mall.member("new@example.com").await.is_none());
     let member = mall.member("ana@example.com").await.expect("not deleted");
     assert_eq!(member.name, "Ana");
-    let asked = mall
-        .state
-        .store
-        .inquiries_of_member(member.id, 10)
-        .await
-        .expect("inquiries");
+    let asked = mall.questions(member.id).await;
     assert!(asked.is_empty());
     assert_eq!(
         ana.get("/mall/account").await.status,
@@ -1109,12 +927,7 @@ async fn a_bad_question_comes_back_with_its_message_and_the_text_and_nothing_is_
         page.body
     );
     let member = mall.member("ana@example.com").await.expect("member");
-    let asked = mall
-        .state
-        .store
-        .inquiries_of_member(member.id, 10)
-        .await
-        .expect("inquiries");
+    let asked = mall.questions(member.id).await;
     assert!(asked.is_empty(), "nothing recorded");
     assert!(mall.no_mail().await, "nothing mailed");
 }

@@ -17,9 +17,7 @@ mod common;
 
 use std::{
     io::Write as _,
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +25,7 @@ use std::{
 use chatd::mail::OutgoingMail;
 use chmail::header::Signer;
 use chmail_milter::SigningTable;
-use common::{Harness, RecordingMailer};
+use common::{browser, Harness, RecordingMailer};
 
 /// Longest run of the browser script: launching Chromium is the slow part.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
@@ -43,44 +41,6 @@ const SCREENSHOTS: [&str; 5] = [
 ];
 /// The visitor who joins.
 const MEMBER: &str = "ana.lima@example.com";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// What is missing to run the browser test, if anything.
-fn missing(chromium: &Path) -> Option<String> {
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !node.is_ok_and(|s| s.success()) {
-        return Some("node is not installed".into());
-    }
-    if !chromium.exists() {
-        return Some(format!(
-            "{} does not exist (apt-get install chromium)",
-            chromium.display()
-        ));
-    }
-    let module = workspace().join("tests/browser/node_modules/playwright-core");
-    if !module.exists() {
-        return Some("playwright-core is not installed (npm ci in tests/browser)".into());
-    }
-    None
-}
-
-/// A port free right now on 127.0.0.1 (chatd binds it a moment later).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Waits for the first mail that `wanted` picks (up to [`MAIL_TIMEOUT`]); `None` when none
 /// came (the script has failed meanwhile, and says why).
@@ -100,15 +60,10 @@ async fn mail_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
-    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
-    if let Some(why) = missing(&chromium) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("browser test cannot run under CI: {why}");
-        }
-        println!("SKIPPED: {why}");
+    let Some(chromium) = browser::chromium_or_skip() else {
         return;
-    }
-    let port = free_port();
+    };
+    let port = browser::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let h = Harness::start_with(
         |c| {
@@ -144,44 +99,23 @@ async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
     let host_signin = chatd::auth::signin_url(&state, host, None)
         .await
         .expect("sign-in link");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    println!("screenshots: {}", shots.display());
+    let shots = browser::screenshot_dir();
     for name in SCREENSHOTS {
         // Last run's pictures must not pass for this run's.
         let _ = std::fs::remove_file(shots.join(name));
     }
 
-    let mut command = Command::new("node");
+    let mut command = browser::script("mall.mjs", &chromium, &shots);
     command
-        .arg("tests/browser/mall.mjs")
-        .current_dir(workspace())
         .env("BASE_URL", &base)
         .env("PRODUCT_PATH", format!("/mall/ad/{}", ad.id))
         .env("HOST_SIGNIN_URL", &host_signin)
         .env("MEMBER", MEMBER)
         .env("HOST", host)
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::piped());
     let mut child = command.spawn().expect("node starts");
     let mut stdin = child.stdin.take().expect("a pipe to the script");
-    let waiter = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if started.elapsed() > BROWSER_TIMEOUT => {
-                    let _ = child.kill();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => panic!("waiting for node: {e}"),
-            }
-        }
-        child.wait_with_output().expect("node output")
-    });
+    let waiter = tokio::task::spawn_blocking(move || browser::finish(child, BROWSER_TIMEOUT));
 
     // The links the script waits for, as the mails carry them.
     let confirm = mail_where(&h.mailer, |m| {
@@ -212,12 +146,7 @@ async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
     drop(stdin);
 
     let output = waiter.await.expect("the browser run finishes");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(output.status.success(), "browser script failed: {stderr}");
-    assert_eq!(stdout.lines().last(), Some("OK"), "the script's last line");
+    browser::assert_ok(&output);
     assert!(
         confirm.is_some() && inquiry.is_some(),
         "both mails were sent"

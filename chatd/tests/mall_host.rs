@@ -12,7 +12,7 @@ use axum::{
 };
 use chatd::{app, auth, AppState};
 use chmail::store::{
-    mall::{AdFields, NewInquiry, NewMember, TokenPurpose, MAX_PICTURES_PER_AD},
+    mall::{NewInquiry, MAX_PICTURES_PER_AD},
     Store,
 };
 use support::*;
@@ -39,20 +39,6 @@ struct Mall {
     picture_b: i64,
 }
 
-fn fields(host: &str, title: &str) -> AdFields {
-    AdFields {
-        host_login: host.into(),
-        title: title.into(),
-        description: "Sturdy and handsome.".into(),
-        price_minor: 2_500,
-        currency: "EUR".into(),
-        category: "Kitchen".into(),
-        starts_ms: None,
-        ends_ms: None,
-        paused: false,
-    }
-}
-
 async fn mall_with(tweak: impl FnOnce(&mut chmail::Config)) -> Mall {
     let mut config = config();
     tweak(&mut config);
@@ -71,11 +57,11 @@ async fn mall_with(tweak: impl FnOnce(&mut chmail::Config)) -> Mall {
     store.add_host(a.id, AL, "Al", now).await.expect("host");
     store.add_host(b.id, BEN, "Ben", now).await.expect("host");
     let ad_a = store
-        .create_ad(a.id, &fields(ANA, "Alpha tea pot"), now)
+        .create_ad(a.id, &ad_fields(ANA, "Alpha tea pot"), now)
         .await
         .expect("ad A");
     let ad_b = store
-        .create_ad(b.id, &fields(BEN, "Beta kettle"), now)
+        .create_ad(b.id, &ad_fields(BEN, "Beta kettle"), now)
         .await
         .expect("ad B");
     let picture_b = store
@@ -105,10 +91,7 @@ const CSRF: &str = "csrfcsrfcsrfcsrfcsrfcsrfcsrfcsrfcsrfcsrfcsr";
 impl Mall {
     /// `Cookie` header of a signed-in `login`, with the CSRF cookie.
     async fn cookies(&self, login: &str) -> String {
-        let set = auth::start_session(&self.state, login)
-            .await
-            .expect("session");
-        let session = set.split(';').next().unwrap_or_default().to_owned();
+        let session = session_cookie(&self.state, login).await;
         format!("{session}; chmail_csrf={CSRF}")
     }
 
@@ -605,33 +588,6 @@ async fn pictures_are_taken_by_content_within_the_size_and_count_limits() {
     assert_eq!(m.ad(m.ad_a).await.pictures.len(), MAX_PICTURES_PER_AD - 1);
 }
 
-/// A confirmed member.
-async fn member(store: &dyn Store, address: &str, name: &str, now: i64) -> i64 {
-    let m = store
-        .create_member(&NewMember {
-            address: address.into(),
-            name: name.into(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$test$test".into(),
-            promotions: true,
-            created_ms: now,
-        })
-        .await
-        .expect("store")
-        .expect("a new member");
-    let token = auth::new_token().expect("token");
-    let hash = auth::hash_token(&token);
-    store
-        .create_member_token(&hash, m.id, TokenPurpose::Confirm, now, now + 60_000)
-        .await
-        .expect("token stored");
-    store
-        .use_member_token(&hash, TokenPurpose::Confirm, now)
-        .await
-        .expect("store")
-        .expect("confirmed");
-    m.id
-}
-
 /// An inquiry of `member` about `ad`, in a room from the member to `host`.
 async fn inquiry(
     store: &dyn Store,
@@ -670,8 +626,8 @@ async fn a_host_sees_only_the_inquiries_and_members_of_their_company() {
     let m = mall().await;
     let store = m.state.store.clone();
     let now = m.state.clock.now_ms();
-    let mia = member(&*store, "mia@m.example", "Mia Asker", now).await;
-    let noa = member(&*store, "noa@n.example", "Noa Other", now).await;
+    let mia = add_member(&*store, "mia@m.example", "Mia Asker", true, true, now).await;
+    let noa = add_member(&*store, "noa@n.example", "Noa Other", true, true, now).await;
     let to_a = inquiry(&*store, mia, "mia@m.example", ANA, m.ad_a, "toalpha", now).await;
     inquiry(&*store, noa, "noa@n.example", BEN, m.ad_b, "tobeta", now).await;
 

@@ -14,24 +14,16 @@
 mod common;
 mod support;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    extract::ConnectInfo,
-    http::{header, Request, StatusCode},
-    Router,
-};
+use axum::http::StatusCode;
 use chatd::mail::SmtpSender;
-use chmail::{
-    header::{aligned, ChmailHeader, Signer},
-    store::mall::AdFields,
-};
+use chmail::header::{aligned, ChmailHeader, Signer};
 use chmail_milter::SigningTable;
 use common::{Client, Harness};
 use mail_parser::MessageParser;
 use serde_json::{json, Value};
-use support::{form_encode, send, Inbox, Page, Received};
+use support::{link_path, Browser, Inbox, Received};
 
 /// The shop's host: the To of the question.
 const HOST: &str = "hana@shop.example";
@@ -43,98 +35,6 @@ const PASSWORD: &str = "correct horse battery";
 const TITLE: &str = "Cast iron tea pot";
 /// The question.
 const QUESTION: &str = "Does it hold a whole litre?\nAnd is the lid iron too?";
-
-/// A browser over the app of the running chatd: a cookie jar, from one client address.
-struct Web {
-    router: Router,
-    cookies: Vec<(String, String)>,
-}
-
-impl Web {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn absorb(&mut self, page: &Page) {
-        for c in page.set_cookies() {
-            let pair = c.split(';').next().unwrap_or_default();
-            if let Some((name, value)) = pair.split_once('=') {
-                self.cookies.retain(|(k, _)| k != name);
-                if !value.is_empty() {
-                    self.cookies.push((name.into(), value.into()));
-                }
-            }
-        }
-    }
-
-    async fn request(&mut self, builder: axum::http::request::Builder, body: String) -> Page {
-        let mut builder = builder;
-        if !self.cookies.is_empty() {
-            builder = builder.header(header::COOKIE, self.cookie_header());
-        }
-        let mut req = builder.body(Body::from(body)).expect("request builds");
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 7], 40000))));
-        let page = send(&self.router, req).await;
-        self.absorb(&page);
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.request(Request::get(path), String::new()).await
-    }
-
-    /// A same-origin form post with the CSRF token, as our pages send it.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        if self.cookie("chmail_csrf").is_none() {
-            self.get("/mall/signin").await;
-        }
-        let mut body: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
-            .collect();
-        body.push(format!(
-            "csrf={}",
-            self.cookie("chmail_csrf").unwrap_or_default()
-        ));
-        let builder = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("sec-fetch-site", "same-origin");
-        self.request(builder, body.join("&")).await
-    }
-}
-
-/// The value of the hidden field `name` of a page.
-fn hidden(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    body.find(&marker)
-        .map(|start| {
-            let rest = &body[start + marker.len()..];
-            rest[..rest.find('"').unwrap_or(0)].replace("&amp;", "&")
-        })
-        .unwrap_or_default()
-}
-
-/// The path of the first link starting with `prefix` in `text`.
-fn link_path(text: &str, prefix: &str) -> String {
-    let start = text.find(prefix).expect("the mail holds the link");
-    text[start..]
-        .split(char::is_whitespace)
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// The next mail at the SMTP server, parsed: its raw form and its text part.
 async fn next_mail(inbox: &mut Inbox) -> (Received, String) {
@@ -183,59 +83,25 @@ async fn a_members_question_reaches_the_host_signed_and_the_hosts_chat_rings_the
     let state = h.state().clone();
     let store = h.store();
     let now = state.clock.now_ms();
-    let (company, _) = store.add_company("Tea House", now).await.expect("company");
-    store
-        .add_host(company.id, HOST, "Hana", now)
-        .await
-        .expect("host");
+    let company = support::shop(&*store, "Tea House", HOST, "Hana", now).await;
     let ad = store
-        .create_ad(
-            company.id,
-            &AdFields {
-                host_login: HOST.into(),
-                title: TITLE.into(),
-                description: "Holds a litre.".into(),
-                price_minor: 2_500,
-                currency: "EUR".into(),
-                category: "Kitchen".into(),
-                starts_ms: None,
-                ends_ms: None,
-                paused: false,
-            },
-            now,
-        )
+        .create_ad(company, &support::ad_fields(HOST, TITLE), now)
         .await
         .expect("ad");
-    let mut web = Web {
-        router: chatd::app(state.clone()),
-        cookies: Vec::new(),
-    };
+    let mut web = Browser::new(chatd::app(state.clone()), [198, 51, 100, 7]);
 
     // A visitor joins; the confirm mail comes through SMTP and its link signs them in.
     let next = format!("/mall/ad/{ad}");
     let page = web
-        .post(
-            "/mall/signup",
-            &[
-                ("address", MEMBER),
-                ("name", "Ana Lima"),
-                ("password", PASSWORD),
-                ("next", &next),
-            ],
-        )
+        .sign_up(MEMBER, "Ana Lima", PASSWORD, false, &next)
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let (confirm, text) = next_mail(&mut inbox).await;
     assert_eq!(confirm.to, [MEMBER]);
-    let link = link_path(&text, "/mall/confirm/");
-    let opened = web.get(&link).await;
-    let path = link.split('?').next().unwrap_or_default();
-    let done = web
-        .post(path, &[("next", &hidden(&opened.body, "next"))])
-        .await;
+    let done = web.confirm(&link_path(&text, "/mall/confirm/")).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), Some(next.as_str()));
-    let session = web.cookie("chmail_session").expect("signed in");
+    let session = web.session().expect("signed in");
 
     // The member asks.
     let product = web.get(&next).await;

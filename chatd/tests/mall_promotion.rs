@@ -9,6 +9,7 @@
 //! (sockets and paused time do not mix: see `timing.rs`).
 
 mod common;
+mod support;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -29,7 +30,7 @@ use chatd::{
 use chmail::{
     header::{ChmailHeader, PublicKey, Signer},
     store::{
-        mall::{AdFields, NewMember, NewPromotion, TokenPurpose},
+        mall::{AdFields, NewPromotion},
         open_store, Store,
     },
 };
@@ -74,33 +75,16 @@ async fn world(per_minute: u32) -> World {
     let mut state = AppState::new(config, store, mailer.clone()).expect("state");
     state.signing = Arc::new(SigningTable::single(signer()));
     let now = state.clock.now_ms();
-    let (company, _) = state
-        .store
-        .add_company("Hugo's Hats", now)
-        .await
-        .expect("company");
-    state
-        .store
-        .add_host(company.id, HUGO, "Hugo", now)
-        .await
-        .expect("host");
+    let company = support::shop(&*state.store, "Hugo's Hats", HUGO, "Hugo", now).await;
+    let fields = AdFields {
+        description: "Warm.".into(),
+        price_minor: 3_900,
+        category: "Hats".into(),
+        ..support::ad_fields(HUGO, "Felt hat")
+    };
     let ad = state
         .store
-        .create_ad(
-            company.id,
-            &AdFields {
-                host_login: HUGO.into(),
-                title: "Felt hat".into(),
-                description: "Warm.".into(),
-                price_minor: 3_900,
-                currency: "EUR".into(),
-                category: "Hats".into(),
-                starts_ms: None,
-                ends_ms: None,
-                paused: false,
-            },
-            now,
-        )
+        .create_ad(company, &fields, now)
         .await
         .expect("ad");
     World {
@@ -109,38 +93,23 @@ async fn world(per_minute: u32) -> World {
         mailer,
         key: signer().public_key(),
         ad,
-        company: company.id,
+        company,
         _dir: dir,
     }
 }
 
 /// Adds a member; `confirmed` members have proven their address.
 async fn member(store: &dyn Store, address: &str, promotions: bool, confirmed: bool) -> i64 {
-    let now = 1_700_000_000_000;
-    let m = store
-        .create_member(&NewMember {
-            address: address.into(),
-            name: format!("Member {}", &address[..2]),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$test$test".into(),
-            promotions,
-            created_ms: now,
-        })
-        .await
-        .expect("store")
-        .expect("new member");
-    if confirmed {
-        let hash = auth::hash_token(&auth::new_token().expect("token"));
-        store
-            .create_member_token(&hash, m.id, TokenPurpose::Confirm, now, i64::MAX)
-            .await
-            .expect("token");
-        store
-            .use_member_token(&hash, TokenPurpose::Confirm, now)
-            .await
-            .expect("store")
-            .expect("confirmed");
-    }
-    m.id
+    let name = format!("Member {}", &address[..2]);
+    support::add_member(
+        store,
+        address,
+        &name,
+        promotions,
+        confirmed,
+        1_700_000_000_000,
+    )
+    .await
 }
 
 /// Runs the promotion worker and the outbox's delivery worker of `state` until `stopped`.
@@ -239,11 +208,8 @@ async fn a_promotion_reaches_each_opted_in_member_paced_signed_and_unsubscribabl
     member(&*store, "max@m.example", true, false).await;
 
     // Hugo writes the promotion on his page.
-    let session = auth::start_session(&w.state, HUGO).await.expect("session");
-    let cookies = format!(
-        "{}; chmail_csrf={CSRF}",
-        session.split(';').next().unwrap_or_default()
-    );
+    let session = support::session_cookie(&w.state, HUGO).await;
+    let cookies = format!("{session}; chmail_csrf={CSRF}");
     let form = send(&w.router, get("/mall/host/promotions/new", &cookies)).await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.body.contains("Felt hat"));

@@ -8,14 +8,7 @@
 
 mod support;
 
-use std::{
-    collections::HashSet,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{http::StatusCode, Router};
 use chatd::{app, AppState};
@@ -26,8 +19,6 @@ use chmail::{
 use support::*;
 use tower::ServiceExt as _;
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// A demo picture: a real PNG.
 const PNG: &[u8] = include_bytes!("../static/demo/mugs.png");
 
@@ -35,108 +26,6 @@ const PNG: &[u8] = include_bytes!("../static/demo/mugs.png");
 const HOST: &str = "anna@shop.example";
 /// The host's display name, the only thing of the host a visitor sees.
 const HOST_NAME: &str = "Anna from the Shop";
-
-// --- the two backends ----------------------------------------------------------------------------
-
-/// One test's store: an SQLite file, or a fresh PostgreSQL schema dropped at the end.
-struct Db {
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
-}
-
-impl Db {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("chmail.db").display());
-        let store = chmail::open_store(&url, 2).await.expect("SQLite opens");
-        store.migrate().await.expect("migrations apply");
-        Self {
-            store,
-            _dir: Some(dir),
-            postgres: None,
-        }
-    }
-
-    /// A fresh schema, or `None` (after a note) when PostgreSQL is unreachable and CI is not set.
-    async fn postgres() -> Option<Self> {
-        let admin = std::env::var("CHMAIL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let client = match admin_client(&admin).await {
-            Ok(c) => c,
-            Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("PostgreSQL not reachable at {admin} (CI=true, so this fails): {e}");
-                }
-                eprintln!("SKIPPED: PostgreSQL not reachable at {admin}: {e}");
-                return None;
-            }
-        };
-        let schema = unique_schema();
-        client
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .expect("CREATE SCHEMA");
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}options=-csearch_path%3D{schema}");
-        let store = chmail::open_store(&url, 4)
-            .await
-            .expect("PostgreSQL store opens");
-        store.migrate().await.expect("migrations apply");
-        Some(Self {
-            store,
-            _dir: None,
-            postgres: Some((admin, schema)),
-        })
-    }
-}
-
-impl Drop for Db {
-    /// Drops the PostgreSQL schema, best effort, even when the test panicked.
-    fn drop(&mut self) {
-        let Some((admin, schema)) = self.postgres.take() else {
-            return;
-        };
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let client = admin_client(&admin).await.ok()?;
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await
-                    .ok()
-            })
-        });
-        let _ = done.join();
-    }
-}
-
-async fn admin_client(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(5), connect)
-        .await
-        .map_err(|_| "no answer within 5 s".to_owned())?
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-fn unique_schema() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "mall_sf_{}_{}_{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 // --- a shop ------------------------------------------------------------------------------------
 
@@ -147,16 +36,6 @@ fn mall(store: Arc<dyn Store>, page_size: u32) -> (AppState, Router) {
     let (state, _mails) = state_over(config, store);
     let router = app(state.clone());
     (state, router)
-}
-
-/// A company with its host; returns the company's id.
-async fn shop(store: &dyn Store, name: &str, host: &str, host_name: &str) -> i64 {
-    let (company, _) = store.add_company(name, 1).await.expect("company");
-    store
-        .add_host(company.id, host, host_name, 1)
-        .await
-        .expect("host");
-    company.id
 }
 
 fn ad(host: &str, title: &str, description: &str, category: &str) -> AdFields {
@@ -208,7 +87,7 @@ fn listed(body: &str) -> Vec<i64> {
 async fn home_lists_the_active_ads_with_categories_and_counts_impressions_once_per_view() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let teapot = create(s, company, &ad(HOST, "Teapot", "Cast iron.", "Kitchen")).await;
     let mugs = create(s, company, &ad(HOST, "Mugs", "Two of them.", "Kitchen")).await;
     let lamp = create(s, company, &ad(HOST, "Lamp", "Warm light.", "Home")).await;
@@ -269,7 +148,7 @@ async fn an_empty_mall_says_so() {
 async fn a_category_page_shows_its_ads_rotated_or_paged_and_an_unknown_one_is_404() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let mut kitchen = Vec::new();
     for title in ["Teapot", "Mugs", "Kettle"] {
         kitchen.push(create(s, company, &ad(HOST, title, "For tea.", "Kitchen")).await);
@@ -310,7 +189,7 @@ async fn a_category_page_shows_its_ads_rotated_or_paged_and_an_unknown_one_is_40
 
 async fn search_finds_by_word_and_pages(store: Arc<dyn Store>) {
     let s = &*store;
-    let company = shop(s, "Trail Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Trail Shop", HOST, HOST_NAME, 1).await;
     let mut lanterns = Vec::new();
     for n in 1..=5 {
         let id = create(
@@ -393,7 +272,7 @@ async fn search_finds_by_word_and_pages(store: Arc<dyn Store>) {
 
 async fn rotation_gives_every_active_ad_its_turn(store: Arc<dyn Store>) {
     let s = &*store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let mut ids = Vec::new();
     for n in 1..=6 {
         ids.push(
@@ -436,7 +315,7 @@ async fn search_finds_by_word_and_pages_on_sqlite() {
 
 #[tokio::test]
 async fn search_finds_by_word_and_pages_on_postgres() {
-    let Some(db) = Db::postgres().await else {
+    let Some(db) = Db::postgres("mall_sf").await else {
         return;
     };
     search_finds_by_word_and_pages(db.store.clone()).await;
@@ -449,7 +328,7 @@ async fn rotation_gives_every_active_ad_its_turn_on_sqlite() {
 
 #[tokio::test]
 async fn rotation_gives_every_active_ad_its_turn_on_postgres() {
-    let Some(db) = Db::postgres().await else {
+    let Some(db) = Db::postgres("mall_sf").await else {
         return;
     };
     rotation_gives_every_active_ad_its_turn(db.store.clone()).await;
@@ -459,7 +338,7 @@ async fn rotation_gives_every_active_ad_its_turn_on_postgres() {
 async fn an_empty_search_lists_every_active_ad() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let a = create(s, company, &ad(HOST, "Teapot", "Cast iron.", "Kitchen")).await;
     let b = create(s, company, &ad(HOST, "Lamp", "Light.", "Home")).await;
     let (_, router) = mall(db.store.clone(), 24);
@@ -522,7 +401,7 @@ async fn a_bad_page_number_is_refused_with_a_message() {
 async fn the_product_page_shows_price_pictures_description_and_the_hosts_name_only() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let mut fields = ad(
         HOST,
         "Celadon cup",
@@ -588,7 +467,7 @@ async fn the_product_page_shows_price_pictures_description_and_the_hosts_name_on
 async fn a_click_is_counted_once_per_view() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let teapot = create(s, company, &ad(HOST, "Teapot", "Iron.", "Kitchen")).await;
     let (_, router) = mall(db.store.clone(), 24);
 
@@ -628,7 +507,7 @@ async fn a_click_is_counted_once_per_view() {
 async fn housekeeping_forgets_week_old_views_but_keeps_the_counts() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let teapot = create(s, company, &ad(HOST, "Teapot", "Iron.", "Kitchen")).await;
     let (state, router) = mall(db.store.clone(), 24);
     let home = send(&router, get("/mall", "")).await;
@@ -657,8 +536,8 @@ async fn housekeeping_forgets_week_old_views_but_keeps_the_counts() {
 async fn an_inactive_ad_is_not_found_for_visitors_and_shown_to_its_own_hosts() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
-    let _rival = shop(s, "Rival Shop", "rick@rival.example", "Rick").await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
+    let _rival = shop(s, "Rival Shop", "rick@rival.example", "Rick", 1).await;
     let now = chatd::clock::Clock::new().now_ms();
     let mut paused = ad(HOST, "Paused sofa", "Later.", "Home");
     paused.paused = true;
@@ -704,7 +583,7 @@ async fn an_inactive_ad_is_not_found_for_visitors_and_shown_to_its_own_hosts() {
 async fn pictures_are_served_with_their_type_nosniff_and_a_day_of_cache() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "Corner Shop", HOST, HOST_NAME).await;
+    let company = shop(s, "Corner Shop", HOST, HOST_NAME, 1).await;
     let teapot = create(s, company, &ad(HOST, "Teapot", "Iron.", "Kitchen")).await;
     let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
     let png_id = s
@@ -747,7 +626,14 @@ async fn pictures_are_served_with_their_type_nosniff_and_a_day_of_cache() {
 async fn hostile_titles_companies_and_categories_are_escaped_everywhere() {
     let db = Db::sqlite().await;
     let s = &*db.store;
-    let company = shop(s, "<b>Evil & Co</b>", HOST, "<img src=x onerror=alert(2)>").await;
+    let company = shop(
+        s,
+        "<b>Evil & Co</b>",
+        HOST,
+        "<img src=x onerror=alert(2)>",
+        1,
+    )
+    .await;
     let title = "<script>alert(1)</script>";
     let id = create(
         s,
@@ -809,12 +695,4 @@ async fn mall_pages_carry_the_security_headers_and_the_stylesheet_is_served() {
     assert_eq!(css.status, StatusCode::OK);
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert!(css.body.contains(".products"));
-}
-
-/// A `Cookie` header value of a fresh session of `login`.
-async fn session_cookie(state: &AppState, login: &str) -> String {
-    let set = chatd::auth::start_session(state, login)
-        .await
-        .expect("session starts");
-    set.split(';').next().unwrap_or_default().to_owned()
 }

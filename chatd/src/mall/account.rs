@@ -187,29 +187,61 @@ impl FormToken {
     }
 }
 
-/// A mall page answer: `main` in the layout, `data-page` = `name`, with the CSRF cookie if new.
-pub(crate) fn respond(
-    state: &AppState,
-    viewer: &Viewer,
-    status: StatusCode,
-    title: &str,
-    name: &str,
-    form: &FormToken,
-    main: &str,
-) -> Response {
-    let html = page(
-        state,
-        viewer,
-        &MallPage {
-            title,
-            body_attrs: attr("data-page", name),
-            scripts: &[],
-            search: "",
-            csrf: &form.token,
-        },
-        main,
-    );
-    html_response(status, form.set.clone(), html)
+/// What each page of this part needs: who is viewing, and the CSRF token of its forms.
+#[derive(Debug, Clone)]
+pub(crate) struct Visit {
+    /// Who is viewing.
+    pub viewer: Viewer,
+    /// The token of the page's forms.
+    pub form: FormToken,
+}
+
+impl Visit {
+    /// The viewer and form token of a request.
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Self, AppError> {
+        Ok(Self {
+            viewer: viewer(state, headers).await?,
+            form: FormToken::of(state, headers)?,
+        })
+    }
+
+    /// A mall page answer: `main` in the layout, `data-page` = `name`, with the CSRF cookie if
+    /// new.
+    pub fn respond(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        title: &str,
+        name: &str,
+        main: &str,
+    ) -> Response {
+        self.respond_searched(state, status, title, name, "", main)
+    }
+
+    /// As [`Visit::respond`], with `search` in the search box of the bar.
+    pub fn respond_searched(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        title: &str,
+        name: &str,
+        search: &str,
+        main: &str,
+    ) -> Response {
+        let html = page(
+            state,
+            &self.viewer,
+            &MallPage {
+                title,
+                body_attrs: attr("data-page", name),
+                scripts: &[],
+                search,
+                csrf: &self.form.token,
+            },
+            main,
+        );
+        html_response(status, self.form.set.clone(), html)
+    }
 }
 
 /// A paragraph with an error for a form (escaped), or nothing.
@@ -369,7 +401,7 @@ async fn sign_member_in(
 }
 
 /// The page for a confirm or reset link that is unknown, used or expired (one answer for all).
-fn dead_link(state: &AppState, viewer: &Viewer, form: &FormToken) -> Response {
+fn dead_link(state: &AppState, visit: &Visit) -> Response {
     let main = format!(
         "<section class=\"card stack narrow\"><h1>This link no longer works</h1>\
          <p>Links we mail work once, for {ttl} minutes.</p>\
@@ -377,32 +409,28 @@ fn dead_link(state: &AppState, viewer: &Viewer, form: &FormToken) -> Response {
          <a class=\"button\" href=\"/mall/reset\">Get a new password link</a></p></section>",
         ttl = state.config.mall.token_ttl_minutes,
     );
-    respond(
+    visit.respond(
         state,
-        viewer,
         StatusCode::NOT_FOUND,
         "Link expired",
         "mall-dead-link",
-        form,
         &main,
     )
 }
 
 /// A "check your mail" page with `text` (already escaped markup).
-fn check_mail(state: &AppState, viewer: &Viewer, form: &FormToken, text: &str) -> Response {
+fn check_mail(state: &AppState, visit: &Visit, text: &str) -> Response {
     let main = format!(
         "<section class=\"card stack narrow\"><h1>Check your mail</h1>\
          <p id=\"status\" role=\"status\">{text}</p>\
          <p class=\"muted\">Nothing came? Look in the spam folder, or try again in a few \
          minutes.</p></section>"
     );
-    respond(
+    visit.respond(
         state,
-        viewer,
         StatusCode::OK,
         "Check your mail",
         "mall-check-mail",
-        form,
         &main,
     )
 }
@@ -477,19 +505,10 @@ pub async fn signup_page(
     headers: HeaderMap,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let next = NextQuery::of(query);
-    let main = signup_form(&state, &form, &SignupForm::default(), &next, None);
-    Ok(respond(
-        &state,
-        &viewer,
-        StatusCode::OK,
-        "Join",
-        "mall-signup",
-        &form,
-        &main,
-    ))
+    let main = signup_form(&state, &visit.form, &SignupForm::default(), &next, None);
+    Ok(visit.respond(&state, StatusCode::OK, "Join", "mall-signup", &main))
 }
 
 /// `POST /mall/signup`: checks the input (the form comes back with a message and nothing
@@ -504,8 +523,7 @@ pub async fn sign_up(
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let next = safe_next(&posted.next).unwrap_or_default().to_owned();
     let checked = check_address(&posted.address)
         .map_err(str::to_owned)
@@ -517,14 +535,12 @@ pub async fn sign_up(
     let (address, name) = match checked {
         Ok(ok) => ok,
         Err(message) => {
-            let main = signup_form(&state, &form, &posted, &next, Some(&message));
-            return Ok(respond(
+            let main = signup_form(&state, &visit.form, &posted, &next, Some(&message));
+            return Ok(visit.respond(
                 &state,
-                &viewer,
                 StatusCode::BAD_REQUEST,
                 "Join",
                 "mall-signup",
-                &form,
                 &main,
             ));
         }
@@ -534,18 +550,16 @@ pub async fn sign_up(
         warn!(ip = ?ip, "sign-ups over the per-network limit");
         let main = signup_form(
             &state,
-            &form,
+            &visit.form,
             &posted,
             &next,
             Some("Too many sign-ups from your network. Please try again in an hour."),
         );
-        return Ok(respond(
+        return Ok(visit.respond(
             &state,
-            &viewer,
             StatusCode::TOO_MANY_REQUESTS,
             "Join",
             "mall-signup",
-            &form,
             &main,
         ));
     }
@@ -564,7 +578,7 @@ pub async fn sign_up(
         escape(&address),
         state.config.mall.token_ttl_minutes
     );
-    Ok(check_mail(&state, &viewer, &form, &text))
+    Ok(check_mail(&state, &visit, &text))
 }
 
 /// The part of a sign-up that runs after the answer: create the account and mail the confirm
@@ -631,11 +645,10 @@ pub async fn confirm_page(
     token: Result<Path<String>, PathRejection>,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let token = token.map(|Path(t)| t).unwrap_or_default();
     if !is_token(&token) {
-        return Ok(dead_link(&state, &viewer, &form));
+        return Ok(dead_link(&state, &visit));
     }
     let next = NextQuery::of(query);
     let main = format!(
@@ -646,15 +659,13 @@ pub async fn confirm_page(
          </form></section>",
         action = attr("action", &format!("/mall/confirm/{token}")),
         next = next_field(&next),
-        csrf = form.field(),
+        csrf = visit.form.field(),
     );
-    Ok(respond(
+    Ok(visit.respond(
         &state,
-        &viewer,
         StatusCode::OK,
         "Confirm your address",
         "mall-confirm",
-        &form,
         &main,
     ))
 }
@@ -682,9 +693,8 @@ pub async fn confirm(
         None
     };
     let Some(member) = used else {
-        let viewer = viewer(&state, &headers).await?;
-        let form = FormToken::of(&state, &headers)?;
-        return Ok(dead_link(&state, &viewer, &form));
+        let visit = Visit::of(&state, &headers).await?;
+        return Ok(dead_link(&state, &visit));
     };
     info!(member = member.id, "member confirmed the address");
     let cookie = sign_member_in(&state, &headers, &member, ip).await?;
@@ -758,26 +768,17 @@ pub async fn signin_page(
     headers: HeaderMap,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let next = NextQuery::of(query);
-    let mut main = signin_form(&form, "", &next, None, false);
-    if let Some(member) = &viewer.member {
+    let mut main = signin_form(&visit.form, "", &next, None, false);
+    if let Some(member) = &visit.viewer.member {
         main = format!(
             "<p class=\"notice\">You are signed in as <strong class=\"address\">{}</strong>. \
              <a href=\"/mall/account\">Your account</a>.</p>{main}",
             escape(&member.address)
         );
     }
-    Ok(respond(
-        &state,
-        &viewer,
-        StatusCode::OK,
-        "Sign in",
-        "mall-signin",
-        &form,
-        &main,
-    ))
+    Ok(visit.respond(&state, StatusCode::OK, "Sign in", "mall-signin", &main))
 }
 
 /// `POST /mall/signin`: checks the password (failures count per network and per account),
@@ -792,20 +793,11 @@ pub async fn sign_in(
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let next = safe_next(&posted.next).unwrap_or_default().to_owned();
     let again = |status: StatusCode, message: &str, resend: bool| {
-        let main = signin_form(&form, &posted.address, &next, Some(message), resend);
-        respond(
-            &state,
-            &viewer,
-            status,
-            "Sign in",
-            "mall-signin",
-            &form,
-            &main,
-        )
+        let main = signin_form(&visit.form, &posted.address, &next, Some(message), resend);
+        visit.respond(&state, status, "Sign in", "mall-signin", &main)
     };
     let address = posted.address.trim().to_lowercase();
     if address.is_empty() || posted.password.is_empty() {
@@ -907,14 +899,13 @@ pub async fn resend(
             warn!(cause = %e, "confirm link not resent");
         }
     });
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let text = format!(
         "If this address has an account waiting for confirmation, a new link is on its way. \
          It works for {} minutes.",
         state.config.mall.token_ttl_minutes
     );
-    Ok(check_mail(&state, &viewer, &form, &text))
+    Ok(check_mail(&state, &visit, &text))
 }
 
 /// A form that carries only the CSRF token.

@@ -33,7 +33,7 @@
 use std::fmt::Write as _;
 
 use axum::{
-    extract::{rejection::FormRejection, DefaultBodyLimit, State},
+    extract::{rejection::PathRejection, DefaultBodyLimit, Path, State},
     http::{HeaderMap, StatusCode},
     response::Response,
     routing::{get, post},
@@ -43,6 +43,7 @@ use chmail::store::mall::{Ad, Host, Inquiry};
 use serde::Deserialize;
 
 use super::{
+    account::bad_form,
     page::{page, viewer, MallPage, Viewer},
     storefront,
 };
@@ -265,9 +266,24 @@ async fn own_ad(state: &AppState, host: &Host, id: i64) -> Result<Option<Ad>, Ap
     Ok(ad.filter(|ad| ad.company_id == host.company_id))
 }
 
-/// What a malformed or oversized form gets.
-fn bad_form(_: FormRejection) -> AppError {
-    AppError::BadRequest("That form was not complete or too large. Please try again.".into())
+/// The ad named by `path` if it is one of `host`'s company's, with the hosts of that company
+/// (the choices of the ad form); `None` for a malformed id, a missing ad and another company's
+/// alike.
+async fn own_ad_and_hosts(
+    state: &AppState,
+    host: &Host,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Option<(Ad, Vec<Host>)>, AppError> {
+    let Ok(Path(id)) = path else {
+        return Ok(None);
+    };
+    let Some(ad) = own_ad(state, host, id).await? else {
+        return Ok(None);
+    };
+    let hosts = state
+        .store_call(state.store.hosts_of(host.company_id))
+        .await?;
+    Ok(Some((ad, hosts)))
 }
 
 /// A form that carries only the CSRF token.

@@ -44,9 +44,9 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{
-    account::{bad_form, form_error, next_query, respond, FormToken},
+    account::{bad_form, form_error, next_query, Visit},
     chatmail::{self, ChatMail},
-    page::{page, viewer, MallPage, Viewer},
+    page::{page, MallPage, Viewer},
 };
 use crate::{
     client_ip::ClientIp,
@@ -249,20 +249,14 @@ fn parse_id(path: Result<Path<String>, PathRejection>) -> Option<i64> {
 }
 
 /// A mall page that says `text` with `status` (for a missing ad or inquiry).
-fn message_page(
-    state: &AppState,
-    viewer: &Viewer,
-    form: &FormToken,
-    status: StatusCode,
-    text: &str,
-) -> Response {
+fn message_page(state: &AppState, visit: &Visit, status: StatusCode, text: &str) -> Response {
     let main = format!(
         "<section class=\"card stack narrow\"><h1>{title}</h1><p>{text}</p>\
          <p><a class=\"button\" href=\"/mall\">Back to the shops</a></p></section>",
         title = escape(status.canonical_reason().unwrap_or("Sorry")),
         text = escape(text),
     );
-    respond(state, viewer, status, "Sorry", "mall-message", form, &main)
+    visit.respond(state, status, "Sorry", "mall-message", &main)
 }
 
 /// `POST /mall/ad/{id}/ask`: a member's question goes to the ad's host as a chat-capable mail;
@@ -279,19 +273,17 @@ pub async fn ask(
     let ad_id = parse_id(path).ok_or(AppError::NotFound)?;
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let Some(member) = viewer.member.clone() else {
+    let visit = Visit::of(&state, &headers).await?;
+    let Some(member) = visit.viewer.member.clone() else {
         let back = format!("/mall/ad/{ad_id}");
         return Ok(see_other(&format!("/mall/signin{}", next_query(&back)), []));
     };
-    let form = FormToken::of(&state, &headers)?;
     let now = state.clock.now_ms();
     let ad = state.store_call(state.store.ad(ad_id)).await?;
     let Some(ad) = ad.filter(|ad| ad.is_active(now)) else {
         return Ok(message_page(
             &state,
-            &viewer,
-            &form,
+            &visit,
             StatusCode::NOT_FOUND,
             "This product is not offered any more.",
         ));
@@ -299,9 +291,9 @@ pub async fn ask(
     let again = |status: StatusCode, message: &str| {
         let main = ask_box(
             &state,
-            &viewer,
+            &visit.viewer,
             &ad,
-            &form.token,
+            &visit.form.token,
             &posted.question,
             Some(message),
         );
@@ -310,15 +302,7 @@ pub async fn ask(
             href = attr("href", &format!("/mall/ad/{}", ad.id)),
             title = escape(&ad.fields.title),
         );
-        respond(
-            &state,
-            &viewer,
-            status,
-            &ad.fields.title,
-            "mall-ask",
-            &form,
-            &main,
-        )
+        visit.respond(&state, status, &ad.fields.title, "mall-ask", &main)
     };
     if ad.fields.host_login == member.address {
         return Ok(again(
@@ -418,13 +402,12 @@ pub async fn inquiry_page(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
+    let visit = Visit::of(&state, &headers).await?;
     let id = parse_id(path);
-    let Some(member) = viewer.member.clone() else {
+    let Some(member) = visit.viewer.member.clone() else {
         let back = id.map_or_else(|| "/mall".to_owned(), |id| format!("/mall/inquiry/{id}"));
         return Ok(see_other(&format!("/mall/signin{}", next_query(&back)), []));
     };
-    let form = FormToken::of(&state, &headers)?;
     let inquiry = match id {
         Some(id) => own_inquiry(&state, &member, id).await?,
         None => None,
@@ -432,8 +415,7 @@ pub async fn inquiry_page(
     let Some(q) = inquiry else {
         return Ok(message_page(
             &state,
-            &viewer,
-            &form,
+            &visit,
             StatusCode::NOT_FOUND,
             "There is no such question among yours.",
         ));
@@ -473,7 +455,7 @@ pub async fn inquiry_page(
     );
     let html = page(
         &state,
-        &viewer,
+        &visit.viewer,
         &MallPage {
             title: "Your question",
             body_attrs: [
@@ -484,11 +466,11 @@ pub async fn inquiry_page(
             .concat(),
             scripts: &["/static/me.js"],
             search: "",
-            csrf: &form.token,
+            csrf: &visit.form.token,
         },
         &main,
     );
-    Ok(html_response(StatusCode::OK, form.set, html))
+    Ok(html_response(StatusCode::OK, visit.form.set, html))
 }
 
 #[cfg(test)]

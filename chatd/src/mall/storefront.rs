@@ -38,16 +38,12 @@ use chmail::store::{
 use serde::Deserialize;
 use tracing::warn;
 
-use super::page::{page, viewer, MallPage, Viewer};
+use super::account::Visit;
 use crate::{
     auth::new_token,
     error::AppError,
     state::AppState,
-    web::{
-        csrf,
-        html::{attr, escape},
-        html_response,
-    },
+    web::html::{attr, escape},
 };
 
 /// Most related ads shown under a product ("More in this category"): one row on a desktop.
@@ -227,65 +223,20 @@ fn is_view_id(view: &str) -> bool {
 
 // --- the page around each answer --------------------------------------------------------------
 
-/// What every storefront page needs: the viewer and the CSRF token of the bar's forms.
-struct Context {
-    viewer: Viewer,
-    csrf: String,
-    set_csrf: Option<String>,
-}
-
-impl Context {
-    async fn of(state: &AppState, headers: &HeaderMap) -> Result<Self, AppError> {
-        let viewer = viewer(state, headers).await?;
-        let (csrf, set_csrf) = csrf::form_token(state, headers)?;
-        Ok(Self {
-            viewer,
-            csrf,
-            set_csrf,
-        })
-    }
-
-    /// The complete page around `main`.
-    fn respond(
-        &self,
-        state: &AppState,
-        status: StatusCode,
-        title: &str,
-        kind: &str,
-        search: &str,
-        main: &str,
-    ) -> Response {
-        let body = page(
-            state,
-            &self.viewer,
-            &MallPage {
-                title,
-                body_attrs: attr("data-page", kind),
-                scripts: &[],
-                search,
-                csrf: &self.csrf,
-            },
-            main,
-        );
-        html_response(status, self.set_csrf.clone(), body)
-    }
-
-    /// The mall's own "not here" page.
-    fn not_found(&self, state: &AppState, what: &str) -> Response {
-        let main = format!(
-            "<section class=\"card empty\"><h1>Not found</h1><p>{}</p>\
-             <p><a class=\"button primary\" href=\"/mall\">Back to the mall</a></p></section>",
-            escape(what)
-        );
-        self.respond(
-            state,
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "mall-not-found",
-            "",
-            &main,
-        )
-    }
+/// The mall's own "not here" page.
+fn not_found(ctx: &Visit, state: &AppState, what: &str) -> Response {
+    let main = format!(
+        "<section class=\"card empty\"><h1>Not found</h1><p>{}</p>\
+         <p><a class=\"button primary\" href=\"/mall\">Back to the mall</a></p></section>",
+        escape(what)
+    );
+    ctx.respond(
+        state,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "mall-not-found",
+        &main,
+    )
 }
 
 /// Records the impressions of one rendered listing under a fresh view id and returns the id.
@@ -429,7 +380,7 @@ fn page_number(raw: Option<&str>) -> Result<u32, AppError> {
 
 /// `GET /mall`: rotated ads and the categories.
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    let ctx = Context::of(&state, &headers).await?;
+    let ctx = Visit::of(&state, &headers).await?;
     let now = state.clock.now_ms();
     let categories = state.store_call(state.store.categories(now)).await?;
     let ads = state
@@ -459,7 +410,7 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
             );
         }
     }
-    Ok(ctx.respond(&state, StatusCode::OK, "", "mall-home", "", &main))
+    Ok(ctx.respond(&state, StatusCode::OK, "", "mall-home", &main))
 }
 
 /// The query of a listing.
@@ -480,7 +431,7 @@ async fn category(
     Query(params): Query<ListingParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let ctx = Context::of(&state, &headers).await?;
+    let ctx = Visit::of(&state, &headers).await?;
     let now = state.clock.now_ms();
     let categories = state.store_call(state.store.categories(now)).await?;
     let known = (name.len() <= MAX_CATEGORY_LEN)
@@ -491,7 +442,11 @@ async fn category(
         })
         .flatten();
     let Some((category, count)) = known.cloned() else {
-        return Ok(ctx.not_found(&state, "There is nothing in this category right now."));
+        return Ok(not_found(
+            &ctx,
+            &state,
+            "There is nothing in this category right now.",
+        ));
     };
     let per_page = page_size(&state);
     let paged = params.page.is_some();
@@ -538,14 +493,7 @@ async fn category(
             attr("href", &format!("{path}?page=1"))
         );
     }
-    Ok(ctx.respond(
-        &state,
-        StatusCode::OK,
-        &category,
-        "mall-category",
-        "",
-        &main,
-    ))
+    Ok(ctx.respond(&state, StatusCode::OK, &category, "mall-category", &main))
 }
 
 /// `GET /mall/search?q=&page=`: the active ads that match, best first; an empty search lists
@@ -555,7 +503,7 @@ async fn search(
     Query(params): Query<ListingParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let ctx = Context::of(&state, &headers).await?;
+    let ctx = Visit::of(&state, &headers).await?;
     let q = params.q.as_deref().unwrap_or_default().trim().to_owned();
     if q.len() > MAX_SEARCH_LEN {
         let main = format!(
@@ -563,7 +511,7 @@ async fn search(
              please use at most {MAX_SEARCH_LEN} bytes (about {MAX_SEARCH_LEN} letters, fewer \
              for accented or non-Latin ones).</p></section>"
         );
-        return Ok(ctx.respond(
+        return Ok(ctx.respond_searched(
             &state,
             StatusCode::BAD_REQUEST,
             "Search",
@@ -579,7 +527,7 @@ async fn search(
                 "<section class=\"card\"><h1>Search</h1><p class=\"error\">{}</p></section>",
                 escape(&e.public_message())
             );
-            return Ok(ctx.respond(
+            return Ok(ctx.respond_searched(
                 &state,
                 StatusCode::BAD_REQUEST,
                 "Search",
@@ -637,7 +585,7 @@ async fn search(
         format!("/mall/search?q={encoded}&page={n}")
     }));
     let title = if q.is_empty() { "All products" } else { &q };
-    Ok(ctx.respond(&state, StatusCode::OK, title, "mall-search", &q, &main))
+    Ok(ctx.respond_searched(&state, StatusCode::OK, title, "mall-search", &q, &main))
 }
 
 /// The query of a product page.
@@ -656,13 +604,13 @@ async fn product(
     Query(params): Query<ProductParams>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let ctx = Context::of(&state, &headers).await?;
+    let ctx = Visit::of(&state, &headers).await?;
     let missing = "This product is not in the mall (any more).";
     let Ok(id) = id.parse::<i64>() else {
-        return Ok(ctx.not_found(&state, missing));
+        return Ok(not_found(&ctx, &state, missing));
     };
     let Some(ad) = state.store_call(state.store.ad(id)).await? else {
-        return Ok(ctx.not_found(&state, missing));
+        return Ok(not_found(&ctx, &state, missing));
     };
     let now = state.clock.now_ms();
     let active = ad.is_active(now);
@@ -672,7 +620,7 @@ async fn product(
         .as_ref()
         .is_some_and(|h| h.company_id == ad.company_id);
     if !active && !own {
-        return Ok(ctx.not_found(&state, missing));
+        return Ok(not_found(&ctx, &state, missing));
     }
     if let Some(view) = params.v.as_deref().filter(|v| is_view_id(v)) {
         if active {
@@ -728,7 +676,7 @@ async fn product(
         )),
         description = paragraphs(&f.description),
     );
-    let form = super::inquiry::form_html(&state, &ctx.viewer, &ad, &ctx.csrf);
+    let form = super::inquiry::form_html(&state, &ctx.viewer, &ad, &ctx.form.token);
     let _ = write!(
         main,
         "<section class=\"inquiry-slot\" id=\"ask\" aria-label=\"Ask about this product\">{form}</section>"
@@ -742,7 +690,7 @@ async fn product(
         );
     }
     main.push_str("</article>");
-    Ok(ctx.respond(&state, StatusCode::OK, &f.title, "mall-product", "", &main))
+    Ok(ctx.respond(&state, StatusCode::OK, &f.title, "mall-product", &main))
 }
 
 /// The pictures of an ad: a strip that snaps picture by picture (swipe on a phone), and

@@ -441,3 +441,116 @@ impl Client {
         let _ = self.sink.close().await;
     }
 }
+
+/// What the Chromium tests (`browser.rs`, `mall_browser.rs`) share: finding node, Chromium and
+/// playwright-core, a port for chatd to listen on, and running a script of `tests/browser`.
+pub mod browser {
+    use std::{
+        net::TcpListener,
+        path::{Path, PathBuf},
+        process::{Child, Command, Output, Stdio},
+        time::{Duration, Instant},
+    };
+
+    /// The workspace root, where the scripts run.
+    pub fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// The Chromium to drive (`CHROMIUM`, default /usr/bin/chromium), or `None` when the test
+    /// cannot run here: it prints SKIPPED then, and panics instead under `CI=true`.
+    pub fn chromium_or_skip() -> Option<PathBuf> {
+        let chromium =
+            PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+        let Some(why) = missing(&chromium) else {
+            return Some(chromium);
+        };
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("browser test cannot run under CI: {why}");
+        }
+        println!("SKIPPED: {why}");
+        None
+    }
+
+    /// What is missing to run the browser test, if anything.
+    fn missing(chromium: &Path) -> Option<String> {
+        let node = Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !node.is_ok_and(|s| s.success()) {
+            return Some("node is not installed".into());
+        }
+        if !chromium.exists() {
+            return Some(format!(
+                "{} does not exist (apt-get install chromium)",
+                chromium.display()
+            ));
+        }
+        let module = workspace().join("tests/browser/node_modules/playwright-core");
+        if !module.exists() {
+            return Some("playwright-core is not installed (npm ci in tests/browser)".into());
+        }
+        None
+    }
+
+    /// A port free right now on 127.0.0.1 (chatd binds it a moment later).
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// Where the scripts save their screenshots (printed, so a person can find them).
+    pub fn screenshot_dir() -> PathBuf {
+        let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        println!("screenshots: {}", shots.display());
+        shots
+    }
+
+    /// `node tests/browser/<script>` in the workspace, with `CHROMIUM` and `SCREENSHOT_DIR` set
+    /// and its output captured; the caller adds the script's own environment.
+    pub fn script(name: &str, chromium: &Path, shots: &Path) -> Command {
+        let mut command = Command::new("node");
+        command
+            .arg(format!("tests/browser/{name}"))
+            .current_dir(workspace())
+            .env("SCREENSHOT_DIR", shots)
+            .env("CHROMIUM", chromium)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Waits for `child` to end, killing it after `timeout`, and reads its output (blocking).
+    pub fn finish(mut child: Child, timeout: Duration) -> Output {
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() > timeout => {
+                    let _ = child.kill();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("waiting for node: {e}"),
+            }
+        }
+        child.wait_with_output().expect("node output")
+    }
+
+    /// Prints what the script wrote and asserts that it succeeded, "OK" as its last line.
+    pub fn assert_ok(output: &Output) {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!("{stdout}");
+        eprintln!("{stderr}");
+        assert!(output.status.success(), "browser script failed: {stderr}");
+        assert_eq!(stdout.lines().last(), Some("OK"), "the script's last line");
+    }
+}

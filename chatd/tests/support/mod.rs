@@ -1,11 +1,16 @@
 //! Shared helpers of the page, mail and admin tests: a state over an in-memory store, a seeded
-//! room, a mailer that captures mails, a real SMTP server (mailin-embedded) on 127.0.0.1:0, and
-//! request builders for `app(state).oneshot(..)`.
+//! room, a mailer that captures mails, a real SMTP server (mailin-embedded) on 127.0.0.1:0,
+//! request builders for `app(state).oneshot(..)`, a browser with a cookie jar, the mall's
+//! shops, ads and members, and a fresh SQLite file or PostgreSQL schema per test.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::{
-    net::{SocketAddr, TcpListener},
-    sync::Arc,
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr, TcpListener},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -17,11 +22,15 @@ use axum::{
     Router,
 };
 use chatd::{
+    auth,
     mail::{MailError, MailSender, OutgoingMail},
     AppState,
 };
 use chmail::{
-    store::{NewMessage, Participant, Role, Store, Submission, Via},
+    store::{
+        mall::{AdFields, NewMember, TokenPurpose},
+        NewMessage, Participant, Role, Store, Submission, Via,
+    },
     Config,
 };
 use tokio::sync::mpsc;
@@ -428,4 +437,351 @@ pub fn start_smtp() -> (SocketAddr, Inbox) {
         let _ = server.serve();
     });
     (addr, Inbox(rx))
+}
+
+/// A `Cookie` header value of a fresh session of `login`.
+pub async fn session_cookie(state: &AppState, login: &str) -> String {
+    let set = auth::start_session(state, login)
+        .await
+        .expect("session starts");
+    set.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// The value of the hidden field `name` of a page (as written, `&amp;` read back as `&`).
+pub fn hidden(body: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker)? + marker.len();
+    let end = body[start..].find('"')?;
+    Some(body[start..start + end].replace("&amp;", "&"))
+}
+
+/// The path of the first link in `text` that starts with `prefix` (up to the next blank).
+pub fn link_path(text: &str, prefix: &str) -> String {
+    let start = text.find(prefix).expect("the mail holds the link");
+    text[start..]
+        .split(char::is_whitespace)
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `fields` as a form body.
+pub fn encode(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+// --- a browser ---------------------------------------------------------------------------------
+
+/// A browser: a cookie jar and a client address, talking to the router.
+pub struct Browser {
+    /// The app it talks to.
+    pub router: Router,
+    /// Its cookies, by name.
+    pub cookies: BTreeMap<String, String>,
+    /// The address it connects from.
+    pub ip: IpAddr,
+}
+
+impl Browser {
+    /// A browser without cookies connecting from `ip`.
+    pub fn new(router: Router, ip: [u8; 4]) -> Self {
+        Self {
+            router,
+            cookies: BTreeMap::new(),
+            ip: IpAddr::from(ip),
+        }
+    }
+
+    /// Its `Cookie` header value.
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Its session cookie's value.
+    pub fn session(&self) -> Option<String> {
+        self.cookies.get("chmail_session").cloned()
+    }
+
+    /// Keeps the cookies `page` sets and forgets those it clears.
+    fn absorb(&mut self, page: &Page) {
+        for c in page.set_cookies() {
+            let pair = c.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || c.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.into(), value.into());
+                }
+            }
+        }
+    }
+
+    /// Sends `builder` with the cookies, from the browser's address, and keeps what it sets.
+    async fn request(&mut self, builder: axum::http::request::Builder, body: Body) -> Page {
+        let mut builder = builder;
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            builder = builder.header(header::COOKIE, cookies);
+        }
+        let mut req = builder.body(body).expect("request builds");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(self.ip, 40000)));
+        let page = send(&self.router, req).await;
+        self.absorb(&page);
+        page
+    }
+
+    /// A GET of `path`.
+    pub async fn get(&mut self, path: &str) -> Page {
+        self.request(Request::get(path), Body::empty()).await
+    }
+
+    /// A same-origin form post of `body` as is (no token added).
+    pub async fn post_raw(&mut self, path: &str, body: String) -> Page {
+        let builder = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .header(header::ORIGIN, "null");
+        self.request(builder, Body::from(body)).await
+    }
+
+    /// A form post with the page's CSRF token, as our pages send it.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        if !self.cookies.contains_key("chmail_csrf") {
+            self.get("/mall/signin").await;
+        }
+        let token = self.cookies.get("chmail_csrf").cloned().unwrap_or_default();
+        let mut body = encode(fields);
+        if !body.is_empty() {
+            body.push('&');
+        }
+        body.push_str(&format!("csrf={token}"));
+        self.post_raw(path, body).await
+    }
+
+    /// Posts the sign-up form.
+    pub async fn sign_up(
+        &mut self,
+        address: &str,
+        name: &str,
+        password: &str,
+        promotions: bool,
+        next: &str,
+    ) -> Page {
+        let mut fields = vec![
+            ("address", address),
+            ("name", name),
+            ("password", password),
+            ("next", next),
+        ];
+        if promotions {
+            fields.push(("promotions", "yes"));
+        }
+        self.post("/mall/signup", &fields).await
+    }
+
+    /// Posts the sign-in form.
+    pub async fn sign_in(&mut self, address: &str, password: &str, next: &str) -> Page {
+        self.post(
+            "/mall/signin",
+            &[("address", address), ("password", password), ("next", next)],
+        )
+        .await
+    }
+
+    /// Follows a confirm link (`/mall/confirm/TOKEN?next=...`) as a person: the page, whose
+    /// button posts it with its hidden fields.
+    pub async fn confirm(&mut self, link: &str) -> Page {
+        let page = self.get(link).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("id=\"confirm\""), "{}", page.body);
+        let path = link.split('?').next().unwrap_or_default().to_owned();
+        let next = hidden(&page.body, "next").unwrap_or_default();
+        self.post(&path, &[("next", &next)]).await
+    }
+}
+
+// --- the mall's shops and members ----------------------------------------------------------------
+
+/// A password hash in the stored format, for members whose password no test types.
+pub const SOME_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$test$test";
+
+/// A company `name` with its host `host` (shown as `host_name`); returns the company's id.
+pub async fn shop(store: &dyn Store, name: &str, host: &str, host_name: &str, now: i64) -> i64 {
+    let (company, _) = store.add_company(name, now).await.expect("company");
+    store
+        .add_host(company.id, host, host_name, now)
+        .await
+        .expect("host");
+    company.id
+}
+
+/// An active ad of `host` titled `title`, at EUR 25.00 in "Kitchen", always on.
+pub fn ad_fields(host: &str, title: &str) -> AdFields {
+    AdFields {
+        host_login: host.into(),
+        title: title.into(),
+        description: "Holds a litre.".into(),
+        price_minor: 2_500,
+        currency: "EUR".into(),
+        category: "Kitchen".into(),
+        starts_ms: None,
+        ends_ms: None,
+        paused: false,
+    }
+}
+
+/// A member `address` named `name`, opted in to promotions or not; `confirmed` members have
+/// proven their address by the confirm link. Returns the member's id.
+pub async fn add_member(
+    store: &dyn Store,
+    address: &str,
+    name: &str,
+    promotions: bool,
+    confirmed: bool,
+    now: i64,
+) -> i64 {
+    let m = store
+        .create_member(&NewMember {
+            address: address.into(),
+            name: name.into(),
+            password_hash: SOME_PASSWORD_HASH.into(),
+            promotions,
+            created_ms: now,
+        })
+        .await
+        .expect("store")
+        .expect("a new member");
+    if confirmed {
+        let hash = auth::hash_token(&auth::new_token().expect("token"));
+        store
+            .create_member_token(&hash, m.id, TokenPurpose::Confirm, now, now + 60_000)
+            .await
+            .expect("token stored");
+        store
+            .use_member_token(&hash, TokenPurpose::Confirm, now)
+            .await
+            .expect("store")
+            .expect("confirmed");
+    }
+    m.id
+}
+
+// --- the two backends ----------------------------------------------------------------------------
+
+/// The PostgreSQL server of the tests when `CHMAIL_TEST_POSTGRES_URL` does not name one.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// One test's store: an SQLite file, or a fresh PostgreSQL schema dropped at the end.
+pub struct Db {
+    /// The migrated store.
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl Db {
+    /// A migrated SQLite file in a temporary directory.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("chmail.db").display());
+        let store = chmail::open_store(&url, 2).await.expect("SQLite opens");
+        store.migrate().await.expect("migrations apply");
+        Self {
+            store,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A fresh, migrated schema named after `prefix` on the server of
+    /// `CHMAIL_TEST_POSTGRES_URL` (default [`DEFAULT_POSTGRES_URL`]), or `None` (after a note)
+    /// when PostgreSQL is unreachable and CI is not set.
+    pub async fn postgres(prefix: &str) -> Option<Self> {
+        let admin = std::env::var("CHMAIL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+        let client = match admin_client(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL not reachable at {admin} (CI=true, so this fails): {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL not reachable at {admin}: {e}");
+                return None;
+            }
+        };
+        let schema = unique_schema(prefix);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("CREATE SCHEMA");
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{sep}options=-csearch_path%3D{schema}");
+        let store = chmail::open_store(&url, 4)
+            .await
+            .expect("PostgreSQL store opens");
+        store.migrate().await.expect("migrations apply");
+        Some(Self {
+            store,
+            _dir: None,
+            postgres: Some((admin, schema)),
+        })
+    }
+}
+
+impl Drop for Db {
+    /// Drops the PostgreSQL schema, best effort, even when the test panicked.
+    fn drop(&mut self) {
+        let Some((admin, schema)) = self.postgres.take() else {
+            return;
+        };
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = admin_client(&admin).await.ok()?;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await
+                    .ok()
+            })
+        });
+        let _ = done.join();
+    }
+}
+
+/// A client of the PostgreSQL server at `url`, connected within 5 s.
+async fn admin_client(url: &str) -> Result<tokio_postgres::Client, String> {
+    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, conn) = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A schema name no other test run uses: `prefix`, the process and a counter.
+fn unique_schema(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -19,15 +19,15 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{
-    bad_form, check_name, form_error, limits, reset, respond, verify_password, FormToken,
-    LimitsHolder, MAX_PASSWORD_CHARS,
+    bad_form, check_name, form_error, limits, reset, verify_password, LimitsHolder, Visit,
+    MAX_PASSWORD_CHARS,
 };
 use crate::{
     auth::end_session,
     client_ip::ClientIp,
     clock::format_utc_ms,
     error::AppError,
-    mall::page::{page, viewer, MallPage, Viewer},
+    mall::page::{page, MallPage, Viewer},
     state::AppState,
     web::{
         csrf,
@@ -53,9 +53,8 @@ struct Shown<'a> {
 /// The profile page of `member`.
 async fn render(
     state: &AppState,
-    viewer: &Viewer,
+    visit: &Visit,
     member: &MallMember,
-    form: &FormToken,
     status: StatusCode,
     shown: &Shown<'_>,
 ) -> Result<Response, AppError> {
@@ -120,19 +119,11 @@ async fn render(
         max_name = MAX_PERSON_NAME_LEN,
         name = attr("value", name),
         checked = if promotions { " checked" } else { "" },
-        csrf = form.field(),
+        csrf = visit.form.field(),
         delete_error = form_error(shown.delete_error),
         max_password = MAX_PASSWORD_CHARS,
     );
-    Ok(respond(
-        state,
-        viewer,
-        status,
-        "Your account",
-        "mall-account",
-        form,
-        &main,
-    ))
+    Ok(visit.respond(state, status, "Your account", "mall-account", &main))
 }
 
 /// The notice of `?done=`.
@@ -148,11 +139,10 @@ pub async fn account_page(
     headers: HeaderMap,
     query: Result<Query<DoneQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let Some(member) = viewer.member.clone() else {
+    let visit = Visit::of(&state, &headers).await?;
+    let Some(member) = visit.viewer.member.clone() else {
         return Ok(see_other("/mall/signin?next=/mall/account", []));
     };
-    let form = FormToken::of(&state, &headers)?;
     let notice = match query.map(|Query(q)| q.done).unwrap_or_default().as_str() {
         "saved" => "<p class=\"ok\" role=\"status\">Saved.</p>".to_owned(),
         "welcome" => "<p class=\"ok\" role=\"status\">Welcome! Your address is confirmed \
@@ -165,7 +155,7 @@ pub async fn account_page(
         notice,
         ..Shown::default()
     };
-    render(&state, &viewer, &member, &form, StatusCode::OK, &shown).await
+    render(&state, &visit, &member, StatusCode::OK, &shown).await
 }
 
 /// The profile form as posted.
@@ -188,26 +178,17 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let member = viewer.require_member()?.clone();
+    let visit = Visit::of(&state, &headers).await?;
+    let member = visit.viewer.require_member()?.clone();
     let promotions = posted.promotions.is_some();
     let name = match check_name(&posted.name) {
         Ok(name) => name,
         Err(message) => {
-            let form = FormToken::of(&state, &headers)?;
             let shown = Shown {
                 profile_error: Some((&message, &posted.name, promotions)),
                 ..Shown::default()
             };
-            return render(
-                &state,
-                &viewer,
-                &member,
-                &form,
-                StatusCode::BAD_REQUEST,
-                &shown,
-            )
-            .await;
+            return render(&state, &visit, &member, StatusCode::BAD_REQUEST, &shown).await;
         }
     };
     state
@@ -237,22 +218,20 @@ pub async fn delete(
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let member = viewer.require_member()?.clone();
+    let visit = Visit::of(&state, &headers).await?;
+    let member = visit.viewer.require_member()?.clone();
     let limits = limits(&state, &holder);
     let now = state.clock.now_ms();
     let refuse = |message: &'static str, status: StatusCode| {
         let state = state.clone();
-        let viewer = viewer.clone();
+        let visit = visit.clone();
         let member = member.clone();
-        let headers = headers.clone();
         async move {
-            let form = FormToken::of(&state, &headers)?;
             let shown = Shown {
                 delete_error: Some(message),
                 ..Shown::default()
             };
-            render(&state, &viewer, &member, &form, status, &shown).await
+            render(&state, &visit, &member, status, &shown).await
         }
     };
     if !limits.may_try(ip, &member.address, now) {

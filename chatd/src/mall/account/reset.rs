@@ -20,14 +20,13 @@ use tracing::{debug, info, warn};
 
 use super::{
     bad_form, check_address, check_mail, check_new_password, dead_link, form_error, hash_password,
-    limits, mails, net, respond, sign_member_in, FormToken, LimitsHolder, MAX_PASSWORD_CHARS,
+    limits, mails, net, sign_member_in, FormToken, LimitsHolder, Visit, MAX_PASSWORD_CHARS,
     MIN_PASSWORD_CHARS,
 };
 use crate::{
     auth::{hash_token, is_token},
     client_ip::ClientIp,
     error::AppError,
-    mall::page::{viewer, Viewer},
     state::AppState,
     web::{
         csrf,
@@ -68,18 +67,9 @@ pub async fn ask_page(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
-    let main = ask_form(&form, "", None);
-    Ok(respond(
-        &state,
-        &viewer,
-        StatusCode::OK,
-        "New password",
-        "mall-reset",
-        &form,
-        &main,
-    ))
+    let visit = Visit::of(&state, &headers).await?;
+    let main = ask_form(&visit.form, "", None);
+    Ok(visit.respond(&state, StatusCode::OK, "New password", "mall-reset", &main))
 }
 
 /// `POST /mall/reset`: answers at once; the look-up and the mail follow.
@@ -92,19 +82,16 @@ pub async fn ask(
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let address = match check_address(&posted.address) {
         Ok(address) => address,
         Err(message) => {
-            let main = ask_form(&form, &posted.address, Some(message));
-            return Ok(respond(
+            let main = ask_form(&visit.form, &posted.address, Some(message));
+            return Ok(visit.respond(
                 &state,
-                &viewer,
                 StatusCode::BAD_REQUEST,
                 "New password",
                 "mall-reset",
-                &form,
                 &main,
             ));
         }
@@ -115,17 +102,15 @@ pub async fn ask(
     {
         warn!(ip = ?ip, "reset requests over the per-network limit");
         let main = ask_form(
-            &form,
+            &visit.form,
             &posted.address,
             Some("Too many requests from your network. Please try again in an hour."),
         );
-        return Ok(respond(
+        return Ok(visit.respond(
             &state,
-            &viewer,
             StatusCode::TOO_MANY_REQUESTS,
             "New password",
             "mall-reset",
-            &form,
             &main,
         ));
     }
@@ -135,7 +120,7 @@ pub async fn ask(
          works once, for {} minutes.",
         state.config.mall.token_ttl_minutes
     );
-    Ok(check_mail(&state, &viewer, &form, &text))
+    Ok(check_mail(&state, &visit, &text))
 }
 
 /// The part of a reset request that runs after the answer.
@@ -192,20 +177,17 @@ pub async fn new_password_page(
     headers: HeaderMap,
     token: Result<Path<String>, PathRejection>,
 ) -> Result<Response, AppError> {
-    let viewer = viewer(&state, &headers).await?;
-    let form = FormToken::of(&state, &headers)?;
+    let visit = Visit::of(&state, &headers).await?;
     let token = token.map(|Path(t)| t).unwrap_or_default();
     if !is_token(&token) {
-        return Ok(dead_link(&state, &viewer, &form));
+        return Ok(dead_link(&state, &visit));
     }
-    let main = password_form(&form, &token, None);
-    Ok(respond(
+    let main = password_form(&visit.form, &token, None);
+    Ok(visit.respond(
         &state,
-        &viewer,
         StatusCode::OK,
         "New password",
         "mall-new-password",
-        &form,
         &main,
     ))
 }
@@ -223,23 +205,18 @@ pub async fn set_password(
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
     let token = token.map(|Path(t)| t).unwrap_or_default();
-    let bad = |viewer: &Viewer, form: &FormToken| dead_link(&state, viewer, form);
     if !is_token(&token) {
-        let viewer = viewer(&state, &headers).await?;
-        let form = FormToken::of(&state, &headers)?;
-        return Ok(bad(&viewer, &form));
+        let visit = Visit::of(&state, &headers).await?;
+        return Ok(dead_link(&state, &visit));
     }
     if let Err(message) = check_new_password(&posted.password) {
-        let viewer = viewer(&state, &headers).await?;
-        let form = FormToken::of(&state, &headers)?;
-        let main = password_form(&form, &token, Some(&message));
-        return Ok(respond(
+        let visit = Visit::of(&state, &headers).await?;
+        let main = password_form(&visit.form, &token, Some(&message));
+        return Ok(visit.respond(
             &state,
-            &viewer,
             StatusCode::BAD_REQUEST,
             "New password",
             "mall-new-password",
-            &form,
             &main,
         ));
     }
@@ -250,9 +227,8 @@ pub async fn set_password(
         .store
         .use_member_token(&token_hash, TokenPurpose::Reset, now);
     let Some(member) = state.store_call(call).await? else {
-        let viewer = viewer(&state, &headers).await?;
-        let form = FormToken::of(&state, &headers)?;
-        return Ok(bad(&viewer, &form));
+        let visit = Visit::of(&state, &headers).await?;
+        return Ok(dead_link(&state, &visit));
     };
     state
         .store_call(state.store.set_member_password(member.id, &hash))

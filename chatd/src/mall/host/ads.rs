@@ -16,7 +16,7 @@ use tracing::info;
 use super::{
     ad_status, bad_form,
     form::{ad_form_html, parse_ad, AdForm, FieldErrors},
-    host_view, own_ad,
+    host_view, own_ad_and_hosts,
     pictures::pictures_html,
     HostView, TokenForm,
 };
@@ -176,15 +176,9 @@ pub(super) async fn edit_ad_page(
     query: Result<Query<EditQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let hv = host_or_return!(state, headers, true);
-    let Ok(Path(id)) = path else {
+    let Some((ad, hosts)) = own_ad_and_hosts(&state, &hv.host, path).await? else {
         return Ok(hv.not_found(&state));
     };
-    let Some(ad) = own_ad(&state, &hv.host, id).await? else {
-        return Ok(hv.not_found(&state));
-    };
-    let hosts = state
-        .store_call(state.store.hosts_of(hv.host.company_id))
-        .await?;
     let notes = EditNotes {
         saved: query.is_ok_and(|Query(q)| q.saved.is_some()),
         picture_error: None,
@@ -211,15 +205,10 @@ pub(super) async fn update_ad(
     let hv = host_or_return!(state, headers, false);
     let Form(form) = form.map_err(bad_form)?;
     csrf::verify(&state, &headers, &form.csrf)?;
-    let Ok(Path(id)) = path else {
+    let Some((ad, hosts)) = own_ad_and_hosts(&state, &hv.host, path).await? else {
         return Ok(hv.not_found(&state));
     };
-    let Some(ad) = own_ad(&state, &hv.host, id).await? else {
-        return Ok(hv.not_found(&state));
-    };
-    let hosts = state
-        .store_call(state.store.hosts_of(hv.host.company_id))
-        .await?;
+    let id = ad.id;
     let show_again = |errors: FieldErrors| {
         edit_ad_response(
             &state,

@@ -98,25 +98,21 @@ pub(super) fn parse_ad(
 ) -> Result<AdFields, FieldErrors> {
     let mut errors = FieldErrors::new();
     let title = form.title.trim();
-    if title.is_empty() {
-        errors.push(("title", "Give the ad a title.".into()));
-    } else if title.len() > MAX_TITLE_LEN {
-        errors.push(("title", too_long("The title", MAX_TITLE_LEN, title.len())));
-    } else if title.chars().any(char::is_control) {
-        errors.push(("title", "The title must be one line of text.".into()));
-    }
+    check_line(
+        &mut errors,
+        ("title", "The title"),
+        title,
+        MAX_TITLE_LEN,
+        "Give the ad a title.",
+    );
     let description = form.description.trim();
-    if description.len() > MAX_DESCRIPTION_LEN {
-        errors.push((
-            "description",
-            too_long("The description", MAX_DESCRIPTION_LEN, description.len()),
-        ));
-    } else if has_control_but_lines(description) {
-        errors.push((
-            "description",
-            "The description holds characters that are not text.".into(),
-        ));
-    }
+    check_text(
+        &mut errors,
+        ("description", "The description"),
+        description,
+        MAX_DESCRIPTION_LEN,
+        None,
+    );
     let currency = form.currency.trim().to_ascii_uppercase();
     let price = parse_price(&form.price, &currency).unwrap_or_else(|message| {
         errors.push(("price", message));
@@ -129,16 +125,13 @@ pub(super) fn parse_ad(
         ));
     }
     let category = form.category.trim();
-    if category.is_empty() {
-        errors.push(("category", "Give the ad a category.".into()));
-    } else if category.len() > MAX_CATEGORY_LEN {
-        errors.push((
-            "category",
-            too_long("The category", MAX_CATEGORY_LEN, category.len()),
-        ));
-    } else if category.chars().any(char::is_control) {
-        errors.push(("category", "The category must be one line of text.".into()));
-    }
+    check_line(
+        &mut errors,
+        ("category", "The category"),
+        category,
+        MAX_CATEGORY_LEN,
+        "Give the ad a category.",
+    );
     let starts = parse_optional_date(&form.starts).unwrap_or_else(|()| {
         errors.push((
             "starts",
@@ -183,14 +176,50 @@ pub(super) fn parse_ad(
     check_ad_fields(&fields).map_err(|e| vec![("form", e.to_string())])
 }
 
-pub(super) fn too_long(what: &str, max: usize, len: usize) -> String {
+fn too_long(what: &str, max: usize, len: usize) -> String {
     format!(
         "{what} is too long: {len} bytes, at most {max} (a letter with an accent counts as two)."
     )
 }
 
+/// Checks the one-line text `value` of `field` (its form name and what the messages call it,
+/// such as "The title"): `missing` when empty, at most `max` bytes, no control characters.
+pub(super) fn check_line(
+    errors: &mut FieldErrors,
+    (field, what): (&'static str, &str),
+    value: &str,
+    max: usize,
+    missing: &str,
+) {
+    if value.is_empty() {
+        errors.push((field, missing.into()));
+    } else if value.len() > max {
+        errors.push((field, too_long(what, max, value.len())));
+    } else if value.chars().any(char::is_control) {
+        errors.push((field, format!("{what} must be one line of text.")));
+    }
+}
+
+/// Checks the text `value` of `field` (lines allowed), as [`check_line`] does; an empty one is
+/// refused with `missing` when there is one.
+pub(super) fn check_text(
+    errors: &mut FieldErrors,
+    (field, what): (&'static str, &str),
+    value: &str,
+    max: usize,
+    missing: Option<&str>,
+) {
+    if let (true, Some(missing)) = (value.is_empty(), missing) {
+        errors.push((field, missing.into()));
+    } else if value.len() > max {
+        errors.push((field, too_long(what, max, value.len())));
+    } else if has_control_but_lines(value) {
+        errors.push((field, format!("{what} holds characters that are not text.")));
+    }
+}
+
 /// Whether `text` holds a control character other than a line break or a tab.
-pub(super) fn has_control_but_lines(text: &str) -> bool {
+fn has_control_but_lines(text: &str) -> bool {
     text.chars()
         .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
 }

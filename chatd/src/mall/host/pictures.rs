@@ -19,7 +19,7 @@ use super::{
     ads::{edit_ad_response, EditNotes},
     bad_form,
     form::{AdForm, FieldErrors},
-    host_view, own_ad, HostView, TokenForm, UPLOAD_OVERHEAD,
+    host_view, own_ad_and_hosts, HostView, TokenForm, UPLOAD_OVERHEAD,
 };
 use crate::{
     error::AppError,
@@ -138,15 +138,10 @@ pub(super) async fn upload_picture(
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let hv = host_or_return!(state, headers, false);
-    let Ok(Path(id)) = path else {
+    let Some((ad, hosts)) = own_ad_and_hosts(&state, &hv.host, path).await? else {
         return Ok(hv.not_found(&state));
     };
-    let Some(ad) = own_ad(&state, &hv.host, id).await? else {
-        return Ok(hv.not_found(&state));
-    };
-    let hosts = state
-        .store_call(state.store.hosts_of(hv.host.company_id))
-        .await?;
+    let id = ad.id;
     let refuse = |status: StatusCode, message: String| {
         let notes = EditNotes {
             saved: false,

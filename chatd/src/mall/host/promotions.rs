@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::{
     ad_status, bad_form,
-    form::{error_for, has_control_but_lines, too_long, FieldErrors},
+    form::{check_line, check_text, error_for, FieldErrors},
     host_view, own_ad, HostView, PROMOTIONS_SHOWN,
 };
 use crate::{
@@ -267,30 +267,21 @@ pub(super) async fn create_promotion(
         errors.push(("ad", "Choose one of your ads.".into()));
     }
     let subject = form.subject.trim();
-    if subject.is_empty() {
-        errors.push(("subject", "Give the promotion a subject.".into()));
-    } else if subject.len() > MAX_PROMOTION_SUBJECT_LEN {
-        errors.push((
-            "subject",
-            too_long("The subject", MAX_PROMOTION_SUBJECT_LEN, subject.len()),
-        ));
-    } else if subject.chars().any(char::is_control) {
-        errors.push(("subject", "The subject must be one line of text.".into()));
-    }
+    check_line(
+        &mut errors,
+        ("subject", "The subject"),
+        subject,
+        MAX_PROMOTION_SUBJECT_LEN,
+        "Give the promotion a subject.",
+    );
     let body = form.body.trim();
-    if body.is_empty() {
-        errors.push(("body", "Write the text of the promotion.".into()));
-    } else if body.len() > MAX_PROMOTION_BODY_LEN {
-        errors.push((
-            "body",
-            too_long("The text", MAX_PROMOTION_BODY_LEN, body.len()),
-        ));
-    } else if has_control_but_lines(body) {
-        errors.push((
-            "body",
-            "The text holds characters that are not text.".into(),
-        ));
-    }
+    check_text(
+        &mut errors,
+        ("body", "The text"),
+        body,
+        MAX_PROMOTION_BODY_LEN,
+        Some("Write the text of the promotion."),
+    );
     let Some(ad) = ad.filter(|_| errors.is_empty()) else {
         return new_promotion_response(&state, &hv, &form, &errors).await;
     };
