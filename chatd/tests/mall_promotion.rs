@@ -489,3 +489,69 @@ async fn two_nodes_and_a_crashed_claim_never_mail_a_member_twice() {
     first_workers.await.expect("first node stops");
     second_workers.await.expect("second node stops");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_mail_that_keeps_failing_is_retried_with_back_off_then_given_up() {
+    let mut w = world(60).await;
+    // No key signs the mall's From domain: every attempt fails before anything is queued.
+    w.state.signing = Arc::new(SigningTable::default());
+    let store = w.state.store.clone();
+    member(&*store, "ida@i.example", true, true).await;
+    let (promotion_id, _) = store
+        .create_promotion(&NewPromotion {
+            ad_id: w.ad,
+            host_login: HUGO.into(),
+            subject: "Never sent".into(),
+            body: "No key.".into(),
+            created_ms: w.state.clock.now_ms(),
+        })
+        .await
+        .expect("store")
+        .expect("Hugo's ad");
+
+    let (stop, stopped) = watch::channel(false);
+    let running = workers(&w.state, &stopped);
+    let claims = |after: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_promotion_mails("probe", after, after + 1, 10)
+                .await
+                .expect("claim")
+        }
+    };
+    // First attempt at once, then after 1, 2, 4 and 8 minutes: five in all, then given up.
+    pass(10).await;
+    let now = w.state.clock.now_ms();
+    assert!(claims(now).await.is_empty(), "waiting for its retry");
+    pass(20 * 60).await;
+    let counts = store
+        .promotion(promotion_id)
+        .await
+        .expect("read")
+        .expect("promotion");
+    assert_eq!(
+        (counts.sent, counts.failed),
+        (0, 1),
+        "given up after {} attempts",
+        promotion::MAX_ATTEMPTS
+    );
+    let later = w.state.clock.now_ms() + 3_600_000;
+    assert!(claims(later).await.is_empty(), "never claimed again");
+    assert!(promotions_in(&w.mailer.mails()).is_empty());
+
+    // The host sees it on the promotions page.
+    let session = auth::start_session(&w.state, HUGO).await.expect("session");
+    let cookies = format!(
+        "{}; chmail_csrf={CSRF}",
+        session.split(';').next().unwrap_or_default()
+    );
+    let page = send(&w.router, get("/mall/host/promotions", &cookies)).await;
+    assert!(
+        page.body.contains("data-count=\"failed\">1<"),
+        "the host's page counts the mail not delivered: {}",
+        page.body
+    );
+    stop.send(true).expect("stop");
+    running.await.expect("workers end");
+}

@@ -1286,6 +1286,59 @@ mod behaviour {
             .is_empty());
     }
 
+    pub async fn a_failing_promotion_mail_waits_then_is_given_up_and_counted(h: &Harness) {
+        let s = h.fresh().await;
+        let shops = shops(&*s).await;
+        let a = ad(&*s, &shops, "Tea pot", "Kitchen", NOW).await;
+        let m1 = member(&*s, "m1@example.com", true, true).await;
+        let (p, _) = s
+            .create_promotion(&promotion(a, ACME_HOST))
+            .await
+            .expect("promotion")
+            .expect("ok");
+        let job = s
+            .claim_promotion_mails("node-a", NOW, NOW + 1_000, 5)
+            .await
+            .expect("claim");
+        assert_eq!(job.len(), 1);
+        assert_eq!(job[0].attempts, 0);
+
+        // Only the lease holder records a failure; the mail then waits until its retry time.
+        assert!(!s
+            .promotion_mail_failed(p, m1, "node-b", "relay down", Some(NOW + 5_000))
+            .await
+            .expect("not b's"));
+        assert!(s
+            .promotion_mail_failed(p, m1, "node-a", "relay down", Some(NOW + 5_000))
+            .await
+            .expect("a's"));
+        assert!(s
+            .claim_promotion_mails("node-b", NOW + 4_000, NOW + 9_000, 5)
+            .await
+            .expect("too early")
+            .is_empty());
+        let again = s
+            .claim_promotion_mails("node-b", NOW + 6_000, NOW + 9_000, 5)
+            .await
+            .expect("due again");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1, "the failure was counted");
+
+        // Given up: never claimed again, counted as failed, not as sent.
+        let long = "x".repeat(5_000);
+        assert!(s
+            .promotion_mail_failed(p, m1, "node-b", &long, None)
+            .await
+            .expect("give up"));
+        assert!(s
+            .claim_promotion_mails("node-c", NOW + 100_000, NOW + 200_000, 5)
+            .await
+            .expect("nothing")
+            .is_empty());
+        let counts = s.promotion(p).await.expect("read").expect("promotion");
+        assert_eq!((counts.sent, counts.failed), (0, 1));
+    }
+
     pub async fn promotion_mails_are_leased_queued_counted_and_skipped(h: &Harness) {
         let s = h.fresh().await;
         let shops = shops(&*s).await;
@@ -1701,6 +1754,7 @@ conformance!(
     inquiries_are_answered_when_the_host_joins_or_writes,
     promotions_go_to_confirmed_members_who_opted_in,
     promotion_mails_are_leased_queued_counted_and_skipped,
+    a_failing_promotion_mail_waits_then_is_given_up_and_counted,
     concurrent_promotion_claims_take_each_mail_exactly_once,
     unsubscribing_turns_promotions_off_and_counts_once,
     concurrent_page_views_count_every_impression_without_deadlock,

@@ -137,13 +137,16 @@ CREATE TABLE promotion_recipients (
     promotion_id     BIGINT NOT NULL REFERENCES promotions (id) ON DELETE CASCADE,
     member_id        BIGINT NOT NULL REFERENCES members (id) ON DELETE CASCADE,
     state            TEXT   NOT NULL DEFAULT 'pending'
-        CHECK (state IN ('pending', 'queued', 'skipped')),
+        CHECK (state IN ('pending', 'queued', 'skipped', 'failed')),
     room_id          TEXT   REFERENCES rooms (id) ON DELETE SET NULL,
     unsubscribe_hash TEXT   UNIQUE,
     lease_owner      TEXT,
     lease_until_ms   BIGINT,
     queued_ms        BIGINT,
     unsubscribed_ms  BIGINT,
+    -- Failed attempts so far, and the last error: a mail that keeps failing is given up.
+    attempts         BIGINT NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_error       TEXT,
     PRIMARY KEY (promotion_id, member_id)
 );
 -- Claiming: only pending rows are indexed, so sent history costs the claim nothing.

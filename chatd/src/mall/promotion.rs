@@ -62,6 +62,13 @@ pub const STORE_CALLS_PER_MAIL: u32 = 8;
 /// Time a claim allows beyond the store calls of its mails.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
+/// Attempts at one promotion mail before it is given up (counted as failed on the host's page).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The wait after the first failed attempt; each further failure doubles it (1, 2, 4, 8
+/// minutes), so a relay or store outage of a quarter of an hour loses no promotion mail.
+pub const RETRY_FIRST: Duration = Duration::from_secs(60);
+
 /// The routes of the unsubscribe page.
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -196,18 +203,41 @@ async fn round(
         }
         bucket.take();
         if let Err(e) = send_one(state, job, &mut promotions).await {
-            warn!(
-                promotion = job.promotion_id,
-                member = job.member_id,
-                cause = %e,
-                "promotion mail not sent; it is tried again after its lease"
-            );
+            failed(state, job, &e).await;
         }
     }
     if full {
         Duration::ZERO
     } else {
         TICK
+    }
+}
+
+/// Records that `job` failed with `error`: it waits for a retry with back-off, or after
+/// [`MAX_ATTEMPTS`] it is given up. A store failure here leaves the job to its lease.
+async fn failed(state: &AppState, job: &PromotionJob, error: &AppError) {
+    let attempts = job.attempts.saturating_add(1);
+    let retry_at = (attempts < MAX_ATTEMPTS).then(|| {
+        let wait = RETRY_FIRST.saturating_mul(1 << (attempts - 1).min(16));
+        state.clock.now_ms().saturating_add(ms(wait))
+    });
+    let detail = error.to_string();
+    let record = state.store.promotion_mail_failed(
+        job.promotion_id,
+        job.member_id,
+        &state.node,
+        &detail,
+        retry_at,
+    );
+    if let Err(e) = state.store_call(record).await {
+        warn!(promotion = job.promotion_id, member = job.member_id, cause = %e,
+            "promotion mail failure not recorded; it is tried again after its lease");
+    }
+    match retry_at {
+        Some(_) => warn!(promotion = job.promotion_id, member = job.member_id, attempts,
+            cause = %detail, "promotion mail not sent; it is tried again later"),
+        None => warn!(promotion = job.promotion_id, member = job.member_id, attempts,
+            cause = %detail, "promotion mail given up after repeated failures"),
     }
 }
 

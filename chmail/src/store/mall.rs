@@ -324,6 +324,8 @@ pub struct Promotion {
     pub chatted: u64,
     /// Recipients who unsubscribed through this promotion's mail.
     pub unsubscribed: u64,
+    /// Mails given up after repeated failures.
+    pub failed: u64,
 }
 
 /// One promotion mail to send, claimed with a lease.
@@ -337,6 +339,8 @@ pub struct PromotionJob {
     pub address: String,
     /// The member's display name.
     pub name: String,
+    /// Failed attempts at this mail so far ([`MallStore::promotion_mail_failed`]).
+    pub attempts: u32,
 }
 
 /// The mall's tables, over one backend.
@@ -682,6 +686,22 @@ pub trait MallStore: Send + Sync {
     /// # Errors
     /// A backend error.
     async fn prune_mall(&self, before_ms: i64) -> Result<u64>;
+
+    /// Records a failed attempt at a claimed promotion mail (its `attempts` grow by one and
+    /// `error` is kept, cut to a thousand bytes): with `retry_at_ms` the mail waits until then,
+    /// without it the mail is given up for good (counted as failed). False when `owner` no
+    /// longer holds the lease.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn promotion_mail_failed(
+        &self,
+        promotion_id: i64,
+        member_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<bool>;
 
     /// One-click unsubscribe from a promotion mail: turns the member's opt-in off and counts the
     /// unsubscribe on that promotion. The member's address when the token was known (repeating

@@ -13,6 +13,7 @@ use tokio_postgres::{error::SqlState, types::ToSql, Row};
 
 use super::{
     chat::{check_hash, check_owner, normalize_address, page, to_count},
+    mail_loop::clean_error,
     mall::{
         category_key, check_ad_fields, check_password_hash, check_picture, check_queued,
         check_view_id, impression_batch, normalize_company_name, normalize_inquiry,
@@ -67,7 +68,9 @@ const PROMOTION_COLS: &str = "o.id, o.ad_id, a.title, o.host_login, o.subject, o
          SELECT 1 FROM room_participants p
          WHERE p.room_id = t.room_id AND p.address = m.address AND p.joined_at IS NOT NULL)),
     (SELECT COUNT(*) FROM promotion_recipients t
-     WHERE t.promotion_id = o.id AND t.unsubscribed_ms IS NOT NULL)";
+     WHERE t.promotion_id = o.id AND t.unsubscribed_ms IS NOT NULL),
+    (SELECT COUNT(*) FROM promotion_recipients t
+     WHERE t.promotion_id = o.id AND t.state = 'failed')";
 
 /// Reads column `i`.
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T> {
@@ -167,6 +170,7 @@ fn promotion_row(r: &Row) -> Result<Promotion> {
         sent: to_total(get(r, 8)?)?,
         chatted: to_total(get(r, 9)?)?,
         unsubscribed: to_total(get(r, 10)?)?,
+        failed: to_total(get(r, 11)?)?,
     })
 }
 
@@ -1160,7 +1164,7 @@ impl MallStore for PostgresStore {
                  FROM due, members m
                  WHERE t.promotion_id = due.promotion_id AND t.member_id = due.member_id
                    AND m.id = t.member_id
-                 RETURNING t.promotion_id, t.member_id, m.address, m.name",
+                 RETURNING t.promotion_id, t.member_id, m.address, m.name, t.attempts",
                 &[&owner, &lease_until_ms, &now_ms, &page(limit)],
             )
             .await?;
@@ -1172,6 +1176,7 @@ impl MallStore for PostgresStore {
                         member_id: get(r, 1)?,
                         address: get(r, 2)?,
                         name: get(r, 3)?,
+                        attempts: u32::try_from(get::<i64>(r, 4)?).unwrap_or(u32::MAX),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -1284,6 +1289,33 @@ impl MallStore for PostgresStore {
                 .await
                 .map_err(backend)?;
             to_total(row.get::<_, i64>(0))
+        })
+        .await
+    }
+
+    async fn promotion_mail_failed(
+        &self,
+        promotion_id: i64,
+        member_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<bool> {
+        check_owner(owner)?;
+        let error = clean_error(error);
+        bounded(async {
+            let client = self.client().await?;
+            let changed = execute(
+                &client,
+                "UPDATE promotion_recipients SET attempts = attempts + 1, last_error = $4,
+                     state = CASE WHEN $5::BIGINT IS NULL THEN 'failed' ELSE 'pending' END,
+                     lease_owner = NULL, lease_until_ms = $5
+                 WHERE promotion_id = $1 AND member_id = $2 AND state = 'pending'
+                   AND lease_owner = $3",
+                &[&promotion_id, &member_id, &owner, &error, &retry_at_ms],
+            )
+            .await?;
+            Ok(changed == 1)
         })
         .await
     }

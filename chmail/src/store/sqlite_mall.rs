@@ -10,6 +10,7 @@ use rusqlite::{types::Value, Connection, ErrorCode, OptionalExtension, Row, Tran
 
 use super::{
     chat::{check_hash, check_owner, normalize_address, page, to_count},
+    mail_loop::clean_error,
     mall::{
         category_key, check_ad_fields, check_password_hash, check_picture, check_queued,
         check_view_id, impression_batch, normalize_company_name, normalize_inquiry,
@@ -65,7 +66,9 @@ const PROMOTION_COLS: &str = "o.id, o.ad_id, a.title, o.host_login, o.subject, o
          SELECT 1 FROM room_participants p
          WHERE p.room_id = t.room_id AND p.address = m.address AND p.joined_at IS NOT NULL)),
     (SELECT COUNT(*) FROM promotion_recipients t
-     WHERE t.promotion_id = o.id AND t.unsubscribed_ms IS NOT NULL)";
+     WHERE t.promotion_id = o.id AND t.unsubscribed_ms IS NOT NULL),
+    (SELECT COUNT(*) FROM promotion_recipients t
+     WHERE t.promotion_id = o.id AND t.state = 'failed')";
 
 /// A company, from [`COMPANY_COLS`].
 fn company_row(r: &Row<'_>) -> rusqlite::Result<Company> {
@@ -171,6 +174,7 @@ fn promotion_row(r: &Row<'_>) -> rusqlite::Result<Promotion> {
         sent: count_at(r, 8)?,
         chatted: count_at(r, 9)?,
         unsubscribed: count_at(r, 10)?,
+        failed: count_at(r, 11)?,
     })
 }
 
@@ -1116,9 +1120,15 @@ impl MallStore for SqliteStore {
                          WHERE state = 'pending'
                            AND (lease_until_ms IS NULL OR lease_until_ms < ?3)
                          ORDER BY promotion_id, member_id LIMIT ?4)
-                     RETURNING promotion_id, member_id",
+                     RETURNING promotion_id, member_id, attempts",
                     (&owner, lease_until_ms, now_ms, page(limit)),
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, u32>(2)?,
+                        ))
+                    },
                 )?;
                 // RETURNING follows no ORDER BY: the oldest promotion first.
                 claimed.sort_unstable();
@@ -1127,7 +1137,7 @@ impl MallStore for SqliteStore {
                     .map_err(backend)?;
                 claimed
                     .into_iter()
-                    .map(|(promotion_id, member_id)| {
+                    .map(|(promotion_id, member_id, attempts)| {
                         let (address, name) = read
                             .query_row([member_id], |r| Ok((r.get(0)?, r.get(1)?)))
                             .map_err(backend)?;
@@ -1136,6 +1146,7 @@ impl MallStore for SqliteStore {
                             member_id,
                             address,
                             name,
+                            attempts,
                         })
                     })
                     .collect()
@@ -1241,6 +1252,33 @@ impl MallStore for SqliteStore {
                 )
                 .map_err(backend)?;
             to_total(n)
+        })
+        .await
+    }
+
+    async fn promotion_mail_failed(
+        &self,
+        promotion_id: i64,
+        member_id: i64,
+        owner: &str,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<bool> {
+        check_owner(owner)?;
+        let (owner, error) = (owner.to_owned(), clean_error(error));
+        self.run(move |c| {
+            let changed = write(c, |tx| {
+                tx.execute(
+                    "UPDATE promotion_recipients SET attempts = attempts + 1, last_error = ?4,
+                         state = CASE WHEN ?5 IS NULL THEN 'failed' ELSE 'pending' END,
+                         lease_owner = NULL, lease_until_ms = ?5
+                     WHERE promotion_id = ?1 AND member_id = ?2 AND state = 'pending'
+                       AND lease_owner = ?3",
+                    (promotion_id, member_id, &owner, &error, retry_at_ms),
+                )
+                .map_err(backend)
+            })?;
+            Ok(changed == 1)
         })
         .await
     }

@@ -56,7 +56,7 @@ pub(super) fn promotion_list(promotions: &[Promotion], queued: Option<i64>) -> S
              <div><dt>Of</dt><dd data-count=\"recipients\">{recipients}</dd></div>\
              <div><dt>Chatted</dt><dd data-count=\"chatted\">{chatted}</dd></div>\
              <div><dt>Unsubscribed</dt><dd data-count=\"unsubscribed\">{unsubscribed}</dd></div>\
-             </dl></li>",
+             {failed}</dl></li>",
             id = attr("id", &format!("promotion-{}", p.id)),
             data = attr("data-promotion", &p.id.to_string()),
             subject = escape(&p.subject),
@@ -67,6 +67,14 @@ pub(super) fn promotion_list(promotions: &[Promotion], queued: Option<i64>) -> S
             recipients = p.recipients,
             chatted = p.chatted,
             unsubscribed = p.unsubscribed,
+            failed = if p.failed == 0 {
+                String::new()
+            } else {
+                format!(
+                    "<div><dt>Not delivered</dt><dd data-count=\"failed\">{}</dd></div>",
+                    p.failed
+                )
+            },
         );
     }
     format!("<ul class=\"host-list\" id=\"promotions\">{items}</ul>")
