@@ -219,6 +219,7 @@ async fn start_chatd(
     config.signing.domain = SIGNING_DOMAIN.into();
     config.chat.public_url = PUBLIC_URL.into();
     config.chat.listen = "127.0.0.1:0".into();
+    config.chat.metrics_listen = "127.0.0.1:0".into();
     config.chat.reminder_delay_secs = 0;
     config.smtp.relay = postfix.smtp_addr();
     config.smtp.retry_initial_secs = 1;

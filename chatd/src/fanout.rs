@@ -157,7 +157,7 @@ pub struct Outlet {
 
 impl Outlet {
     /// An outlet of node `node` and the queue its publisher task drains.
-    fn new(node: Arc<str>) -> (Arc<Self>, mpsc::Receiver<String>) {
+    pub(crate) fn new(node: Arc<str>) -> (Arc<Self>, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let outlet = Arc::new(Self {
             node,
@@ -273,6 +273,7 @@ pub async fn start(state: &AppState, shutdown: &watch::Receiver<bool>) -> Vec<Jo
     if !state.hub.attach(outlet.clone()) {
         return Vec::new(); // started already
     }
+    state.metrics.watch_fanout(outlet.clone());
     let first = match bus.listen(&listener_name(state), RECEIVE_QUEUE).await {
         Ok(listener) => {
             info!(channel = %listener.channel(), node = %state.node, "fan-out listening");

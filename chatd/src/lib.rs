@@ -25,6 +25,7 @@
 //! - [`mall`]: the internet mall under `/mall` (S201-S219): storefront, members, product
 //!   inquiries that become chats, host pages, promotions
 //! - [`error`]: [`AppError`], what a user sees when something fails
+//! - [`metrics`]: Prometheus counters and gauges, served on `[chat] metrics_listen`
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
 //! `warn` when the outside misbehaves.
@@ -40,6 +41,7 @@ pub mod hub;
 pub mod limit;
 pub mod mail;
 pub mod mall;
+pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod post;

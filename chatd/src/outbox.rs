@@ -46,6 +46,10 @@ pub const KEEP: Duration = Duration::from_secs(30 * 24 * 3_600);
 /// How often the worker prunes the outbox of mails older than [`KEEP`].
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
+/// How often the worker counts the queued mails for the `chatd_outbox_backlog` gauge: about a
+/// scrape interval, so the count (one query on an index) costs the store next to nothing.
+pub const BACKLOG_EVERY: Duration = Duration::from_secs(15);
+
 /// Queues `mail` of `kind` (see [`chmail::store::kind`]), about `room_id` if any, and wakes the
 /// delivery worker. Returns `false` when a mail with its Message-ID was queued before (it is not
 /// queued again: composing a mail twice, after a crash, sends it once).
@@ -72,6 +76,7 @@ pub async fn queue(
     let (id, fresh) = state.store_call(state.store.enqueue_mail(&new)).await?;
     if fresh {
         debug!(id, kind, message_id = %mail.message_id, "mail queued");
+        state.metrics.mail_queued(kind);
         state.mail_queued.notify_one();
     } else {
         debug!(id, kind, message_id = %mail.message_id, "mail was queued before");
@@ -116,6 +121,7 @@ pub async fn run_delivery(state: AppState, mut shutdown: watch::Receiver<bool>) 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned_ms: Option<i64> = None;
+    let mut counted_ms: Option<i64> = None;
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -126,6 +132,10 @@ pub async fn run_delivery(state: AppState, mut shutdown: watch::Receiver<bool>) 
         if pruned_ms.is_none_or(|t| now.saturating_sub(t) >= ms(PRUNE_EVERY)) {
             pruned_ms = Some(now);
             prune(&state, now).await;
+        }
+        if counted_ms.is_none_or(|t| now.saturating_sub(t) >= ms(BACKLOG_EVERY)) {
+            counted_ms = Some(now);
+            count_backlog(&state).await;
         }
         loop {
             let now = state.clock.now_ms();
@@ -159,6 +169,14 @@ async fn prune(state: &AppState, now: i64) {
         Ok(0) => {}
         Ok(n) => debug!(deleted = n, "old outgoing mail pruned"),
         Err(e) => warn!(cause = %e, "pruning outgoing mail failed"),
+    }
+}
+
+/// Sets the backlog gauge to the number of queued mails (of every node: they share the store).
+async fn count_backlog(state: &AppState) {
+    match state.store_call(state.store.queued_mail_count()).await {
+        Ok(n) => state.metrics.set_backlog(n),
+        Err(e) => debug!(cause = %e, "outgoing mail not counted"),
     }
 }
 
@@ -213,6 +231,17 @@ async fn record_attempt(
     let now = state.clock.now_ms();
     let (id, mail) = (record.id, &record.mail);
     let attempts = record.attempts.saturating_add(1);
+    let result_name = match &result {
+        Ok(()) => "sent",
+        Err(MailError::Temporary(_))
+            if retry_at(&state.config, mail.created_ms, attempts, now).is_some() =>
+        {
+            "temporary"
+        }
+        Err(MailError::Temporary(_)) => "given_up",
+        Err(MailError::Permanent(_)) => "permanent",
+    };
+    state.metrics.delivery(&mail.kind, result_name);
     let recorded = match result {
         Ok(()) => {
             info!(id, kind = %mail.kind, to = %mail.to, message_id = %mail.message_id, attempts, "mail sent");

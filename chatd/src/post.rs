@@ -69,6 +69,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
             new: false,
         });
     }
+    state.metrics.message(post.via);
     state.hub.publish_room(
         &room.id,
         &ServerFrame::Message {

@@ -157,6 +157,7 @@ pub async fn ring(
     let ring = state
         .store_call(state.store.start_ring(&room.id, caller, now))
         .await?;
+    state.metrics.ring_started();
     if presence::is_online(state, &room.login).await {
         spawn(state, room, ring, sender);
         return Ok(());
@@ -256,6 +257,7 @@ async fn end(
         return Ok(());
     };
     debug!(ring = ring.id, room = %room.id, state = final_state.as_str(), "ring ended");
+    state.metrics.ring_ended(final_state);
     state.hub.publish_login(
         &room.login,
         &ServerFrame::RingOver {
@@ -303,6 +305,7 @@ pub async fn answer(
     let Some(ended) = state.store_call(update).await? else {
         return Ok(false);
     };
+    state.metrics.ring_ended(new_state);
     state.ringer.stop(ring_id);
     state.hub.publish_login(
         &room.login,
@@ -339,6 +342,7 @@ pub async fn cancel(state: &AppState, room: &Room) {
             .store
             .update_ring(active.id, RingState::Cancelled, active.attempts, now);
         if let Ok(Some(_)) = state.store_call(update).await {
+            state.metrics.ring_ended(RingState::Cancelled);
             state.ringer.stop(active.id);
             state.hub.publish_login(
                 &room.login,

@@ -1,8 +1,8 @@
 //! The router and the running server: bind `[chat] listen`, serve pages and WebSockets (over
 //! HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
 //! and the fan-out to the other nodes (PostgreSQL), take replies by mail on `[reply] listen`
-//! (with STARTTLS when `[reply] tls_cert` is set), reload the certificates on SIGHUP, stop
-//! cleanly.
+//! (with STARTTLS when `[reply] tls_cert` is set), serve the Prometheus metrics on `[chat]
+//! metrics_listen`, reload the certificates on SIGHUP, stop cleanly.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -29,10 +29,10 @@ pub enum StartError {
     /// A certificate or key of `[chat]` or `[reply]` cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The HTTP or the reply socket could not be bound.
+    /// The HTTP, the metrics or the reply socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// `[chat] listen` or `[reply] listen`.
+        /// `[chat] listen`, `[chat] metrics_listen` or `[reply] listen`.
         addr: String,
         /// Why.
         source: std::io::Error,
@@ -59,6 +59,7 @@ pub fn app(state: AppState) -> Router {
 pub struct Running {
     addr: SocketAddr,
     reply_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     https: bool,
     tls: Vec<Tls>,
     state: AppState,
@@ -75,6 +76,11 @@ impl Running {
     /// The address the reply listener takes SMTP on; `None` when `[reply] listen` is empty.
     pub fn reply_addr(&self) -> Option<SocketAddr> {
         self.reply_addr
+    }
+
+    /// The address of the `/metrics` endpoint; `None` when `[chat] metrics_listen` is empty.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Whether `[chat] listen` serves HTTPS.
@@ -161,8 +167,24 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
         source,
     })?;
     let reply = bind_reply(config).await?;
+    let metrics = bind_optional(&config.chat.metrics_listen).await?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if let Some((listener, addr)) = metrics {
+        info!(addr = %addr, "metrics endpoint listening");
+        metrics_addr = Some(addr);
+        let mut metrics_stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = metrics_stopped.wait_for(|s| *s).await;
+        };
+        let metrics = state.metrics.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, metrics, shutdown).await {
+                error!(cause = %e, "metrics endpoint stopped");
+            }
+        }));
+    }
     let router = app(state.clone());
     let mut http_stopped = stopped.clone();
     if let Some(tls) = https.clone() {
@@ -230,6 +252,7 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
     Ok(Running {
         addr: local,
         reply_addr,
+        metrics_addr,
         https: https.is_some(),
         tls: https.into_iter().chain(starttls).collect(),
         state,
@@ -240,7 +263,12 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
 
 /// Binds `[reply] listen`, unless it is empty (replies by mail off).
 async fn bind_reply(config: &Config) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
-    let addr = config.reply.listen.trim();
+    bind_optional(&config.reply.listen).await
+}
+
+/// Binds `addr`, unless it is empty (that listener is off).
+async fn bind_optional(addr: &str) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let addr = addr.trim();
     if addr.is_empty() {
         return Ok(None);
     }

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::{
     clock::Clock, codes::CodeLocks, error::AppError, hub::Hub, limit::ChatLimits, mail::MailSender,
-    presence::Presence, ringer::Ringer, ws::capacity::Capacity,
+    metrics::Metrics, presence::Presence, ringer::Ringer, ws::capacity::Capacity,
 };
 
 /// The shared state of one chatd process.
@@ -47,6 +47,8 @@ pub struct AppState {
     /// Our signing keys, for the chat-capable mails chatd sends itself (the mall's inquiries and
     /// promotions). Empty when the keys cannot be read: those mails then fail with a clear error.
     pub signing: Arc<SigningTable>,
+    /// The process's Prometheus metrics, served on `[chat] metrics_listen`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
             capacity: Arc::new(Capacity::default()),
             code_locks: Arc::new(CodeLocks::default()),
             signing: Arc::new(load_signing(&config)),
+            metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
             store,
             clock: Clock::new(),

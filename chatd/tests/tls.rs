@@ -704,7 +704,7 @@ async fn sighup_makes_the_running_binary_reload_its_certificate() {
         format!(
             "data_dir = {data:?}\n\
              [signing]\ndomain = \"a.example\"\n\
-             [chat]\npublic_url = \"{ORIGIN}\"\nlisten = \"127.0.0.1:0\"\n\
+             [chat]\npublic_url = \"{ORIGIN}\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"\"\n\
              tls_cert = {cert:?}\ntls_key = {key:?}\n\
              [reply]\nlisten = \"\"\n",
             data = dir.path().join("data").display().to_string(),

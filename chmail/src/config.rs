@@ -295,6 +295,10 @@ pub struct ChatConfig {
     pub notify_delay_secs: u64,
     /// The longest back-off between two notifications of one room, in seconds. Default 86400.
     pub notify_max_backoff_secs: u64,
+    /// Address of chatd's Prometheus `/metrics` endpoint, `HOST:PORT`: a listener of its own,
+    /// never the public `listen`. Default `127.0.0.1:9891` (the milter's is 9890); empty turns
+    /// it off.
+    pub metrics_listen: String,
 }
 
 impl Default for ChatConfig {
@@ -329,6 +333,7 @@ impl Default for ChatConfig {
             codes_per_hour: 3,
             notify_delay_secs: 120,
             notify_max_backoff_secs: 86_400,
+            metrics_listen: "127.0.0.1:9891".into(),
         }
     }
 }

@@ -1947,6 +1947,11 @@ mod behaviour {
             ids(&s.claim_mail("n1", 10_000, 60, 100).await.expect("claim")),
             [queued, retrying]
         );
+        assert_eq!(
+            s.queued_mail_count().await.expect("backlog"),
+            2,
+            "the backlog counts queued mail, a retry included, and no sent or failed one"
+        );
 
         let in_room = s
             .failed_mail(MailScope::Room("r"), 10)

@@ -389,6 +389,7 @@ async fn sign_member_in(
     state
         .store_call(state.store.member_signed_in(member.id, now))
         .await?;
+    state.metrics.signin("mall");
     let ip_text = ip.map(|ip| ip.to_string());
     let record = state
         .store

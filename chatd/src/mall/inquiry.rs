@@ -372,6 +372,7 @@ async fn send(
         created_ms: state.clock.now_ms(),
     };
     let id = state.store_call(state.store.add_inquiry(&record)).await?;
+    state.metrics.inquiry();
     info!(
         inquiry = id,
         member = member.id,

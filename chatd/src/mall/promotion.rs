@@ -233,6 +233,11 @@ async fn failed(state: &AppState, job: &PromotionJob, error: &AppError) {
         warn!(promotion = job.promotion_id, member = job.member_id, cause = %e,
             "promotion mail failure not recorded; it is tried again after its lease");
     }
+    state.metrics.promotion(if retry_at.is_some() {
+        "failed"
+    } else {
+        "given_up"
+    });
     match retry_at {
         Some(_) => warn!(promotion = job.promotion_id, member = job.member_id, attempts,
             cause = %detail, "promotion mail not sent; it is tried again later"),
@@ -321,6 +326,7 @@ async fn send_one(
         ],
     };
     let sent = chatmail::send(state, mail).await?;
+    state.metrics.promotion("sent");
     let hash = hash_token(&token);
     let queued = state.store.promotion_mail_queued(
         job.promotion_id,

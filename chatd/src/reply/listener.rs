@@ -422,6 +422,7 @@ impl Conn {
 
     /// Logs the decision about the current mail once and returns its answer.
     fn decide(&self, room: Option<&str>, code: u16, text: String, why: &str) -> Response {
+        self.state().metrics.reply(code);
         if code < 400 {
             info!(room = ?room, peer = %self.ip, code, why, "reply accepted");
         } else {
@@ -432,6 +433,7 @@ impl Conn {
 
     fn temporary_failure(&self, room: Option<&str>, e: &AppError) -> Response {
         warn!(room = ?room, peer = %self.ip, cause = %e, "reply deferred: the store failed");
+        self.state().metrics.reply(451);
         Response::custom(
             451,
             "4.3.0 The chat server has a problem right now; try again later".into(),

@@ -260,6 +260,7 @@ pub async fn use_link(
         warn!(login = %used.login, cause = %e, "sign-in not recorded in the first table");
     }
     info!(login = %used.login, "signed in by link");
+    state.metrics.signin("link");
     let mut target = "/me".to_owned();
     if let Some(room_id) = &used.room_id {
         if let Some(room) = state.store_call(state.store.room(room_id)).await? {

@@ -56,6 +56,7 @@ async fn upgrade(
 ) -> Response {
     if !origin_allowed(&state, &headers) {
         debug!(origin = ?headers.get(header::ORIGIN), "WebSocket from a foreign origin refused");
+        state.metrics.connection_refused("origin");
         return (
             StatusCode::FORBIDDEN,
             "This origin may not open a chat connection.",
@@ -64,6 +65,7 @@ async fn upgrade(
     }
     let Some(admission) = state.capacity.admit(ip) else {
         debug!(ip = ?ip, "WebSocket refused: at the connection cap");
+        state.metrics.connection_refused("capacity");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many chat connections right now; please try again later.",
@@ -78,7 +80,9 @@ async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            let open = state.metrics.connection_opened();
             connection::run(socket, state, peer).await;
+            drop(open);
             drop(admission);
         })
 }

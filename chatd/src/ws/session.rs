@@ -527,6 +527,7 @@ impl Session {
             members,
             last_read,
         });
+        state.metrics.joined(is_sender);
         Ok((first, sender_online))
     }
 

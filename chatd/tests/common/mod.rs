@@ -121,6 +121,8 @@ pub fn config() -> Config {
     config.chat.listen = "127.0.0.1:0".into();
     // Its own port per chatd: tests run in parallel, and the default 2525 is one port.
     config.reply.listen = "127.0.0.1:0".into();
+    // No metrics endpoint: the default port is one per machine (tests/metrics.rs turns it on).
+    config.chat.metrics_listen = String::new();
     config.signing.domain = "a.example".into();
     config
 }

@@ -43,6 +43,8 @@ pub const ORIGIN: &str = "http://chat.test";
 pub fn config() -> Config {
     let mut config = Config::default();
     config.chat.public_url = ORIGIN.into();
+    // No metrics endpoint: the default port is one per machine, and tests run in parallel.
+    config.chat.metrics_listen = String::new();
     config.signing.domain = "a.example".into();
     config
 }

@@ -319,6 +319,12 @@ pub trait MailStore: Send + Sync {
     /// On a store failure.
     async fn prune_mail(&self, before_ms: i64) -> Result<u64>;
 
+    /// How many mails are queued (not yet sent, not failed for good): the outbox's backlog.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn queued_mail_count(&self) -> Result<u32>;
+
     // Reply by mail.
 
     /// The reply token of `address` in `room_id`: the stored one when it has not expired at

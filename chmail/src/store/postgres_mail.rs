@@ -333,6 +333,19 @@ impl MailStore for PostgresStore {
         .await
     }
 
+    async fn queued_mail_count(&self) -> Result<u32> {
+        bounded(async {
+            let client = self.client().await?;
+            count(
+                &client,
+                "SELECT COUNT(*) FROM outgoing_mail WHERE state = 'queued'",
+                &[],
+            )
+            .await
+        })
+        .await
+    }
+
     async fn reply_token(
         &self,
         room_id: &str,

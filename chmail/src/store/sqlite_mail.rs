@@ -298,6 +298,17 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn queued_mail_count(&self) -> Result<u32> {
+        self.run(|c| {
+            count(
+                c,
+                "SELECT COUNT(*) FROM outgoing_mail WHERE state = 'queued'",
+                [],
+            )
+        })
+        .await
+    }
+
     async fn reply_token(
         &self,
         room_id: &str,
