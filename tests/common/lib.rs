@@ -37,7 +37,9 @@ pub use mail::{
     has_subject, header_section, header_values, now, single_header, tamper_signature, unfold,
     ForeignSigner,
 };
-pub use milter::{KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN};
+pub use milter::{
+    built_binary, KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN,
+};
 pub use miltertest::{
     check_incoming, lua_script, printed_block, run_miltertest, Expect, SUCCESS_LINE,
 };

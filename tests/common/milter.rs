@@ -20,6 +20,9 @@ pub const SELECTOR: &str = "sel1";
 /// The chat server's public URL in every test config: its host goes into `h=` and the link.
 pub const PUBLIC_URL: &str = "https://chat.example.test";
 
+/// The milter's `RUST_LOG` unless [`MilterOptions::log`] says otherwise.
+const DEFAULT_LOG: &str = "info,chmail=debug,chmail_milter=debug";
+
 /// How long the milter may take to listen (it runs migrations first).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,12 +37,18 @@ pub struct MilterOptions {
     pub own_domains: Vec<String>,
     /// `[milter] footer`: add the chat link to the body too.
     pub footer: bool,
+    /// `[milter] trusted_networks`: mail from these networks with a From in our domains is
+    /// signed without a SASL login (the benchmark's `smtp-source` cannot log in).
+    pub trusted_networks: Vec<String>,
+    /// The milter's `RUST_LOG`; `None`: `info`, and `debug` for CHmail's own crates.
+    pub log: Option<String>,
 }
 
 /// A configured milter; [`Milter::start`] runs it, and dropping it stops it.
 pub struct Milter {
     dir: TempDir,
     port: u16,
+    log: String,
     child: Option<Child>,
 }
 
@@ -59,19 +68,7 @@ impl Milter {
     ///
     /// When it has not been built.
     pub fn binary() -> PathBuf {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        // target/debug/deps/<test> -> target/debug/chmail-milter
-        let binary = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join("chmail-milter"))
-            .expect("the test executable lives in target/<profile>/deps");
-        assert!(
-            binary.is_file(),
-            "{} is missing: build it with cargo build -p chmail-milter (tests/run does)",
-            binary.display()
-        );
-        binary
+        built_binary("chmail-milter")
     }
 
     /// Writes the config for these options into a new tempdir; nothing runs yet.
@@ -101,6 +98,9 @@ impl Milter {
         if options.footer {
             let _ = writeln!(toml, "footer = true");
         }
+        if !options.trusted_networks.is_empty() {
+            let _ = writeln!(toml, "trusted_networks = {:?}", options.trusted_networks);
+        }
         let _ = writeln!(
             toml,
             "[signing]\ndomain = {SIGNING_DOMAIN:?}\nselector = {SELECTOR:?}\nkey_file = {:?}\nown_domains = {:?}",
@@ -112,6 +112,10 @@ impl Milter {
         Self {
             dir,
             port,
+            log: options
+                .log
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             child: None,
         }
     }
@@ -163,7 +167,7 @@ impl Milter {
         command
             .arg("--config")
             .arg(self.config_path())
-            .env("RUST_LOG", "info,chmail=debug,chmail_milter=debug")
+            .env("RUST_LOG", &self.log)
             .env("NO_COLOR", "1")
             .current_dir(self.dir.path());
         command
@@ -232,6 +236,33 @@ impl Milter {
         )
         .unwrap_or_else(|err| panic!("no logins row for {login}: {err}"))
     }
+}
+
+/// The workspace binary `name` of the running executable's profile: beside a binary
+/// (`target/release/bench` -> `target/release/<name>`), or one folder up from a test
+/// (`target/debug/deps/<test>` -> `target/debug/<name>`).
+///
+/// # Panics
+///
+/// When it has not been built.
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the executable's path");
+    let beside = exe.parent().map(|dir| dir.join(name));
+    let above = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name));
+    beside
+        .into_iter()
+        .chain(above)
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is missing beside {}: build it with cargo build --workspace --bins \
+                 (tests/run does; add --release for the bench)",
+                exe.display()
+            )
+        })
 }
 
 impl Drop for Milter {

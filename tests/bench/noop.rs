@@ -1,0 +1,84 @@
+//! A milter that changes nothing: the baseline that shows what the milter protocol itself costs
+//! Postfix. It takes part in the same stages as the CHmail milter (connect, MAIL FROM, every
+//! header, end-of-message; no body) and asks for the same actions and the same header option,
+//! and sets `TCP_NODELAY` on accepted sockets as `milter/src/listen.rs` does, so that the
+//! difference to CHmail is CHmail's own work.
+
+use std::{
+    future, io,
+    task::{Context, Poll},
+};
+
+use indymilter::{Actions, Callbacks, Config, Listener, ProtoOpts, Status};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Most concurrent MTA connections: far above the bench's SMTP sessions.
+const MAX_CONNECTIONS: usize = 1_000;
+
+/// The listener with `TCP_NODELAY` on every accepted socket (see `milter/src/listen.rs`: without
+/// it the small end-of-message replies wait for delayed ACKs).
+struct NoDelay(TcpListener);
+
+impl Listener for NoDelay {
+    type Io = TcpStream;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
+        self.0.poll_accept(cx).map_ok(|(stream, _)| {
+            // Best effort, as in the real milter: a socket without it only gets slower.
+            let _ = stream.set_nodelay(true);
+            stream
+        })
+    }
+}
+
+/// Starts the no-op milter on 127.0.0.1 on the current runtime, for good, and returns its port.
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub async fn start() -> io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let config = Config {
+        max_connections: MAX_CONNECTIONS,
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        if let Err(err) = indymilter::run(
+            NoDelay(listener),
+            callbacks(),
+            config,
+            future::pending::<()>(),
+        )
+        .await
+        {
+            eprintln!("the no-op milter stopped: {err}");
+        }
+    });
+    Ok(port)
+}
+
+/// The callbacks; the session data is whether the MTA takes headers without a reply.
+fn callbacks() -> Callbacks<bool> {
+    Callbacks::new()
+        .on_negotiate(|cx, actions, opts| {
+            cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
+            let noreply_header = opts.contains(ProtoOpts::NOREPLY_HEADER);
+            if noreply_header {
+                cx.requested_opts |= ProtoOpts::NOREPLY_HEADER;
+            }
+            cx.data = Some(noreply_header);
+            Box::pin(async { Status::Continue })
+        })
+        .on_connect(|_, _, _| Box::pin(async { Status::Continue }))
+        .on_mail(|_, _| Box::pin(async { Status::Continue }))
+        .on_header(|cx, _, _| {
+            let status = if cx.data == Some(true) {
+                Status::Noreply
+            } else {
+                Status::Continue
+            };
+            Box::pin(async move { status })
+        })
+        .on_eom(|_| Box::pin(async { Status::Continue }))
+}
