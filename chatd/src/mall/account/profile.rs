@@ -19,8 +19,9 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{
-    bad_form, check_name, form_error, limits, reset, verify_password, LimitsHolder, Visit,
-    MAX_PASSWORD_CHARS,
+    bad_form, check_name, form_error,
+    limits::{limits, LimitsHolder},
+    reset, verify_password, Visit, MAX_PASSWORD_CHARS,
 };
 use crate::{
     auth::end_session,

@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     bad_form, check_address, check_mail, check_new_password, dead_link, form_error, hash_password,
-    limits, mails, net, sign_member_in, FormToken, LimitsHolder, Visit, MAX_PASSWORD_CHARS,
-    MIN_PASSWORD_CHARS,
+    limits::{limits, net, LimitsHolder},
+    mails, sign_member_in, FormToken, Visit, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
 use crate::{
     auth::{hash_token, is_token},
