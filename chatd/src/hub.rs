@@ -2,8 +2,8 @@
 //! (the `/me` page and the sender's room pages, which ring).
 //!
 //! Every connection has a bounded queue ([`Outbox`], `[chat] send_queue` frames). Delivery never
-//! waits: a frame that does not fit marks the connection as too slow, and its send task closes it,
-//! so one stuck client costs at most its queue.
+//! waits: a frame that does not fit marks the connection as too slow, and its send loop closes it,
+//! so one stuck client costs at most its queue; an idle connection's queue holds no memory.
 //!
 //! Several nodes ([`crate::fanout`], PostgreSQL only): everything that reaches other people's
 //! connections goes through [`Hub::publish_room`] and [`Hub::publish_login`], which deliver here
@@ -14,7 +14,7 @@
 //! and a decision that needs every node asks the store (presence rows, read marks) as well.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock, PoisonError,
@@ -23,14 +23,14 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use chmail::config::ChatConfig;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::{fanout::Outlet, ws::protocol::ServerFrame};
 
 /// The id of one WebSocket connection on this process.
 pub type ConnId = u64;
 
-/// What a connection's send task gets from its queue.
+/// What a connection's send loop gets from its queue.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A text frame.
@@ -39,52 +39,185 @@ pub enum Outgoing {
     Close(u16, &'static str),
 }
 
-/// The sending end of one connection's bounded queue.
-#[derive(Debug, Clone)]
+/// The sending end of one connection's bounded queue. Clones share the queue; the receiving
+/// end sees the queue end when the last clone is dropped.
+#[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
-    too_slow: Arc<Notify>,
+    shared: Arc<Shared>,
 }
 
-/// The receiving end of a connection's queue, for its send task.
+/// The receiving end of a connection's queue, for its send loop.
+#[derive(Debug)]
 pub struct Inbox {
     /// The frames to send, in order.
-    pub rx: mpsc::Receiver<Outgoing>,
-    /// Fires when a frame did not fit: close the connection.
-    pub too_slow: Arc<Notify>,
+    pub rx: Receiver,
+}
+
+/// Takes the frames of one connection's queue, in order.
+#[derive(Debug)]
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
+
+/// A frame did not fit in the queue: the client does not keep up, close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+/// Why [`Receiver::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Nothing queued right now.
+    Empty,
+    /// Every [`Outbox`] is gone and the queue is drained.
+    Disconnected,
+    /// A frame did not fit (see [`TooSlow`]).
+    TooSlow,
+}
+
+/// One connection's queue. A plain locked `VecDeque` rather than a `tokio::sync::mpsc` channel:
+/// the channel allocates a block of 32 slots up front (about 1 KiB), which 20k idle connections
+/// would each hold for nothing.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the receiver: a frame queued, the queue too slow, or the last sender gone.
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    senders: usize,
+    receiver_gone: bool,
+    too_slow: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // The queue is consistent between statements; a panic elsewhere leaves it usable.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Outbox {
     /// A queue of `capacity` frames (at least 1).
     pub fn new(capacity: usize) -> (Outbox, Inbox) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let too_slow = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                senders: 1,
+                receiver_gone: false,
+                too_slow: false,
+            }),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        });
         (
             Outbox {
-                tx,
-                too_slow: too_slow.clone(),
+                shared: shared.clone(),
             },
-            Inbox { rx, too_slow },
+            Inbox {
+                rx: Receiver { shared },
+            },
         )
     }
 
     /// Queues `item` without waiting; false (and the connection marked too slow) when the queue
     /// is full, false when the connection is gone.
     pub fn deliver(&self, item: Outgoing) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // notify_one keeps the permit, so the send task sees it even if busy right now.
-                self.too_slow.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut queue = self.shared.lock();
+        if queue.receiver_gone {
+            return false;
         }
+        if queue.items.len() >= self.shared.capacity {
+            queue.too_slow = true;
+            drop(queue);
+            // notify_one keeps the permit, so the send loop sees it even if busy right now.
+            self.shared.ready.notify_one();
+            return false;
+        }
+        queue.items.push_back(item);
+        drop(queue);
+        self.shared.ready.notify_one();
+        true
     }
 
     /// Queues a frame (see [`Outbox::deliver`]).
     pub fn send(&self, frame: &ServerFrame) -> bool {
         self.deliver(Outgoing::Frame(frame.to_text()))
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.senders -= 1;
+        let last = queue.senders == 0;
+        drop(queue);
+        if last {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl Receiver {
+    /// The next frame without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError`]: too slow (checked first: a slow client is not flushed), nothing queued,
+    /// or the queue ended.
+    pub fn try_recv(&mut self) -> Result<Outgoing, TryRecvError> {
+        let mut queue = self.shared.lock();
+        if queue.too_slow {
+            return Err(TryRecvError::TooSlow);
+        }
+        match queue.items.pop_front() {
+            Some(item) => {
+                // A drained queue gives its memory back: idle connections hold none, and a burst
+                // does not stay with one.
+                if queue.items.is_empty() {
+                    queue.items = VecDeque::new();
+                }
+                Ok(item)
+            }
+            None if queue.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Waits for the next frame: `None` once every [`Outbox`] is gone and the queue is drained.
+    ///
+    /// # Errors
+    /// [`TooSlow`] once a frame did not fit.
+    pub async fn recv(&mut self) -> Result<Option<Outgoing>, TooSlow> {
+        loop {
+            match self.try_recv() {
+                Ok(item) => return Ok(Some(item)),
+                Err(TryRecvError::TooSlow) => return Err(TooSlow),
+                Err(TryRecvError::Disconnected) => return Ok(None),
+                // One receiver and notify_one's stored permit: a wake-up between the check and
+                // the wait is not lost.
+                Err(TryRecvError::Empty) => self.shared.ready.notified().await,
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.receiver_gone = true;
+        queue.items = VecDeque::new();
     }
 }
 
@@ -385,18 +518,45 @@ mod tests {
         for _ in 0..5 {
             hub.publish_room("r", &frame, None);
         }
-        let mut queued = 0;
-        while inbox.rx.try_recv().is_ok() {
-            queued += 1;
+        // Two fitted, the third marked the connection; the mark comes before the queued frames
+        // (a slow client is closed, not flushed) and stays for the send loop's next poll.
+        assert_eq!(inbox.rx.try_recv().err(), Some(TryRecvError::TooSlow));
+        assert_eq!(inbox.rx.recv().await.err(), Some(TooSlow));
+    }
+
+    #[tokio::test]
+    async fn a_queue_keeps_order_ends_with_its_last_outbox_and_frees_its_slots() {
+        let (outbox, mut inbox) = Outbox::new(8);
+        let other = outbox.clone();
+        let frame = |n: u16| Outgoing::Close(n, "");
+        assert!(outbox.deliver(frame(1)));
+        assert!(other.deliver(frame(2)));
+        assert!(matches!(inbox.rx.try_recv(), Ok(Outgoing::Close(1, _))));
+        drop(outbox);
+        assert!(matches!(
+            inbox.rx.recv().await,
+            Ok(Some(Outgoing::Close(2, _)))
+        ));
+        assert_eq!(inbox.rx.try_recv().err(), Some(TryRecvError::Empty));
+        for n in 0..8 {
+            assert!(other.deliver(frame(n)));
         }
-        assert_eq!(queued, 2);
-        // The permit is stored: the send task sees it on its next poll.
-        let fired = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            inbox.too_slow.notified(),
-        )
-        .await;
-        assert!(fired.is_ok());
+        let waiter = tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok(Some(_)) = inbox.rx.recv().await {
+                n += 1;
+            }
+            (n, inbox.rx.shared.lock().items.capacity())
+        });
+        drop(other);
+        assert_eq!(
+            waiter.await.ok(),
+            Some((8, 0)),
+            "drained, ended, memory given back"
+        );
+        let (outbox, inbox) = Outbox::new(1);
+        drop(inbox);
+        assert!(!outbox.deliver(frame(0)), "the connection is gone");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! How many WebSocket connections chatd holds: a [`Semaphore`] bounds them all (each costs a
-//! few KB and two tasks), and a count per client network bounds what one client may hold, so
+//! few KB and one task), and a count per client network bounds what one client may hold, so
 //! one address cannot take the whole budget. A connection beyond either gets `503` before the
 //! upgrade.
 
@@ -13,9 +13,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limit::network;
 
-/// Most WebSocket connections of one chatd process: at a few KB each (see
-/// [`super::READ_BUFFER_BYTES`]) well within a small server's memory and file descriptors,
-/// more than the 20k idle connections one node is sized for.
+/// Most WebSocket connections of one chatd process: more than the 20k idle connections one node
+/// is sized for, and well within a small server's memory and file descriptors. An idle
+/// connection costs chatd about 5 KiB, 7.5 KiB once it joined a room (`bench ws`,
+/// `docs/bench.md`): its one task ([`super::connection`]), the 1 KiB read buffer
+/// ([`super::READ_BUFFER_BYTES`]), the hub's entries, and allocator slack; 50 000 of them take
+/// about 400 MiB.
 pub const MAX_CONNECTIONS: usize = 50_000;
 
 /// Most concurrent connections from one client network: a person has a few tabs and devices,

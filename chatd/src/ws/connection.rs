@@ -1,9 +1,14 @@
-//! One WebSocket connection: a send task that drains the connection's bounded queue and pings,
+//! One WebSocket connection: a send loop that drains the connection's bounded queue and pings,
 //! and a receive loop that hands frames to the [`Session`]; when either ends, so does the other
 //! (axum's `examples/chat`). Every wait on the client is bounded: a send that does not finish in
 //! [`SEND_TIMEOUT`] or a client silent for [`IDLE_TIMEOUT`] ends the connection.
+//!
+//! Both loops run in the connection's one task (the one the upgrade spawns), polled together, and
+//! the handling of a client frame, which may wait on the store, is boxed while it runs: what an
+//! idle connection holds is then only its loops' small waiting state (see
+//! [`super::capacity::MAX_CONNECTIONS`]).
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{
@@ -18,7 +23,7 @@ use super::{
     session::{Peer, Session},
 };
 use crate::{
-    hub::{Inbox, Outbox, Outgoing},
+    hub::{Inbox, Outbox, Outgoing, TooSlow},
     state::AppState,
 };
 
@@ -33,7 +38,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for one frame to be written to the client.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the send task may take to flush its queue and close after the receive side ended.
+/// How long the send loop may take to flush its queue and close after the receive side ended.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a connection closed for an oversized frame stays open after the close frame: the
@@ -48,29 +53,46 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code: try again later (the client did not keep up with its frames).
 const CLOSE_TRY_LATER: u16 = 1013;
 
-/// Serves one upgraded connection until it closes.
-pub async fn run(socket: WebSocket, state: AppState, peer: Peer) {
+/// Serves one upgraded connection until it closes: sets it up at once (the `hello` frame is
+/// queued) and returns the future that serves it. The setup is not part of that future, and the
+/// send loop is boxed, so the future holds each piece of state once: async arguments and values
+/// moved into a pinned local would each take a second slot in it for the connection's lifetime.
+pub fn run(socket: WebSocket, state: AppState, peer: Peer) -> impl Future<Output = ()> + Send {
     let (sink, mut stream) = socket.split();
     let (outbox, inbox) = Outbox::new(state.config.chat.send_queue);
-    let closing = state.hub.closing();
-    let mut send_task = tokio::spawn(send_loop(sink, inbox, closing));
+    let mut send = Box::pin(send_loop(sink, inbox, state.hub.closing()));
     let mut session = Session::new(state, peer, outbox.clone());
     session.hello();
-    let (send_done, linger) = tokio::select! {
-        linger = receive(&mut stream, &mut session, &outbox) => (false, linger),
-        _ = &mut send_task => (true, false),
-    };
-    session.close().await;
-    // The hub no longer holds the queue: dropping ours ends it, and the send task closes.
-    drop(session);
-    drop(outbox);
-    if !send_done && timeout(CLOSE_TIMEOUT, &mut send_task).await.is_err() {
-        send_task.abort();
+    async move {
+        let (send_done, linger) = tokio::select! {
+            linger = receive(&mut stream, &mut session, &outbox) => (false, linger),
+            () = &mut send => (true, false),
+        };
+        // Leaving the hub may wait on the store; meanwhile the send loop writes what is queued
+        // (a close frame, an error). Once the hub no longer holds the queue, dropping ours ends
+        // it, and the send loop closes.
+        let mut close = Box::pin(async move {
+            session.close().await;
+            drop(session);
+            drop(outbox);
+        });
+        if send_done {
+            close.await;
+        } else {
+            tokio::select! {
+                () = &mut close => {
+                    if timeout(CLOSE_TIMEOUT, &mut send).await.is_err() {
+                        debug!("connection did not close in time");
+                    }
+                }
+                () = &mut send => close.await,
+            }
+        }
+        if linger {
+            tokio::time::sleep(CLOSE_LINGER).await;
+        }
+        drop(stream);
     }
-    if linger {
-        tokio::time::sleep(CLOSE_LINGER).await;
-    }
-    drop(stream);
 }
 
 /// Reads frames until the client closes, errs or falls silent; true when it ended on an
@@ -106,7 +128,9 @@ async fn receive(
             Ok(Some(Ok(message))) => message,
         };
         match message {
-            Message::Text(text) => session.on_text(text.as_str()).await,
+            // Boxed: handling a frame may take a large future (store calls), which an idle
+            // connection should not carry.
+            Message::Text(text) => Box::pin(session.on_text(text.as_str())).await,
             Message::Binary(_) => session.error(
                 ErrorCode::BadFrame,
                 "binary frames are not used; send JSON text frames",
@@ -137,21 +161,21 @@ async fn send_loop(
     loop {
         let message = tokio::select! {
             item = inbox.rx.recv() => match item {
-                Some(Outgoing::Frame(text)) => Message::Text(text),
-                Some(Outgoing::Close(code, reason)) => {
+                Ok(Some(Outgoing::Frame(text))) => Message::Text(text),
+                Ok(Some(Outgoing::Close(code, reason))) => {
                     let _ = timeout(SEND_TIMEOUT, sink.send(close(code, reason))).await;
                     return;
                 }
-                None => {
+                Ok(None) => {
                     let _ = timeout(SEND_TIMEOUT, sink.send(Message::Close(None))).await;
                     return;
                 }
+                Err(TooSlow) => {
+                    debug!("client too slow; closing");
+                    let _ = timeout(SEND_TIMEOUT, sink.send(close(CLOSE_TRY_LATER, "too slow"))).await;
+                    return;
+                }
             },
-            () = inbox.too_slow.notified() => {
-                debug!("client too slow; closing");
-                let _ = timeout(SEND_TIMEOUT, sink.send(close(CLOSE_TRY_LATER, "too slow"))).await;
-                return;
-            }
             // The guard of wait_for is not Send: drop it inside.
             () = async { let _ = closing.wait_for(|c| *c).await; } => {
                 let _ = timeout(SEND_TIMEOUT, sink.send(close(CLOSE_GOING_AWAY, "server stopping"))).await;

@@ -1,7 +1,7 @@
 //! The WebSocket endpoint `GET /ws` and its protocol (`docs/protocol.md`).
 //!
 //! - [`protocol`]: the JSON frames and error codes (version 1)
-//! - [`connection`]: one connection's send task, receive loop, heartbeat and time-outs
+//! - [`connection`]: one connection's send and receive loops (one task), heartbeat and time-outs
 //! - [`session`]: who a connection is and what each frame does
 //!
 //! - [`capacity`]: how many connections the process and one client network may hold
@@ -25,9 +25,12 @@ use tracing::debug;
 
 use crate::{client_ip::ClientIp, state::AppState};
 
-/// The read buffer of a connection: most frames are small, and 20k idle connections must cost
-/// a few KB each (tungstenite's default is 128 KiB).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of a connection, allocated at the upgrade and kept while it is idle: client
+/// frames are small JSON (a `message` frame at most `[chat] max_message_bytes` plus a little),
+/// so 1 KiB reads almost every frame at once; a larger one grows the buffer while it arrives and
+/// takes a few more reads. 20k idle connections must cost a few KB each (tungstenite's default
+/// is 128 KiB).
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Bytes written at once; frames go out as they come (tungstenite's default is 128 KiB).
 pub const WRITE_BUFFER_BYTES: usize = 0;
@@ -79,10 +82,13 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |socket| {
             let open = state.metrics.connection_opened();
-            connection::run(socket, state, peer).await;
-            drop(open);
-            drop(admission);
+            let served = connection::run(socket, state, peer);
+            async move {
+                served.await;
+                drop(open);
+                drop(admission);
+            }
         })
 }
