@@ -20,6 +20,7 @@ pub mod bus;
 mod chat;
 mod mail_loop;
 pub mod mall;
+mod mall_sql;
 mod migrate;
 mod postgres;
 mod postgres_chat;

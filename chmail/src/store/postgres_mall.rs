@@ -22,55 +22,22 @@ use super::{
         NewMember, NewPromotion, Picture, Promotion, PromotionJob, TokenPurpose,
         MAX_PICTURES_PER_AD,
     },
+    mall_sql::{
+        AD_FROM, COMPANY_COLS, HOST_COLS, INQUIRY_COLS, INQUIRY_FROM, MEMBER_COLS, PROMOTION_COLS,
+    },
     postgres::{backend, bounded, PostgresStore},
     postgres_chat::{execute, query_all, query_opt},
     Result, StoreError,
 };
 
-/// The columns [`company_row`] reads.
-const COMPANY_COLS: &str = "id, name, created_ms";
-/// The columns [`host_row`] reads.
-const HOST_COLS: &str = "login, company_id, name, created_ms";
 /// The columns [`ad_row`] reads, from [`AD_FROM`].
 const AD_COLS: &str = "a.id, a.company_id, c.name, a.host_login, a.title, a.description,
     a.price_minor, a.currency, a.category, a.starts_ms, a.ends_ms, a.paused,
     ARRAY(SELECT p.id FROM ad_pictures p WHERE p.ad_id = a.id ORDER BY p.position, p.id),
     a.impressions, a.clicks, a.created_ms, a.updated_ms";
-/// The ads with their company.
-const AD_FROM: &str = "ads a JOIN companies c ON c.id = a.company_id";
 /// Whether ad `a` shows at `$1`.
 const ACTIVE: &str = "NOT a.paused AND (a.starts_ms IS NULL OR a.starts_ms <= $1)
     AND (a.ends_ms IS NULL OR $1 < a.ends_ms)";
-/// The columns [`member_row`] reads.
-const MEMBER_COLS: &str =
-    "id, address, name, password_hash, promotions, confirmed_ms, created_ms, last_signin_ms";
-/// The columns [`inquiry_row`] reads, from [`INQUIRY_FROM`]. Answered: someone other than the
-/// member (the host) joined the room, or wrote in it (system messages have no author).
-const INQUIRY_COLS: &str = "i.id, i.member_id, m.name, m.address, i.ad_id, a.title,
-    a.host_login, i.room_id, r.port, i.question, i.created_ms,
-    EXISTS (SELECT 1 FROM room_participants p
-            WHERE p.room_id = i.room_id AND p.address <> m.address
-              AND p.joined_at IS NOT NULL)
-    OR EXISTS (SELECT 1 FROM messages g
-               WHERE g.room_id = i.room_id AND g.author <> '' AND g.author <> m.address)";
-/// The inquiries with their member, ad and room.
-const INQUIRY_FROM: &str = "inquiries i JOIN members m ON m.id = i.member_id
-    JOIN ads a ON a.id = i.ad_id JOIN rooms r ON r.id = i.room_id";
-/// The columns [`promotion_row`] reads, from `promotions o JOIN ads a`. Chatted: the
-/// recipient joined the room of their mail.
-const PROMOTION_COLS: &str = "o.id, o.ad_id, a.title, o.host_login, o.subject, o.body,
-    o.created_ms,
-    (SELECT COUNT(*) FROM promotion_recipients t WHERE t.promotion_id = o.id),
-    (SELECT COUNT(*) FROM promotion_recipients t
-     WHERE t.promotion_id = o.id AND t.state = 'queued'),
-    (SELECT COUNT(*) FROM promotion_recipients t JOIN members m ON m.id = t.member_id
-     WHERE t.promotion_id = o.id AND EXISTS (
-         SELECT 1 FROM room_participants p
-         WHERE p.room_id = t.room_id AND p.address = m.address AND p.joined_at IS NOT NULL)),
-    (SELECT COUNT(*) FROM promotion_recipients t
-     WHERE t.promotion_id = o.id AND t.unsubscribed_ms IS NOT NULL),
-    (SELECT COUNT(*) FROM promotion_recipients t
-     WHERE t.promotion_id = o.id AND t.state = 'failed')";
 
 /// Reads column `i`.
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T> {
