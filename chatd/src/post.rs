@@ -3,7 +3,9 @@
 //! count, and ask for a reminder when the sender is away, so that a reply by mail reaches the
 //! room exactly as a typed message does.
 
-use chmail::store::{Message, NewMessage, Room, Via};
+use std::collections::HashSet;
+
+use chmail::store::{Member, Message, NewMessage, Role, Room, Via};
 use tracing::warn;
 
 use crate::{
@@ -12,7 +14,7 @@ use crate::{
     presence, reminder,
     state::AppState,
     unread,
-    ws::protocol::{MessageView, ServerFrame},
+    ws::protocol::{MessageView, ServerFrame, Unreached},
 };
 
 /// A message to post.
@@ -100,4 +102,93 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         message: stored,
         new: true,
     })
+}
+
+/// Who a message of `author` in `room` will not reach: the room's recipients who are neither in
+/// the room (on this node) nor proven, so that no notification mail goes to them (the sender is
+/// always reached: rung while online, reminded by mail while away). Muted recipients are not
+/// listed: they turned the mails off themselves. A store failure lists nobody (logged): the
+/// message is stored either way.
+pub async fn unreached(state: &AppState, room: &Room, author: &str) -> Vec<Unreached> {
+    let members = match state.store_call(state.store.members(&room.id)).await {
+        Ok(members) => members,
+        Err(e) => {
+            warn!(room = %room.id, cause = %e, "reach of a message unknown");
+            return Vec::new();
+        }
+    };
+    let here = state.hub.addresses_in_room(&room.id);
+    let sender = crate::auth::sender_address(&state.config, room);
+    unreached_of(&members, &here, &sender, author)
+}
+
+/// [`unreached`] for `members`, with `here` the addresses in the room now.
+pub fn unreached_of(
+    members: &[Member],
+    here: &HashSet<String>,
+    sender: &str,
+    author: &str,
+) -> Vec<Unreached> {
+    let mut seen = HashSet::new();
+    members
+        .iter()
+        .filter(|m| {
+            m.role != Role::From
+                && !m.verified
+                && m.address != sender
+                && m.address != author
+                && !here.contains(&m.address)
+                && seen.insert(m.address.as_str())
+        })
+        .map(|m| Unreached {
+            address: m.address.clone(),
+            why: if m.joined_at.is_some() {
+                "not_proven"
+            } else {
+                "never_joined"
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(address: &str, role: Role, joined: bool, verified: bool) -> Member {
+        Member {
+            room_id: "r".into(),
+            address: address.into(),
+            role,
+            joined_at: joined.then_some(1),
+            last_read: None,
+            verified,
+        }
+    }
+
+    #[test]
+    fn only_absent_unproven_recipients_are_unreached() {
+        let members = [
+            member("alice@a.example", Role::From, true, false),
+            member("bob@b.example", Role::To, true, false),
+            member("carol@c.example", Role::Cc, false, false),
+            member("dan@d.example", Role::Cc, true, true),
+            member("erin@e.example", Role::Cc, true, false),
+            member("bob@b.example", Role::Cc, true, false),
+        ];
+        let here: HashSet<String> = ["erin@e.example".to_owned()].into();
+        let got = unreached_of(&members, &here, "alice@a.example", "alice@a.example");
+        let got: Vec<(&str, &str)> = got.iter().map(|u| (u.address.as_str(), u.why)).collect();
+        // Bob left unproven, Carol never came; Dan gets mail, Erin is here, Alice is the sender.
+        assert_eq!(
+            got,
+            vec![
+                ("bob@b.example", "not_proven"),
+                ("carol@c.example", "never_joined")
+            ]
+        );
+        // The author is never told about themselves.
+        let by_bob = unreached_of(&members, &here, "alice@a.example", "bob@b.example");
+        assert!(by_bob.iter().all(|u| u.address != "bob@b.example"));
+    }
 }

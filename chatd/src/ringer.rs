@@ -219,6 +219,11 @@ async fn repeat(
                 room: room.id.clone(),
                 port: room.port,
                 caller: ring.caller.clone(),
+                caller_name: room
+                    .participants
+                    .iter()
+                    .find(|p| p.address == ring.caller)
+                    .and_then(|p| p.name.clone()),
                 subject: room.subject.clone(),
                 attempt,
             },

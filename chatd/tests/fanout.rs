@@ -149,12 +149,15 @@ impl Cluster {
                     Participant {
                         address: ALICE.into(),
                         role: Role::From,
+                        name: None,
                     },
                     Participant {
                         address: BOB.into(),
                         role: Role::To,
+                        name: None,
                     },
                 ],
+                opening: None,
             })
             .await
             .expect("room stored");

@@ -89,7 +89,11 @@ async fn the_room_page_shows_sender_subject_participants_and_the_controls() {
         "<ol id=\"messages\"".to_owned(),
         "id=\"older\"".to_owned(),
         "<form id=\"composer\"".to_owned(),
-        format!("<textarea id=\"text\" name=\"text\" rows=\"2\" maxlength=\"{max}\""),
+        format!("<textarea id=\"text\" name=\"text\" rows=\"1\" maxlength=\"{max}\""),
+        "id=\"opening\"".to_owned(),
+        "id=\"scroller\"".to_owned(),
+        "id=\"jump\"".to_owned(),
+        "id=\"typing\"".to_owned(),
         "id=\"send\"".to_owned(),
         "<script defer src=\"/static/chat.js\"></script>".to_owned(),
         "href=\"/static/chat.css\"".to_owned(),
@@ -99,6 +103,108 @@ async fn the_room_page_shows_sender_subject_participants_and_the_controls() {
     }
     // The sender is not one of the addresses a recipient can claim.
     assert!(!b.contains("<option value=\"alice@a.example\">"));
+}
+
+/// The page names people by the names the mail gave them (and the mall's), says in plain words
+/// what they are, and puts the mail that started the chat first: its subject and the start of
+/// its text.
+#[tokio::test]
+async fn the_room_page_shows_names_plain_roles_and_the_mail_that_started_it() {
+    use chmail::store::{Participant, Role, Submission};
+    let (state, _) = state().await;
+    let config = config();
+    let store = state.store.clone();
+    let company = store.add_company("Tea House", 1).await.expect("company").0;
+    store
+        .add_host(company.id, "carol@c.example", "Carol", 1)
+        .await
+        .expect("host");
+    let room = room_id("namedroom");
+    let grant = store
+        .record_submission(&Submission {
+            login: "alice@a.example".into(),
+            ip: None,
+            hostname: None,
+            now: 1_714_566_896,
+            ports: config.chat.ports,
+            reclaim_after: config.chat.reclaim_after(),
+            room_id: room.clone(),
+            message_id: None,
+            subject: Some("Quarterly numbers".into()),
+            participants: vec![
+                Participant::new("alice@a.example", Role::From).named("Alice Liddell"),
+                Participant::new("bob@b.example", Role::To).named("Bob <Baker>"),
+                Participant::new("carol@c.example", Role::Cc).named("C. from the mail"),
+            ],
+            opening: Some("Here are the numbers:\n<b>up</b> 4%".into()),
+        })
+        .await
+        .expect("room stored");
+    let router = app(state);
+    let page = send(&router, get(&format!("/c/{}/{room}", grant.port), "")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let b = &page.body;
+    let head = b.split("id=\"people\"").next().unwrap_or_default();
+    assert!(
+        head.contains("<h1 id=\"title\">Alice Liddell</h1>"),
+        "{head}"
+    );
+    assert!(head.contains("Ring Alice"), "{head}");
+    let opening = b
+        .split("<article id=\"opening\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</article>").next())
+        .expect("the opening item");
+    assert!(opening.contains("Alice Liddell wrote"), "{opening}");
+    assert!(opening.contains("Quarterly numbers"), "{opening}");
+    assert!(
+        opening.contains("Here are the numbers:\n&lt;b&gt;up&lt;/b&gt; 4%"),
+        "{opening}"
+    );
+    // It comes before the messages.
+    assert!(b.find("id=\"opening\"") < b.find("id=\"messages\""));
+    let people = b
+        .split("<ul id=\"participants\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .expect("the people");
+    for needle in [
+        "<span class=\"name\">Alice Liddell</span>",
+        "wrote the mail",
+        "<span class=\"name\">Bob &lt;Baker&gt;</span>",
+        "received the mail",
+        // The mall's name of a shop's host beats the mail's, and says "shop".
+        "<span class=\"name\">Carol from Tea House</span>",
+        "<span class=\"what\">shop",
+        "not confirmed",
+    ] {
+        assert!(people.contains(needle), "missing {needle} in {people}");
+    }
+    assert!(!people.contains("C. from the mail"), "{people}");
+    assert!(!people.contains(">SENDER<") && !people.contains(">sender<"));
+    assert!(
+        b.contains("<option value=\"bob@b.example\">Bob &lt;Baker&gt; (bob@b.example)</option>")
+    );
+}
+
+/// A signed-in recipient is joined as themselves: no address to choose; someone else signed in
+/// (not a recipient) still chooses.
+#[tokio::test]
+async fn a_signed_in_recipient_gets_no_address_to_choose() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    let bob = signed_in_cookie(&state, "bob@b.example").await;
+    let eve = signed_in_cookie(&state, "eve@e.example").await;
+    let router = app(state);
+    let url = format!("/c/{}/{}", seeded.port, seeded.room);
+    let page = send(&router, get(&url, &bob)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("data-recipient=\"bob@b.example\""));
+    assert!(!page.body.contains("id=\"whoami\""), "{}", page.body);
+    assert!(page.body.contains("href=\"/me\">All your chats"));
+    let other = send(&router, get(&url, &eve)).await;
+    assert!(other.body.contains("data-recipient=\"\""));
+    assert!(other.body.contains("id=\"whoami\""));
 }
 
 #[tokio::test]
@@ -674,7 +780,9 @@ async fn a_room_without_a_from_participant_names_and_mails_the_logins_address() 
             participants: vec![chmail::store::Participant {
                 address: "x@x.example".into(),
                 role: chmail::store::Role::To,
+                name: None,
             }],
+            opening: None,
         })
         .await
         .expect("submission stored");

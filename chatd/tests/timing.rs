@@ -43,16 +43,20 @@ async fn world() -> World {
             Participant {
                 address: ALICE.into(),
                 role: Role::From,
+                name: None,
             },
             Participant {
                 address: BOB.into(),
                 role: Role::To,
+                name: None,
             },
             Participant {
                 address: CAROL.into(),
                 role: Role::Cc,
+                name: None,
             },
         ],
+        opening: None,
     };
     store.create_room(&room).await.expect("room");
     let mailer = Arc::new(RecordingMailer::default());

@@ -140,12 +140,15 @@ async fn room(s: &dyn Store, id: &str, from: &str, to: &str) {
             Participant {
                 address: from.into(),
                 role: Role::From,
+                name: None,
             },
             Participant {
                 address: to.into(),
                 role: Role::To,
+                name: None,
             },
         ],
+        opening: None,
     })
     .await
     .expect("create_room");

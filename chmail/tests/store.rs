@@ -32,6 +32,7 @@ fn part(address: &str, role: Role) -> Participant {
     Participant {
         address: address.to_owned(),
         role,
+        name: None,
     }
 }
 
@@ -346,6 +347,7 @@ mod behaviour {
                 part("alice@example.com", Role::From),
                 part("bob@x.example", Role::Cc),
             ],
+            opening: None,
         };
         s.create_room(&room).await.expect("create_room");
         let back = s.room("r-1").await.expect("room").expect("the room");
@@ -397,6 +399,7 @@ mod behaviour {
             subject: None,
             created: 5,
             participants: vec![],
+            opening: None,
         };
         s.create_room(&bare).await.expect("create bare");
         assert_eq!(s.room("r-2").await.expect("room"), Some(bare));
@@ -415,6 +418,7 @@ mod behaviour {
             subject: Some("é".repeat(600)),
             created: 1,
             participants,
+            opening: None,
         };
         s.create_room(&room).await.expect("create_room");
         let back = s.room("big").await.expect("room").expect("the room");
@@ -451,6 +455,7 @@ mod behaviour {
                 part("alice@example.com", Role::From),
                 part("bob@example.com", Role::To),
             ],
+            opening: None,
         }
     }
 
@@ -577,6 +582,7 @@ mod behaviour {
             subject: None,
             created: 1,
             participants: vec![],
+            opening: None,
         };
         invalid(s.create_room(&room).await, "empty room id");
         let mut sub = submission("", "r", ports, 1);
@@ -617,6 +623,7 @@ mod behaviour {
                 part("carol@y.example", Role::Cc),
                 part("bob@x.example", Role::Cc),
             ],
+            opening: None,
         })
         .await
         .expect("create_room");

@@ -72,6 +72,8 @@ pub struct Summary {
     pub from: Vec<String>,
     /// Number of From fields.
     pub from_fields: usize,
+    /// The display name of the first From address, if it has one (shown in the chat).
+    pub from_name: Option<String>,
     /// The To and Cc addresses (groups flattened, several fields joined), in order.
     pub recipients: Vec<Participant>,
     /// The decoded Subject.
@@ -175,6 +177,9 @@ impl Headers {
             summary.from_fields += 1;
             if let Some(address) = field.as_address() {
                 summary.from.extend(addresses(address));
+                if summary.from_name.is_none() {
+                    summary.from_name = people(address).next().and_then(|(_, name)| name);
+                }
             }
         }
         let to = message.all_to().collect::<Vec<_>>();
@@ -183,7 +188,9 @@ impl Headers {
             for address in list {
                 summary
                     .recipients
-                    .extend(addresses(address).map(|address| Participant { address, role }));
+                    .extend(people(address).map(|(address, name)| {
+                        Participant::new(address, role).named(name.as_deref().unwrap_or(""))
+                    }));
             }
         }
         summary
@@ -211,6 +218,19 @@ fn addresses<'a>(address: &'a Address<'_>) -> impl Iterator<Item = String> + 'a 
         .iter()
         .filter_map(|a| a.address())
         .filter_map(normalize_address)
+}
+
+/// The addr-specs of an address list or group list with their display names (decoded, cleaned
+/// of control characters; `None` when absent or only the address again).
+fn people<'a>(address: &'a Address<'_>) -> impl Iterator<Item = (String, Option<String>)> + 'a {
+    address.iter().filter_map(|a| {
+        let spec = normalize_address(a.address()?)?;
+        let name = a
+            .name()
+            .map(clean_text)
+            .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(&spec));
+        Some((spec, name))
+    })
 }
 
 /// Trims an addr-spec and lowercases its domain; refuses what cannot be an address.
@@ -303,6 +323,34 @@ mod tests {
         );
         assert_eq!(s.subject.as_deref(), Some("Café menu"));
         assert_eq!(s.message_id.as_deref(), Some("abc@example.com"));
+    }
+
+    #[test]
+    fn display_names_are_kept_decoded_for_the_chat() {
+        let h = block(&[
+            ("From", " \"Alice A.\" <Alice@Example.COM>"),
+            (
+                "To",
+                " =?UTF-8?B?7LKg7IiY?= <chul@c.example>, bob@b.example, b@x.example <b@x.example>",
+            ),
+            ("Cc", " \"Dan, Jr.\" <dan@d.example>"),
+        ]);
+        let s = h.summary();
+        assert_eq!(s.from_name.as_deref(), Some("Alice A."));
+        let names: Vec<(&str, Option<&str>)> = s
+            .recipients
+            .iter()
+            .map(|p| (p.address.as_str(), p.name.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("chul@c.example", Some("철수")),
+                ("bob@b.example", None),
+                ("b@x.example", None),
+                ("dan@d.example", Some("Dan, Jr.")),
+            ]
+        );
     }
 
     #[test]

@@ -44,10 +44,9 @@ impl Milter {
         let (ip, hostname) = self.client(mail).await;
         let now = unix_now();
         let room = RoomId::generate();
-        let mut participants = vec![Participant {
-            address: from.clone(),
-            role: Role::From,
-        }];
+        let from_participant = Participant::new(from.clone(), Role::From);
+        let mut participants =
+            vec![from_participant.named(summary.from_name.as_deref().unwrap_or(""))];
         participants.extend(summary.recipients);
         let submission = Submission {
             login: login.clone(),
@@ -60,6 +59,7 @@ impl Milter {
             message_id: summary.message_id,
             subject: summary.subject,
             participants,
+            opening: None,
         };
         let timeout = self.config.store.timeout();
         let grant = match tokio::time::timeout(timeout, self.store.record_submission(&submission))

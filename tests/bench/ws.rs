@@ -234,12 +234,15 @@ async fn make_rooms(url: &str, rooms: usize) -> Result<(u16, Vec<String>), Strin
                 Participant {
                     address: LOGIN.to_owned(),
                     role: Role::From,
+                    name: None,
                 },
                 Participant {
                     address: recipient(index),
                     role: Role::To,
+                    name: None,
                 },
             ],
+            opening: None,
         };
         store
             .create_room(&room)

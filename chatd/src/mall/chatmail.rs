@@ -39,6 +39,10 @@ pub struct ChatMail<'a> {
     pub name: &'a str,
     /// The recipient's address (the room's `To` participant).
     pub to: &'a str,
+    /// The recipient's name as the chat shows it (a member's name, a shop's).
+    pub to_name: &'a str,
+    /// How the chat shows its start, as its first item: the member's question, the promotion.
+    pub opening: &'a str,
     /// The subject.
     pub subject: &'a str,
     /// The text; a line with the chat link follows it.
@@ -99,15 +103,10 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         message_id: Some(format!("<{message_id}>")),
         subject: Some(mail.subject.to_owned()),
         participants: vec![
-            Participant {
-                address: mail.login.to_owned(),
-                role: Role::From,
-            },
-            Participant {
-                address: mail.to.to_owned(),
-                role: Role::To,
-            },
+            Participant::new(mail.login, Role::From).named(mail.name),
+            Participant::new(mail.to, Role::To).named(mail.to_name),
         ],
+        opening: Some(mail.opening.to_owned()),
     };
     let grant = state
         .store_call(state.store.record_submission(&submission))

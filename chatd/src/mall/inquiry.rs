@@ -334,6 +334,16 @@ pub async fn ask(
     Ok(see_other(&format!("/mall/inquiry/{inquiry}"), []))
 }
 
+/// How the chat names the shop that answers `ad`: "Lena from Tea House" (the host's name and
+/// the company), the company alone when the host is unknown.
+async fn shop_name(state: &AppState, ad: &Ad) -> String {
+    let host = state.store.host(&ad.fields.host_login);
+    match state.store_call(host).await {
+        Ok(Some(host)) => crate::people::shop_name(&host.name, Some(&ad.company_name)),
+        _ => ad.company_name.clone(),
+    }
+}
+
 /// Mails `question` about `ad` from `member` to the ad's host and records the inquiry.
 /// Returns its id.
 async fn send(
@@ -357,6 +367,8 @@ async fn send(
             login: &member.address,
             name: &member.name,
             to: &ad.fields.host_login,
+            to_name: &shop_name(state, ad).await,
+            opening: question,
             subject: &subject,
             text: &text,
             client_ip: ip,

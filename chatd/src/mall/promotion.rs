@@ -314,6 +314,8 @@ async fn send_one(
         login: &letter.host_login,
         name: &letter.host_name,
         to: &job.address,
+        to_name: &job.name,
+        opening: letter.body.trim(),
         subject: &letter.subject,
         text: &text,
         client_ip: None,

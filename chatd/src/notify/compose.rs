@@ -154,7 +154,9 @@ mod tests {
             participants: vec![Participant {
                 address: "alice@a.example".into(),
                 role: Role::From,
+                name: None,
             }],
+            opening: None,
         }
     }
 

@@ -7,6 +7,8 @@
 
 use axum::extract::ws::Utf8Bytes;
 use chmail::store::{Member, Message, RingState, Role};
+
+use crate::people::Person;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this server speaks; sent in `hello` and accepted in `join`/`watch`.
@@ -198,11 +200,20 @@ pub struct MemberView {
     pub online: bool,
     /// Whether the address has a connection in this room now.
     pub in_room: bool,
+    /// The name to show for the address ([`crate::people`]), when one is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `shop` for a shop's host in the mall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub badge: Option<&'static str>,
+    /// The newest message id this address has read (read receipts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_read: Option<i64>,
 }
 
 impl MemberView {
-    /// The view of `member`.
-    pub fn new(member: &Member, online: bool, in_room: bool) -> Self {
+    /// The view of `member`, shown as `person`.
+    pub fn new(member: &Member, online: bool, in_room: bool, person: Person) -> Self {
         Self {
             address: member.address.clone(),
             role: role_name(member.role),
@@ -210,8 +221,21 @@ impl MemberView {
             verified: member.verified || member.role == Role::From,
             online,
             in_room,
+            name: person.name,
+            badge: person.badge,
+            last_read: member.last_read,
         }
     }
+}
+
+/// Someone a message will not reach (in `ack`): not in the room, and no mail will tell them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreached {
+    /// The address.
+    pub address: String,
+    /// Why: `not_proven` (their address is not proven, so chatd mails them nothing) or
+    /// `never_joined` (the same, and they have not opened the chat yet).
+    pub why: &'static str,
 }
 
 /// The name of a role as sent.
@@ -257,6 +281,12 @@ pub enum ServerFrame {
         members: Vec<MemberView>,
         /// The last message id this address has read.
         last_read: Option<i64>,
+        /// How the conversation began (the start of the mail's text, the mall question): its
+        /// first item, above the messages.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opening: Option<String>,
+        /// When the mail was sent (unix ms): the time of the opening item.
+        started: i64,
     },
     /// The answer to `watch`.
     Watching {
@@ -281,6 +311,16 @@ pub enum ServerFrame {
         id: Option<String>,
         /// The stored message.
         message: MessageView,
+        /// Who this message will not reach, and why (absent when it reaches everyone).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unreached: Vec<Unreached>,
+    },
+    /// To the room: `address` has read the room's messages up to `up_to` (read receipts).
+    Read {
+        /// Who read.
+        address: String,
+        /// The newest message id they have read.
+        up_to: i64,
     },
     /// To the sender's sessions: ring (repeated every `ring_interval` with a growing `attempt`).
     Ring {
@@ -292,6 +332,9 @@ pub enum ServerFrame {
         port: u16,
         /// Who pressed Chat.
         caller: String,
+        /// The caller's name, when the room knows one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        caller_name: Option<String>,
         /// The mail's subject.
         subject: Option<String>,
         /// 1 for the first ring, 2 for the second, ...

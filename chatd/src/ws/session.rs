@@ -215,6 +215,13 @@ impl Session {
                 };
                 let call = self.state.store.mark_read(&j.room.id, &j.address, up_to);
                 self.state.store_call(call).await?;
+                let receipt = ServerFrame::Read {
+                    address: j.address.clone(),
+                    up_to,
+                };
+                self.state
+                    .hub
+                    .publish_room(&j.room.id, &receipt, Some(self.id));
                 if j.is_sender {
                     // The sender's other pages show the count this read lowered.
                     unread::push(&self.state, &j.room.login, &j.room.id).await;
@@ -443,23 +450,15 @@ impl Session {
             .filter(|r| r.port == port)
             .ok_or_else(not_found)?;
         let sender = sender_address(&state.config, &room);
-        let (address, is_sender) = match as_address {
-            Some(claimed) => {
-                let claimed = claimed.trim().to_lowercase();
-                let listed = room
-                    .participants
-                    .iter()
-                    .any(|p| p.address == claimed && p.role != Role::From);
-                if !listed {
-                    return Err(Refusal::new(
-                        ErrorCode::Forbidden,
-                        "that address is not one of this mail's recipients",
-                    ));
-                }
-                (claimed, false)
-            }
-            None if self.peer.login.as_deref() == Some(room.login.as_str()) => {
-                (sender.clone(), true)
+        let session = self.peer.login.as_deref();
+        let (address, is_sender) = match joins_as(&room, session, as_address) {
+            Some(JoinAs::Sender) => (sender.clone(), true),
+            Some(JoinAs::Recipient(address)) => (address, false),
+            None if as_address.is_some() => {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "that address is not one of this mail's recipients",
+                ))
             }
             None => {
                 return Err(Refusal::new(
@@ -497,8 +496,21 @@ impl Session {
             .await?;
         if is_sender {
             self.count_online(&room.login).await;
+        } else if session == Some(address.as_str()) {
+            // Signed in as this very address (a mailed link, a confirmed mall account, a shop's
+            // host): proven without a code, so notification mails reach it like any proven one.
+            if state
+                .store_call(state.store.prove_address(&room.id, &address))
+                .await?
+            {
+                let frame = ServerFrame::Verified {
+                    address: address.clone(),
+                };
+                state.hub.publish_room(&room.id, &frame, Some(self.id));
+            }
         }
         let members = state.store_call(state.store.members(&room.id)).await?;
+        let mut people = crate::people::of_room(&state, &room).await;
         let here = state.hub.addresses_in_room(&room.id);
         let sender_online = presence::is_online(&state, &room.login).await;
         let last_read = members
@@ -514,7 +526,8 @@ impl Session {
                 } else {
                     in_room
                 };
-                MemberView::new(m, online, in_room)
+                let person = people.remove(&m.address).unwrap_or_default();
+                MemberView::new(m, online, in_room, person)
             })
             .collect();
         self.send(&ServerFrame::Joined {
@@ -526,6 +539,8 @@ impl Session {
             is_sender,
             members,
             last_read,
+            opening: room.opening.clone(),
+            started: room.created.saturating_mul(1000),
         });
         state.metrics.joined(is_sender);
         Ok((first, sender_online))
@@ -669,11 +684,47 @@ impl Session {
             },
         )
         .await?;
+        let unreached = if posted.new {
+            crate::post::unreached(state, &j.room, &j.address).await
+        } else {
+            Vec::new()
+        };
         self.send(&ServerFrame::Ack {
             id,
             message: MessageView::from(&posted.message),
+            unreached,
         });
+        if posted.new && !j.is_sender {
+            self.ring_with_message(&j).await;
+        }
         Ok(())
+    }
+
+    /// A recipient wrote while the sender is online elsewhere but not in the room: the message
+    /// rings the sender as Chat would, so nobody has to press Chat and wait before writing.
+    /// Once per ring time-out at most (the limit of `ring`); an away sender gets the reminder
+    /// that [`crate::post::post`] scheduled instead.
+    async fn ring_with_message(&self, j: &Joined) {
+        let state = &self.state;
+        if state.hub.sender_in_room(&j.room.id) || !presence::is_online(state, &j.room.login).await
+        {
+            return;
+        }
+        match state.store_call(state.store.active_ring(&j.room.id)).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
+            Err(e) => {
+                warn!(room = %j.room.id, cause = %e, "no ring for a message");
+                return;
+            }
+        }
+        let now = state.clock.now_ms();
+        if !state.limits.ring(&j.room.id, &j.address, self.peer.ip, now) {
+            return;
+        }
+        if let Err(e) = ringer::ring(state, &j.room, &j.address, &j.sender).await {
+            warn!(room = %j.room.id, cause = %e, "no ring for a message");
+        }
     }
 
     fn typing(&mut self) -> Outcome {
@@ -755,6 +806,38 @@ impl Session {
     }
 }
 
+/// Whom a `join` makes a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JoinAs {
+    /// The room's sender (their session).
+    Sender,
+    /// One of the room's To/Cc addresses (lowercased).
+    Recipient(String),
+}
+
+/// Decides whom a `join` with `as_address` makes a connection of `session` (the signed-in login)
+/// in `room`: the claimed To/Cc address; without a claim, the sender (their session), or the
+/// recipient the session is signed in as (a signed-in person joins as themselves without
+/// choosing). `None`: not allowed.
+fn joins_as(room: &Room, session: Option<&str>, as_address: Option<&str>) -> Option<JoinAs> {
+    let recipient = |address: &str| {
+        room.participants
+            .iter()
+            .any(|p| p.address == address && p.role != Role::From)
+    };
+    match as_address {
+        Some(claimed) => {
+            let claimed = claimed.trim().to_lowercase();
+            recipient(&claimed).then_some(JoinAs::Recipient(claimed))
+        }
+        None if session == Some(room.login.as_str()) => Some(JoinAs::Sender),
+        None => session
+            .map(str::to_lowercase)
+            .filter(|login| recipient(login))
+            .map(JoinAs::Recipient),
+    }
+}
+
 fn check_version(v: Option<u32>) -> Outcome {
     match v {
         None => Ok(()),
@@ -772,6 +855,46 @@ fn check_version(v: Option<u32>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn room() -> Room {
+        Room {
+            id: "r".into(),
+            port: 20417,
+            login: "alice@a.example".into(),
+            message_id: None,
+            subject: None,
+            created: 0,
+            participants: vec![
+                chmail::store::Participant::new("alice@a.example", Role::From),
+                chmail::store::Participant::new("bob@b.example", Role::To),
+                chmail::store::Participant::new("carol@c.example", Role::Cc),
+            ],
+            opening: None,
+        }
+    }
+
+    #[test]
+    fn a_signed_in_recipient_joins_as_themselves_without_choosing() {
+        let r = room();
+        let bob = Some(JoinAs::Recipient("bob@b.example".into()));
+        assert_eq!(joins_as(&r, Some("bob@b.example"), None), bob);
+        assert_eq!(joins_as(&r, Some("Bob@B.example"), None), bob);
+        assert_eq!(
+            joins_as(&r, Some("alice@a.example"), None),
+            Some(JoinAs::Sender)
+        );
+        // A claim wins over the session; only the room's To/Cc addresses can be claimed.
+        assert_eq!(joins_as(&r, None, Some(" BOB@b.example ")), bob);
+        assert_eq!(
+            joins_as(&r, Some("bob@b.example"), Some("carol@c.example")),
+            Some(JoinAs::Recipient("carol@c.example".into()))
+        );
+        assert_eq!(joins_as(&r, None, Some("alice@a.example")), None);
+        assert_eq!(joins_as(&r, None, Some("eve@e.example")), None);
+        // Strangers and the anonymous must choose.
+        assert_eq!(joins_as(&r, Some("eve@e.example"), None), None);
+        assert_eq!(joins_as(&r, None, None), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_rate_window_allows_the_limit_per_sliding_minute() {

@@ -159,6 +159,7 @@ impl Harness {
                     participant(CAROL, Role::Cc),
                     participant(DAVE, Role::Cc),
                 ],
+                opening: None,
             })
             .await
             .expect("room stored");
@@ -261,6 +262,7 @@ fn participant(address: &str, role: Role) -> Participant {
     Participant {
         address: address.into(),
         role,
+        name: None,
     }
 }
 

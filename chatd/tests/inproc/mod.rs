@@ -59,6 +59,7 @@ impl World {
                 participant(BOB, Role::To),
                 participant(CAROL, Role::Cc),
             ],
+            opening: None,
         };
         store.create_room(&room).await.expect("room");
         let mailer = Arc::new(RecordingMailer::default());
@@ -89,10 +90,42 @@ impl World {
     /// sender when `address` is [`ALICE`]. Its `hello`, `joined` and `history` frames are read.
     pub async fn join(&self, address: &str) -> Client {
         let sender = address == ALICE;
+        self.join_with(sender.then_some(ALICE), (!sender).then_some(address))
+            .await
+    }
+
+    /// A connection signed in as `login` that joins without saying who it is (as the sender,
+    /// or as the recipient the session is signed in as).
+    pub async fn join_signed_in(&self, login: &str) -> Client {
+        self.join_with(Some(login), None).await
+    }
+
+    /// The sender's `/me` page: signed in as [`ALICE`], watching (online, not in the room).
+    pub async fn watch(&self) -> Client {
         let (outbox, inbox) = Outbox::new(256);
         let peer = Peer {
             ip: None,
-            login: sender.then(|| ALICE.to_owned()),
+            login: Some(ALICE.to_owned()),
+        };
+        let mut client = Client {
+            session: Session::new(self.state.clone(), peer, outbox),
+            inbox,
+            joined: Value::Null,
+            join_frames: Vec::new(),
+        };
+        client.send(json!({"type": "watch"})).await;
+        client.join_frames = client.frames();
+        client
+    }
+
+    /// A connection of session `login` (none: not signed in) that joins the room, claiming
+    /// `claim` when given. Its `hello`, `joined` and `history` frames are read.
+    pub async fn join_with(&self, login: Option<&str>, claim: Option<&str>) -> Client {
+        let address = claim.or(login).unwrap_or_default().to_owned();
+        let (outbox, inbox) = Outbox::new(256);
+        let peer = Peer {
+            ip: None,
+            login: login.map(str::to_owned),
         };
         let mut client = Client {
             session: Session::new(self.state.clone(), peer, outbox),
@@ -102,8 +135,8 @@ impl World {
         };
         client.session.hello();
         let mut join = json!({"type": "join", "port": PORT, "room": ROOM});
-        if !sender {
-            join["as"] = json!(address);
+        if let Some(claim) = claim {
+            join["as"] = json!(claim);
         }
         client.send(join).await;
         let frames = client.frames();
@@ -148,6 +181,7 @@ fn participant(address: &str, role: Role) -> Participant {
     Participant {
         address: address.into(),
         role,
+        name: None,
     }
 }
 

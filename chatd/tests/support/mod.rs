@@ -149,14 +149,17 @@ pub async fn seed_room(
     let mut participants = vec![Participant {
         address: from.into(),
         role: Role::From,
+        name: None,
     }];
     participants.extend(to.iter().map(|a| Participant {
         address: (*a).into(),
         role: Role::To,
+        name: None,
     }));
     participants.extend(cc.iter().map(|a| Participant {
         address: (*a).into(),
         role: Role::Cc,
+        name: None,
     }));
     let config = config();
     let grant = store
@@ -171,6 +174,7 @@ pub async fn seed_room(
             message_id: Some(format!("<{room}@a.example>")),
             subject: Some(subject.into()),
             participants,
+            opening: None,
         })
         .await
         .expect("submission stored");

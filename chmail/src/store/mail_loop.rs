@@ -421,6 +421,15 @@ pub trait MailStore: Send + Sync {
     /// On a store failure.
     async fn is_verified(&self, room_id: &str, address: &str) -> Result<bool>;
 
+    /// Marks `address` verified in `room_id` without a code: its owner proved it otherwise (a
+    /// session of that login, started by a mailed link or a confirmed mall account). Returns
+    /// whether it was unverified before (nothing changes for an address that is not one of the
+    /// room's recipients).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn prove_address(&self, room_id: &str, address: &str) -> Result<bool>;
+
     // Notifications.
 
     /// Asks for a notification of `address` in `room_id` no earlier than `due_ms`. If one is

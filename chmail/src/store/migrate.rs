@@ -43,6 +43,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "mall",
         sql: include_str!("../../../sql/postgres/0005_mall.sql"),
     },
+    Migration {
+        version: 6,
+        name: "people",
+        sql: include_str!("../../../sql/postgres/0006_people.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -71,6 +76,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "mall",
         sql: include_str!("../../../sql/sqlite/0005_mall.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "people",
+        sql: include_str!("../../../sql/sqlite/0006_people.sql"),
     },
 ];
 

@@ -71,6 +71,12 @@ pub const MAX_ADDRESS_LEN: usize = 320;
 /// Most participants kept per room: far above any real mail; the rest are dropped with a warning
 /// so that one huge recipient list cannot bloat the store.
 pub const MAX_PARTICIPANTS: usize = 1000;
+/// Longest display name of a participant kept, in bytes: a name, not a paragraph (longer ones are
+/// cut at a character boundary).
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest opening of a room kept, in bytes: enough for the start of a mail or a whole mall
+/// question (the mall caps questions below this), short enough to sit at the top of a chat.
+pub const MAX_OPENING_LEN: usize = 2000;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +188,28 @@ pub struct Participant {
     pub address: String,
     /// How the address appeared in the mail.
     pub role: Role,
+    /// The display name the mail gave the address (`"Ana Lima" <ana@example.com>`), or the
+    /// mall's name for a member or a shop; cut to [`MAX_NAME_LEN`] bytes.
+    pub name: Option<String>,
+}
+
+impl Participant {
+    /// `address` in `role`, without a display name.
+    pub fn new(address: impl Into<String>, role: Role) -> Self {
+        Self {
+            address: address.into(),
+            role,
+            name: None,
+        }
+    }
+
+    /// The same participant with display name `name` (none when blank).
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        let name = name.trim();
+        self.name = (!name.is_empty()).then(|| name.to_owned());
+        self
+    }
 }
 
 /// A chat room: one per chat-capable mail.
@@ -202,6 +230,9 @@ pub struct Room {
     /// Who may join: deduplicated by (lowercased address, role); read back in the order from, to,
     /// cc and, within a role, as written.
     pub participants: Vec<Participant>,
+    /// How the conversation began, shown as its first item: the start of the mail's text or the
+    /// mall question (cut to [`MAX_OPENING_LEN`] bytes); `None` when unknown.
+    pub opening: Option<String>,
 }
 
 /// Everything the milter writes for one authenticated mail, in one transaction.
@@ -227,6 +258,8 @@ pub struct Submission {
     pub subject: Option<String>,
     /// The mail's From, To and Cc addresses.
     pub participants: Vec<Participant>,
+    /// The start of the mail's text, if known (see [`Room::opening`]).
+    pub opening: Option<String>,
 }
 
 impl Submission {
@@ -240,6 +273,7 @@ impl Submission {
             subject: self.subject.clone(),
             created: self.now,
             participants: self.participants.clone(),
+            opening: self.opening.clone(),
         }
     }
 }
@@ -472,6 +506,10 @@ pub(crate) fn normalize_room(room: &Room) -> Result<Room> {
         participants.push(Participant {
             address,
             role: p.role,
+            name: p
+                .name
+                .as_deref()
+                .map(|n| clean_text(n, MAX_NAME_LEN, false)),
         });
     }
     if dropped > 0 {
@@ -485,7 +523,31 @@ pub(crate) fn normalize_room(room: &Room) -> Result<Room> {
         subject,
         created: room.created,
         participants,
+        opening: room
+            .opening
+            .as_deref()
+            .map(|t| clean_text(t, MAX_OPENING_LEN, true))
+            .filter(|t| !t.trim().is_empty()),
     })
+}
+
+/// `text` without control characters (line breaks kept when `lines`), trimmed and cut to `max`
+/// bytes at a character boundary: a display name or an opening as stored.
+fn clean_text(text: &str, max: usize, lines: bool) -> String {
+    let kept: String = text
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .filter(|&c| !c.is_control() || (lines && c == '\n'))
+        .collect();
+    let mut s = kept.trim().to_owned();
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 /// Drops NUL bytes and cuts the subject to [`MAX_SUBJECT_LEN`] bytes at a character boundary.
@@ -502,8 +564,8 @@ fn clean_subject(subject: &str) -> String {
 }
 
 /// Sorts participants read back from the database: from, to, cc; then by position.
-pub(crate) fn sort_participants(rows: &mut [(Role, i64, String)]) {
-    rows.sort_by_key(|(role, position, _)| (*role, *position));
+pub(crate) fn sort_participants(rows: &mut [(i64, Participant)]) {
+    rows.sort_by_key(|(position, p)| (p.role, *position));
 }
 
 /// The current time in unix seconds (for `schema_migrations.applied_at`).

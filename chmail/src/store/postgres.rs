@@ -286,8 +286,8 @@ async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
     let port = i32::from(room.port);
     let inserted = execute(
         tx,
-        "INSERT INTO rooms (id, port, login, message_id, subject, created)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO rooms (id, port, login, message_id, subject, created, opening)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         &[
             &room.id,
             &port,
@@ -295,6 +295,7 @@ async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
             &room.message_id,
             &room.subject,
             &room.created,
+            &room.opening,
         ],
     )
     .await?;
@@ -327,13 +328,18 @@ async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
         .map(|p| p.address.as_str())
         .collect();
     let roles: Vec<&str> = room.participants.iter().map(|p| p.role.as_str()).collect();
+    let names: Vec<Option<&str>> = room
+        .participants
+        .iter()
+        .map(|p| p.name.as_deref())
+        .collect();
     execute(
         tx,
-        "INSERT INTO room_participants (room_id, address, role, position)
-         SELECT $1, a, r, $4::int4 + (n - 1)::int4
-         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t(a, r, n)
+        "INSERT INTO room_participants (room_id, address, role, position, name)
+         SELECT $1, a, r, $4::int4 + (n - 1)::int4, nm
+         FROM UNNEST($2::text[], $3::text[], $5::text[]) WITH ORDINALITY AS t(a, r, nm, n)
          ON CONFLICT DO NOTHING",
-        &[&room.id, &addresses, &roles, &next],
+        &[&room.id, &addresses, &roles, &next, &names],
     )
     .await?;
     Ok(())
@@ -545,7 +551,8 @@ impl Store for PostgresStore {
                 .map_err(backend)?;
             let Some(row) = query_opt(
                 &tx,
-                "SELECT id, port, login, message_id, subject, created FROM rooms WHERE id = $1",
+                "SELECT id, port, login, message_id, subject, created, opening
+                 FROM rooms WHERE id = $1",
                 &[&id],
             )
             .await?
@@ -554,7 +561,8 @@ impl Store for PostgresStore {
             };
             let stmt = tx
                 .prepare_cached(
-                    "SELECT address, role, position FROM room_participants WHERE room_id = $1",
+                    "SELECT address, role, position, name FROM room_participants
+                     WHERE room_id = $1",
                 )
                 .await
                 .map_err(backend)?;
@@ -565,10 +573,18 @@ impl Store for PostgresStore {
                 let address: String = r.try_get(0).map_err(backend)?;
                 let role: String = r.try_get(1).map_err(backend)?;
                 let position: i32 = r.try_get(2).map_err(backend)?;
+                let name: Option<String> = r.try_get(3).map_err(backend)?;
                 let role: Role = role
                     .parse()
                     .map_err(|e: StoreError| StoreError::Backend(e.to_string()))?;
-                parts.push((role, i64::from(position), address));
+                parts.push((
+                    i64::from(position),
+                    Participant {
+                        address,
+                        role,
+                        name,
+                    },
+                ));
             }
             sort_participants(&mut parts);
             Ok(Some(Room {
@@ -578,10 +594,8 @@ impl Store for PostgresStore {
                 message_id: row.try_get(3).map_err(backend)?,
                 subject: row.try_get(4).map_err(backend)?,
                 created: row.try_get(5).map_err(backend)?,
-                participants: parts
-                    .into_iter()
-                    .map(|(role, _, address)| Participant { address, role })
-                    .collect(),
+                participants: parts.into_iter().map(|(_, p)| p).collect(),
+                opening: row.try_get(6).map_err(backend)?,
             }))
         })
         .await

@@ -591,6 +591,24 @@ impl MailStore for PostgresStore {
         .await
     }
 
+    async fn prove_address(&self, room_id: &str, address: &str) -> Result<bool> {
+        let Some(address) = lookup_pair(room_id, address) else {
+            return Ok(false);
+        };
+        bounded(async {
+            let client = self.client().await?;
+            let changed = execute(
+                &client,
+                "UPDATE room_participants SET verified = true
+                 WHERE room_id = $1 AND address = $2 AND role <> 'from' AND NOT verified",
+                &[&room_id, &address],
+            )
+            .await?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn schedule_notification(
         &self,
         room_id: &str,

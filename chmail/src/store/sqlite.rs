@@ -272,8 +272,8 @@ fn grant_in(
 fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
     let inserted = tx
         .execute(
-            "INSERT INTO rooms (id, port, login, message_id, subject, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO rooms (id, port, login, message_id, subject, created, opening)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
             (
                 &room.id,
                 room.port,
@@ -281,6 +281,7 @@ fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
                 &room.message_id,
                 &room.subject,
                 room.created,
+                &room.opening,
             ),
         )
         .map_err(backend)?;
@@ -307,13 +308,13 @@ fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
     }
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO room_participants (room_id, address, role, position)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            "INSERT INTO room_participants (room_id, address, role, position, name)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .map_err(backend)?;
     for p in &room.participants {
         insert
-            .execute((&room.id, &p.address, p.role.as_str(), next))
+            .execute((&room.id, &p.address, p.role.as_str(), next, &p.name))
             .map_err(backend)?;
         next += 1;
     }
@@ -473,7 +474,8 @@ impl Store for SqliteStore {
             let tx = c.transaction().map_err(backend)?;
             let room = tx
                 .query_row(
-                    "SELECT id, port, login, message_id, subject, created FROM rooms WHERE id = ?1",
+                    "SELECT id, port, login, message_id, subject, created, opening
+                     FROM rooms WHERE id = ?1",
                     [&id],
                     |r| {
                         Ok((
@@ -483,17 +485,19 @@ impl Store for SqliteStore {
                             r.get::<_, Option<String>>(3)?,
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, i64>(5)?,
+                            r.get::<_, Option<String>>(6)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(backend)?;
-            let Some((id, port, login, message_id, subject, created)) = room else {
+            let Some((id, port, login, message_id, subject, created, opening)) = room else {
                 return Ok(None);
             };
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT address, role, position FROM room_participants WHERE room_id = ?1",
+                    "SELECT address, role, position, name FROM room_participants
+                     WHERE room_id = ?1",
                 )
                 .map_err(backend)?;
             let rows = stmt
@@ -502,16 +506,24 @@ impl Store for SqliteStore {
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 })
                 .map_err(backend)?;
             let mut parts = Vec::new();
             for row in rows {
-                let (address, role, position) = row.map_err(backend)?;
+                let (address, role, position, name) = row.map_err(backend)?;
                 let role: Role = role
                     .parse()
                     .map_err(|e: StoreError| StoreError::Backend(e.to_string()))?;
-                parts.push((role, position, address));
+                parts.push((
+                    position,
+                    Participant {
+                        address,
+                        role,
+                        name,
+                    },
+                ));
             }
             sort_participants(&mut parts);
             Ok(Some(Room {
@@ -521,10 +533,8 @@ impl Store for SqliteStore {
                 message_id,
                 subject,
                 created,
-                participants: parts
-                    .into_iter()
-                    .map(|(role, _, address)| Participant { address, role })
-                    .collect(),
+                participants: parts.into_iter().map(|(_, p)| p).collect(),
+                opening,
             }))
         })
         .await

@@ -517,6 +517,24 @@ impl MailStore for SqliteStore {
         .await
     }
 
+    async fn prove_address(&self, room_id: &str, address: &str) -> Result<bool> {
+        let Some(address) = lookup_pair(room_id, address) else {
+            return Ok(false);
+        };
+        let room_id = room_id.to_owned();
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE room_participants SET verified = 1
+                     WHERE room_id = ?1 AND address = ?2 AND role <> 'from' AND verified = 0",
+                    (&room_id, &address),
+                )
+                .map_err(backend)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn schedule_notification(
         &self,
         room_id: &str,
