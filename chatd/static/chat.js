@@ -67,6 +67,7 @@
   let newBelow = 0; // messages that arrived while scrolled away from the newest
   let unseen = 0; // messages that arrived while the tab was hidden
   let sentOnce = false;
+  let proofDismissed = false;
   let audio = null;
   const pending = new Map(); // client id -> text, resent after a reconnect
   const people = new Map(); // address -> {name, badge}
@@ -402,6 +403,7 @@
     if (!li) return;
     regroup();
     const theirs = m.author !== me && m.via !== "system";
+    if (theirs && typingEl) typingEl.textContent = "";
     if (atBottom || m.author === me) toBottom();
     else if (theirs) {
       newBelow += 1;
@@ -492,9 +494,12 @@
     }
   }
 
-  // Tells the writer, next to the message, whom it will not reach and what to do.
+  // Tells the writer, next to their newest message, whom it will not reach and what to do: one
+  // note that moves along with the newest message, gone once a message reaches everyone.
   function showUnreached(li, unreached) {
-    if (!li || !unreached || !unreached.length) return;
+    if (!li) return;
+    for (const old of messagesEl.querySelectorAll(".reach")) old.remove();
+    if (!unreached || !unreached.length) return;
     const note = document.createElement("p");
     note.className = "reach";
     const names = unreached.map((u) => nameOf(u.address));
@@ -588,10 +593,7 @@
   function offerNotifications() {
     if (!("Notification" in window) || Notification.permission !== "default" || !alertsOn() || !notices) return;
     if (notices.querySelector(".offer-notify")) return;
-    const p = document.createElement("p");
-    p.className = "notice row offer-notify";
-    const t = document.createElement("span");
-    t.textContent = "Want to know when " + firstName(other()) + " answers while this tab is in the background?";
+    const p = notice("offer-notify", "Get a notification when " + firstName(other()) + " answers?");
     const yes = document.createElement("button");
     yes.type = "button";
     yes.className = "small primary";
@@ -600,13 +602,25 @@
     yes.addEventListener("click", () => {
       Notification.requestPermission().finally(() => p.remove());
     });
-    const no = document.createElement("button");
-    no.type = "button";
-    no.className = "link-button";
-    no.textContent = "Not now";
-    no.addEventListener("click", () => p.remove());
-    p.append(t, yes, no);
+    p.insertBefore(yes, p.lastChild);
+  }
+
+  // A one-line notice above the conversation with `text`, a dismiss button, and room for an
+  // action before it.
+  function notice(kind, text) {
+    const p = document.createElement("p");
+    p.className = "notice row " + kind;
+    const t = document.createElement("span");
+    t.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "dismiss";
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "\u00d7";
+    close.addEventListener("click", () => p.remove());
+    p.append(t, close);
     notices.appendChild(p);
+    return p;
   }
 
   // People
@@ -652,19 +666,18 @@
       if (old) old.remove();
       return;
     }
-    if (old) return;
-    const p = document.createElement("p");
-    p.className = "notice row offer-proof";
-    const t = document.createElement("span");
-    t.textContent = "Confirm that you are " + me + " to get answers by mail while you are away.";
+    if (old || proofDismissed) return;
+    const p = notice("offer-proof", "Get answers by mail while you are away: confirm " + me + ".");
     const b = document.createElement("button");
     b.type = "button";
     b.className = "small primary";
     b.id = "prove";
     b.textContent = "Mail me a code";
     b.addEventListener("click", askForCode);
-    p.append(t, b);
-    notices.appendChild(p);
+    p.insertBefore(b, p.lastChild);
+    p.lastChild.addEventListener("click", () => {
+      proofDismissed = true;
+    });
   }
 
   function askForCode() {
@@ -672,13 +685,17 @@
   }
 
   function updateMailSettings() {
-    show(mailSettings, !IS_SENDER && joined && verified);
+    show(mailSettings, !IS_SENDER && joined);
     if (muteText) {
-      muteText.textContent = muted
-        ? "Mails about new messages while you are away are off for this chat."
-        : "While you are away, new messages here are mailed to you.";
+      muteText.textContent = !verified
+        ? "New messages are not mailed to you while you are away: your address is not confirmed."
+        : muted
+          ? "Mails about new messages while you are away are off for this chat."
+          : "While you are away, new messages here are mailed to you.";
     }
-    if (muteToggle) muteToggle.textContent = muted ? "Mail me new messages" : "Stop these mails";
+    if (muteToggle) {
+      muteToggle.textContent = !verified ? "Confirm my address" : muted ? "Mail me new messages" : "Stop these mails";
+    }
   }
 
   // Frames
@@ -963,7 +980,9 @@
   if (codeAgain) codeAgain.addEventListener("click", askForCode);
   if (muteToggle) {
     muteToggle.addEventListener("click", () => {
-      if (joined) send({ type: "mute", muted: !muted });
+      if (!joined) return;
+      if (!verified) askForCode();
+      else send({ type: "mute", muted: !muted });
     });
   }
   if (alertsBox) {

@@ -73,8 +73,13 @@
     }
   }
 
+  // The caller by name when the room knows one, with the address beside it.
+  function callerOf(r) {
+    return r.caller_name ? r.caller_name + " (" + r.caller + ")" : r.caller;
+  }
+
   function ringLine(r) {
-    let line = r.caller + " wants to chat";
+    let line = callerOf(r) + " wants to chat";
     if (r.subject) line += " about \u201c" + r.subject + "\u201d";
     if (r.attempt > 1) line += " (ringing " + r.attempt + " times)";
     return line;
@@ -88,7 +93,7 @@
     if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
       try {
         if (notification) notification.close();
-        notification = new Notification("CHmail: " + r.caller, {
+        notification = new Notification("CHmail: " + (r.caller_name || r.caller), {
           body: ringLine(r),
           tag: "chmail-ring-" + r.ring,
         });
@@ -100,7 +105,7 @@
         notification = null;
       }
     }
-    document.title = "\u260e " + r.caller + " - CHmail";
+    document.title = "\u260e " + (r.caller_name || r.caller) + " - CHmail";
   }
 
   function hideRing() {

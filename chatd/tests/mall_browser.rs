@@ -5,7 +5,8 @@
 //! ad's host, signed in by a sign-in link in a second browser context, opens the mailed
 //! CHmail-Link and presses Chat; the visitor's inquiry page rings, they accept and exchange
 //! messages. The test reads the mails from the recording mailer and hands their links to the
-//! script on its standard input. Screenshots (home page, product page, the ringing inquiry page,
+//! script on its standard input; the follow-up written after the host left must reach the host
+//! by mail. Screenshots (home page, product page, the ringing inquiry page,
 //! both chat pages) go to `$CARGO_TARGET_TMPDIR/screenshots` (printed), beside those of
 //! `browser.rs`.
 //!
@@ -69,6 +70,8 @@ async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
         |c| {
             c.chat.listen = format!("127.0.0.1:{port}");
             c.chat.public_url = base.clone();
+            // The follow-up mail to the host goes out a second after it is written.
+            c.chat.notify_delay_secs = 1;
         },
         |state| {
             let signer = Signer::generate("a.example", "mall1");
@@ -168,7 +171,14 @@ async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
         .messages(&inquiries[0].room_id, None, 100)
         .await
         .expect("messages");
-    assert_eq!(messages.len(), 2, "both messages were stored");
+    assert_eq!(messages.len(), 3, "the three messages were stored");
+    // The follow-up written after the host left reached the host by mail: no code step, the
+    // host's sign-in proved the address.
+    let follow_up = mail_where(&h.mailer, |m| {
+        m.to == host && m.text.contains("Is it waterproof?")
+    })
+    .await;
+    assert!(follow_up.is_some(), "the host got the follow-up by mail");
     for name in SCREENSHOTS {
         assert!(shots.join(name).exists(), "{name} was saved");
     }

@@ -2,7 +2,7 @@
 // Chromium, collecting the pages' console and script errors, the waits on a chat page, and the
 // report of a failed run.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -64,6 +64,9 @@ export const statusOf = (page) => page.locator("#status").first().textContent();
 /** A full-page screenshot of `page` saved as `name`. */
 export const shot = (page, name) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
 
+/** A screenshot of what the screen of `page` shows (a chat fills the screen; no more to see). */
+export const screen = (page, name) => page.screenshot({ path: join(SHOTS, name) });
+
 /** Waits until the page's status line starts with `prefix`. */
 export const statusStartsWith = (page, prefix) =>
   page.waitForFunction(
@@ -124,4 +127,70 @@ export async function reportFailure(err, pages, prefix) {
       }
     }
   }
+}
+
+/** The source of axe-core, run in a page to check its accessibility. */
+const AXE = readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+
+/**
+ * Runs axe-core on `page` (`label` names the state in the report) and throws on any violation of
+ * impact serious or critical. axe is evaluated through the driver, so the page's content security
+ * policy (no inline script) stays as it is.
+ */
+export async function assertAccessible(page, label) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const result = await axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
+  });
+  if (violations.length) throw new Error(`axe on ${label}:\n${violations.join("\n")}`);
+  console.log(`axe: ${label}: no serious or critical violation`);
+}
+
+/** Throws unless the element `selector` of `page` lies wholly inside the viewport. */
+export async function assertInView(page, selector, label) {
+  const box = await page.evaluate((sel) => {
+    const els = document.querySelectorAll(sel);
+    const el = els[els.length - 1];
+    if (!el) return null;
+    const r = el.getBoundingClientRect();
+    return { top: r.top, bottom: r.bottom, height: window.innerHeight };
+  }, selector);
+  if (!box) throw new Error(`${label}: no ${selector}`);
+  if (box.top < 0 || box.bottom > box.height + 0.5) {
+    throw new Error(`${label}: ${selector} is out of view (${box.top}..${box.bottom} of ${box.height})`);
+  }
+}
+
+/**
+ * Makes `page` behave as a hidden tab: `document.visibilityState` says "hidden" until
+ * `setHidden(page, false)`; the page hears `visibilitychange` both ways.
+ */
+export async function setHidden(page, hidden) {
+  await page.evaluate((h) => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (h ? "hidden" : "visible") });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => h });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+}
+
+/** Records every system notification the pages of `context` show, in `window.__notes`. */
+export async function recordNotifications(context) {
+  await context.addInitScript(() => {
+    const Real = window.Notification;
+    if (!Real) return;
+    window.__notes = [];
+    class Recorded extends Real {
+      constructor(title, options) {
+        super(title, options);
+        window.__notes.push({ title, body: (options && options.body) || "" });
+      }
+    }
+    Object.defineProperty(Recorded, "permission", { get: () => Real.permission });
+    Recorded.requestPermission = (...args) => Real.requestPermission(...args);
+    window.Notification = Recorded;
+  });
 }

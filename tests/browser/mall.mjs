@@ -5,10 +5,12 @@
 // - context A, a visitor, opens the home page and a product, joins from the product page, and
 //   confirms the address with the mailed link (first line on stdin), which brings them back to
 //   the product; they ask a question and land on their inquiry page, online;
-// - context B, the ad's host, signs in with a sign-in link, opens the CHmail-Link of the mailed
-//   question (second line on stdin), picks their address and presses Chat;
+// - context B, the ad's host, signs in with a sign-in link and opens the CHmail-Link of the
+//   mailed question (second line on stdin): in the chat as themselves at once, the member named,
+//   the question first; the host presses Ring;
 // - A's page rings; A accepts and is taken into the chat; both exchange messages (as text,
-//   never as HTML);
+//   never as HTML); the host leaves, and A's follow-up goes out to the host by mail (the test
+//   checks the mail), with no note that it reaches nobody; axe-core checks both chat pages;
 // - screenshots of the home page, the product page, the ringing inquiry page and both chat pages
 //   go to $SCREENSHOT_DIR.
 //
@@ -17,10 +19,12 @@
 
 import { createInterface } from "node:readline";
 import {
+  assertAccessible,
   assertNoProblems,
   env,
   launch,
   reportFailure,
+  screen,
   shot,
   SHOTS,
   shows,
@@ -38,6 +42,10 @@ const HOST_SIGNIN_URL = env("HOST_SIGNIN_URL");
 const MEMBER = env("MEMBER");
 const HOST = env("HOST");
 const PASSWORD = "a long enough password";
+const MEMBER_NAME = "Ana Lima";
+const QUESTION = "Does it hold a whole litre? <b>Tell me</b>";
+// The member's message after the host left: the test expects it in a mail to the host.
+const FOLLOW_UP = "Is it waterproof?";
 
 // The links chatd mails, one a line, written by the test when the mail has been sent.
 const stdin = createInterface({ input: process.stdin });
@@ -90,7 +98,7 @@ try {
   await memberPage.click("#ask-join");
   await memberPage.waitForURL(/\/mall\/signup\?next=/);
   await memberPage.fill("#address", MEMBER);
-  await memberPage.fill("#name", "Ana Lima");
+  await memberPage.fill("#name", MEMBER_NAME);
   await memberPage.fill("#password", PASSWORD);
   await memberPage.click("#signup");
   await memberPage.getByRole("heading", { name: "Check your mail" }).waitFor();
@@ -100,23 +108,30 @@ try {
   await memberPage.waitForURL((url) => url.pathname === PRODUCT_PATH);
 
   // A asks and lands on the inquiry page, online.
-  await memberPage.fill("#question", "Does it hold a whole litre? <b>Tell me</b>");
+  await memberPage.fill("#question", QUESTION);
   await memberPage.click("#ask-button");
   await memberPage.waitForURL(/\/mall\/inquiry\/\d+$/);
   await statusStartsWith(memberPage, "Online");
 
-  // B: the host signs in with a link, opens the mailed CHmail-Link and presses Chat.
+  // B: the host signs in with a link and opens the mailed CHmail-Link: signed in, the host is
+  // in the chat as themselves at once (no address to choose, no code to prove it), the member
+  // named, the question as the chat's first item. The member is online: Ring is offered.
   const chatLink = await nextLine("CHmail-Link");
   await hostPage.goto(HOST_SIGNIN_URL);
   await hostPage.click("#signin");
   // A host's sign-in lands on their shop.
   await hostPage.waitForURL(/\/mall\/host$/);
   await hostPage.goto(chatLink);
-  await hostPage.selectOption("#as", HOST);
-  await hostPage.click("#join");
   await writable(hostPage);
+  if (await hostPage.$("#whoami")) throw new Error("a signed-in host was asked who they are");
+  const title = await hostPage.locator("#title").textContent();
+  if (title !== MEMBER_NAME) throw new Error(`the host's chat is headed ${JSON.stringify(title)}`);
+  const opening = await hostPage.locator("#opening").textContent();
+  if (!opening.includes(QUESTION)) throw new Error(`the first item is ${JSON.stringify(opening)}`);
+  await assertAccessible(hostPage, "host, in the chat (desktop)");
+  await hostPage.locator("#chat-button").waitFor({ state: "visible" });
   await hostPage.click("#chat-button");
-  await statusIncludes(hostPage, `ringing ${MEMBER}`);
+  await statusIncludes(hostPage, `Ringing ${MEMBER_NAME}`);
 
   // A's inquiry page rings; A accepts and is taken into the chat.
   await memberPage.locator("#ring").waitFor({ state: "visible" });
@@ -125,8 +140,12 @@ try {
   await shot(memberPage, "mall-member-ringing.png");
   await memberPage.click("#accept");
   await memberPage.waitForURL(/\/c\/\d+\/[^/]+$/);
-  await statusIncludes(hostPage, `${MEMBER} joined`);
+  await statusIncludes(hostPage, `${MEMBER_NAME} joined`);
   await writable(memberPage);
+  const memberOpening = await memberPage.locator("#opening").textContent();
+  if (!memberOpening.includes(QUESTION) || !memberOpening.includes("You wrote")) {
+    throw new Error(`the member's first item is ${JSON.stringify(memberOpening)}`);
+  }
 
   // Messages both ways; markup stays text.
   const answer = "Yes: 0.9 litres, <i>lid</i> included.";
@@ -140,11 +159,28 @@ try {
   if ((await memberPage.$$("#messages i")).length !== 0) throw new Error("chat text was rendered as HTML");
   await showsConversation(memberPage, "member", [answer, thanks]);
   await showsConversation(hostPage, "host", [answer, thanks]);
+  const shopName = await memberPage.locator("#messages .author").first().textContent();
+  if (shopName.includes("@")) throw new Error(`the member sees the shop as ${JSON.stringify(shopName)}`);
+  await assertAccessible(memberPage, "member, in the chat (phone)");
+  await screen(memberPage, "mall-member-chat.png");
+  await screen(hostPage, "mall-host-chat.png");
 
-  await shot(memberPage, "mall-member-chat.png");
-  await shot(hostPage, "mall-host-chat.png");
+  // The host leaves; the member's follow-up reaches the host by mail (the test reads it): no
+  // note that it reaches nobody.
+  await hostPage.goto(`${BASE_URL}/mall/host`);
+  await statusIncludes(memberPage, "left the chat");
+  await memberPage.fill("#text", FOLLOW_UP);
+  await memberPage.press("#text", "Enter");
+  await memberPage.waitForFunction(
+    (t) => [...document.querySelectorAll("#messages li.mine")].some((li) => li.textContent.includes(t) && li.dataset.state === "sent"),
+    FOLLOW_UP,
+  );
+  if ((await memberPage.$$("#messages .reach")).length !== 0) {
+    throw new Error(`the follow-up says: ${await memberPage.locator("#messages .reach").textContent()}`);
+  }
+
   assertNoProblems();
-  console.log(`host status: ${await statusOf(hostPage)}`);
+  console.log(`member status: ${await statusOf(memberPage)}`);
   console.log(`screenshots in ${SHOTS}`);
   console.log("OK");
 } catch (err) {

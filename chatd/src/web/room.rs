@@ -201,8 +201,8 @@ fn render(
     let _ = write!(
         main,
         "<div id=\"scroller\" class=\"scroller\" tabindex=\"0\" aria-label=\"Conversation\">\
-         <button type=\"button\" id=\"older\" class=\"small\" hidden>Show older messages</button>\
          {opening}\
+         <button type=\"button\" id=\"older\" class=\"small\" hidden>Show older messages</button>\
          <ol id=\"messages\" aria-live=\"polite\" aria-relevant=\"additions\"></ol></div>\n\
          <button type=\"button\" id=\"jump\" class=\"jump\" hidden>New messages</button>\n\
          <p id=\"typing\" class=\"typing\" aria-live=\"polite\"></p>\n\
