@@ -549,6 +549,7 @@ mod tests {
                 at: 1,
                 via: "web",
                 client_id: None,
+                picture: None,
             },
         };
         outlet.room("r", &big, &big.to_text());

@@ -9,6 +9,7 @@
 //!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker;
 //!   [`unread`]: live unread counts for the sender's page; [`fanout`]: the hub's frames to and
 //!   from the other chatd nodes on the same PostgreSQL (LISTEN/NOTIFY)
+//! - [`picture`]: pictures judged by their bytes and their size (chats and the mall)
 //! - [`people`]: who a room's people are as a chat shows them (names, the shop badge)
 //! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
 //!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod people;
+pub mod picture;
 pub mod post;
 pub mod presence;
 pub mod reminder;

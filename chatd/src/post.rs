@@ -33,6 +33,8 @@ pub struct Post<'a> {
     pub client_id: Option<String>,
     /// The author's own connection, which gets an `ack` instead of the `message` frame.
     pub except: Option<ConnId>,
+    /// A picture of the room to show with the text ([`crate::web::pictures`]).
+    pub picture: Option<i64>,
 }
 
 /// What [`post`] stored.
@@ -61,6 +63,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         created_ms: state.clock.now_ms(),
         via: post.via,
         client_id: post.client_id,
+        picture_id: post.picture,
     };
     let added = state.store_call(state.store.add_message(&new)).await?;
     let stored = added.message;

@@ -49,6 +49,7 @@ pub fn app(state: AppState) -> Router {
     };
     crate::web::routes()
         .merge(mall)
+        .merge(crate::web::pictures::routes(&state))
         .merge(crate::ws::routes())
         .fallback(crate::web::not_found)
         .layer(axum::middleware::map_response(crate::web::security_headers))

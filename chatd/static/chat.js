@@ -46,6 +46,8 @@
   const muteText = $("mute-text");
   const muteToggle = $("mute-toggle");
   const alertsBox = $("alerts");
+  const pictureInput = $("picture");
+  const MAX_PICTURE_BYTES = Number(body.dataset.maxPictureBytes || 0);
 
   let ws = null;
   let joined = false;
@@ -269,8 +271,10 @@
       b.textContent = "Try again";
       b.addEventListener("click", () => {
         const text = li.querySelector(".text").textContent;
+        const img = li.querySelector(".picture img");
+        const picture = img ? Number(img.src.split("/").pop()) : undefined;
         li.remove();
-        sendMessage(text);
+        sendMessage(text, picture);
       });
       li.querySelector(".meta").appendChild(b);
     } else if (state !== "failed" && retry) {
@@ -308,10 +312,34 @@
       who.textContent = "You: ";
       bubble.appendChild(who);
     }
+    if (m.picture) {
+      const url = "/c/" + PORT + "/" + ROOM + "/pictures/" + m.picture;
+      const link = document.createElement("a");
+      link.href = url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.className = "picture";
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = system ? "A picture" : "A picture from " + nameOf(m.author);
+      img.loading = "lazy";
+      img.decoding = "async";
+      img.addEventListener("load", () => {
+        if (nearBottom() || li === messagesEl.lastElementChild) toBottom();
+      });
+      link.appendChild(img);
+      bubble.appendChild(link);
+    } else if (m.uploading) {
+      const p = document.createElement("span");
+      p.className = "uploading";
+      p.textContent = "Sending a picture\u2026";
+      bubble.appendChild(p);
+    }
     const text = document.createElement("span");
     text.className = "text";
     appendText(text, m.text || "");
-    bubble.appendChild(text);
+    if (m.text) bubble.appendChild(text);
+    else bubble.appendChild(Object.assign(text, { hidden: true }));
     const meta = document.createElement("span");
     meta.className = "meta";
     if (m.via === "mail") {
@@ -480,14 +508,16 @@
     }
   }
 
-  function sendMessage(text) {
+  function sendMessage(text, picture) {
     const id = "c" + Date.now().toString(36) + "-" + (seq++).toString(36);
-    pending.set(id, text);
-    const li = renderMessage({ id: "pending", author: me, text: text, client_id: id, at: Date.now() }, "sending");
+    const frame = { type: "message", text: text, id: id };
+    if (picture) frame.picture = picture;
+    pending.set(id, frame);
+    const li = renderMessage({ id: "pending", author: me, text: text, client_id: id, at: Date.now(), picture: picture }, "sending");
     messagesEl.appendChild(li);
     regroup();
     toBottom();
-    send({ type: "message", text: text, id: id });
+    send(frame);
     if (!sentOnce) {
       sentOnce = true;
       offerNotifications();
@@ -730,7 +760,7 @@
         /* private mode: ask again next time */
       }
     }
-    for (const [id, text] of pending) send({ type: "message", text: text, id: id });
+    for (const frame of pending.values()) send(frame);
     if (ringAfterJoin) {
       ringAfterJoin = false;
       send({ type: "ring" });
@@ -968,6 +998,46 @@
         lastTypingSent = now;
         send({ type: "typing" });
       }
+    });
+  }
+  // A picture: uploaded first (its bytes over HTTP), then sent as a message naming it, with the
+  // text typed so far as its caption.
+  async function sendPicture(file) {
+    if (!joined || !file) return;
+    if (file.size > MAX_PICTURE_BYTES) {
+      setStatus("That picture is too large: at most " + Math.ceil(MAX_PICTURE_BYTES / 1048576) + " MB.");
+      return;
+    }
+    const placeholder = renderMessage({ id: "pending", author: me, text: "", at: Date.now(), uploading: true }, "sending");
+    messagesEl.appendChild(placeholder);
+    toBottom();
+    try {
+      const response = await fetch("/c/" + PORT + "/" + ROOM + "/pictures", {
+        method: "POST",
+        body: file,
+        headers: { "Content-Type": file.type || "application/octet-stream" },
+        credentials: "same-origin",
+      });
+      const answer = await response.json().catch(() => ({}));
+      placeholder.remove();
+      if (!response.ok || !answer.id) {
+        setStatus(answer.error || "The picture could not be sent; please try again.");
+        return;
+      }
+      const caption = textEl ? textEl.value.trim() : "";
+      if (textEl) textEl.value = "";
+      sendMessage(caption, answer.id);
+    } catch (_) {
+      placeholder.remove();
+      setStatus("The picture could not be sent; please try again.");
+    }
+  }
+  if (pictureInput) {
+    if (!MAX_PICTURE_BYTES) show(pictureInput.nextElementSibling, false);
+    pictureInput.addEventListener("change", () => {
+      const file = pictureInput.files && pictureInput.files[0];
+      pictureInput.value = "";
+      sendPicture(file);
     });
   }
   if (codeForm && codeInput) {

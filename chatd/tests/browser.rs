@@ -3,7 +3,7 @@
 //! `node tests/browser/chat.mjs` (playwright-core driving /usr/bin/chromium): the sender signs in
 //! by link (the page's button) onto /me; a recipient on a phone-sized page opens the link (the
 //! sender's name in the head, the mail's text as the first item) and writes; the message rings
-//! the sender, who accepts, and they chat (names, links, read marks, a notification and the
+//! the sender, who accepts, and they chat (names, links, a picture, read marks, a notification and the
 //! count in the title of a hidden tab, the newest message and the composer in view after 30
 //! answers, older messages on scroll), with axe-core on every state. Screenshots at phone and
 //! desktop size go to `$CARGO_TARGET_TMPDIR/screenshots` (printed).
@@ -93,5 +93,10 @@ async fn a_recipient_writes_the_sender_is_rung_accepts_and_they_chat_in_chromium
         .messages(NAMED_ROOM, None, 500)
         .await
         .expect("messages read");
-    assert_eq!(stored.len(), 35, "every message was stored once");
+    assert_eq!(stored.len(), 36, "every message was stored once");
+    assert_eq!(
+        stored.iter().filter(|m| m.picture_id.is_some()).count(),
+        1,
+        "the picture was sent once"
+    );
 }

@@ -225,3 +225,63 @@ async fn a_recipients_message_rings_the_sender_who_is_online_elsewhere() {
         .count();
     assert_eq!(rings, 0, "no second ring of its own");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_picture_of_the_room_goes_to_everyone_and_another_rooms_is_refused() {
+    let w = World::start(|_| {}).await;
+    let store = w.state.store.clone();
+    let png = b"\x89PNG\r\n\x1a\n-bytes".to_vec();
+    let id = store
+        .add_chat_picture(ROOM, "image/png", &png, 1)
+        .await
+        .expect("picture");
+    let mut alice = w.join(ALICE).await;
+    let mut bob = w.join(BOB).await;
+    bob.send(json!({"type": "message", "text": "", "id": "p1", "picture": id}))
+        .await;
+    let ack = bob
+        .frames()
+        .into_iter()
+        .find(|f| f["type"] == "ack")
+        .expect("ack");
+    assert_eq!(ack["message"]["picture"], id, "{ack}");
+    let got = alice
+        .frames()
+        .into_iter()
+        .find(|f| f["type"] == "message")
+        .expect("alice gets it");
+    assert_eq!(got["message"]["picture"], id);
+    assert_eq!(got["message"]["text"], "");
+
+    // A picture id that is not this room's is refused; an empty message without one too.
+    store
+        .create_room(&Room {
+            id: "elsewhere-room-0001".into(),
+            port: PORT,
+            login: ALICE.into(),
+            message_id: None,
+            subject: None,
+            created: 1,
+            participants: vec![Participant::new(ALICE, Role::From)],
+            opening: None,
+        })
+        .await
+        .expect("room");
+    let foreign = store
+        .add_chat_picture("elsewhere-room-0001", "image/png", &png, 1)
+        .await
+        .expect("picture");
+    for frame in [
+        json!({"type": "message", "text": "look", "picture": foreign}),
+        json!({"type": "message", "text": " "}),
+    ] {
+        bob.send(frame).await;
+        let codes: Vec<Value> = bob
+            .frames()
+            .into_iter()
+            .filter(|f| f["type"] == "error")
+            .map(|f| f["code"].clone())
+            .collect();
+        assert_eq!(codes, [json!("bad_frame")]);
+    }
+}

@@ -50,6 +50,7 @@ async fn a_retry_in_the_same_millisecond_is_neither_stored_nor_published_again()
         via: Via::Web,
         client_id: Some("c1".into()),
         except: None,
+        picture: None,
     };
     let first = post(&state, send()).await.expect("first post");
     let again = post(&state, send()).await.expect("retry");

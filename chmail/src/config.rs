@@ -264,6 +264,11 @@ pub struct ChatConfig {
     pub presence_grace_secs: u64,
     /// Largest chat message, in bytes. Default 4096.
     pub max_message_bytes: usize,
+    /// Largest picture sent in a chat, in bytes (checked by content: PNG, JPEG, GIF or WebP of
+    /// at most 40 megapixels). Default 5242880 (5 MiB); 0 turns pictures off.
+    pub max_picture_bytes: usize,
+    /// Most pictures one client network may upload to chats per hour. Default 60.
+    pub pictures_per_hour: u32,
     /// Most messages one writer (the sender's login, or a recipient in a room) may send per
     /// minute over all their connections; a client network gets ten times that. Default 30.
     pub messages_per_minute: u32,
@@ -319,6 +324,8 @@ impl Default for ChatConfig {
             reminder_interval_secs: 1_800,
             presence_grace_secs: 10,
             max_message_bytes: 4_096,
+            max_picture_bytes: 5 * 1024 * 1024,
+            pictures_per_hour: 60,
             messages_per_minute: 30,
             max_room_connections: 50,
             history_page: 50,
@@ -718,6 +725,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "[chat] max_message_bytes must be 1..={}",
                 crate::store::MAX_BODY_LEN
+            )));
+        }
+        if chat.max_picture_bytes > crate::store::MAX_PICTURE_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "[chat] max_picture_bytes must be at most {}",
+                crate::store::MAX_PICTURE_LEN
             )));
         }
         if chat.max_frame_bytes < chat.max_message_bytes + 1024 {

@@ -163,6 +163,7 @@ async fn say(s: &dyn Store, room_id: &str, author: &str, via: Via, body: &str) {
         created_ms: NOW,
         via,
         client_id: None,
+        picture_id: None,
     })
     .await
     .expect("add_message");

@@ -329,6 +329,39 @@ mod behaviour {
         }
     }
 
+    pub async fn rooms_keep_display_names_and_the_opening_cleaned(h: &Harness) {
+        let s = h.fresh().await;
+        let mut sub = submission("alice", "named", range(20_000, 20_009), 1);
+        sub.participants = vec![
+            part("alice@example.com", Role::From).named("  Alice\u{0} Liddell\t"),
+            part("bob@x.example", Role::To).named(&"B".repeat(300)),
+            part("carol@y.example", Role::Cc),
+        ];
+        sub.opening = Some(format!("Line one\r\nline two\u{7}\n{}", "é".repeat(1500)));
+        s.record_submission(&sub).await.expect("stored");
+        let back = s.room("named").await.expect("room").expect("the room");
+        let names: Vec<Option<String>> = back.participants.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(
+            names,
+            vec![
+                Some("Alice Liddell".to_owned()),
+                Some("B".repeat(chmail::store::MAX_NAME_LEN)),
+                None
+            ]
+        );
+        let opening = back.opening.expect("the opening");
+        assert!(opening.starts_with("Line one\nline two\n"), "{opening:?}");
+        assert!(opening.len() <= chmail::store::MAX_OPENING_LEN);
+        assert!(opening.is_char_boundary(opening.len()));
+        // Without them, nothing is made up.
+        let mut plain = submission("alice", "plain", range(20_000, 20_009), 2);
+        plain.opening = Some("  \n ".into());
+        s.record_submission(&plain).await.expect("stored");
+        let back = s.room("plain").await.expect("room").expect("the room");
+        assert_eq!(back.opening, None);
+        assert!(back.participants.iter().all(|p| p.name.is_none()));
+    }
+
     pub async fn rooms_round_trip_with_deduplicated_ordered_participants(h: &Harness) {
         let s = h.fresh().await;
         let room = Room {
@@ -637,6 +670,7 @@ mod behaviour {
             created_ms: 1_000,
             via: Via::Web,
             client_id: client_id.map(str::to_owned),
+            picture_id: None,
         }
     }
 
@@ -858,6 +892,55 @@ mod behaviour {
             .await
             .expect("the largest message");
         assert_eq!(big.message.body.len(), MAX_BODY_LEN);
+    }
+
+    pub async fn pictures_belong_to_their_room_and_messages_show_only_their_rooms(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        chat_room(&s, "other", "alice", 2).await;
+        let png = b"\x89PNG\r\n\x1a\n-picture-bytes".to_vec();
+        let id = s
+            .add_chat_picture("r", "image/png", &png, 5)
+            .await
+            .expect("picture stored");
+        let back = s.chat_picture("r", id).await.expect("read").expect("found");
+        assert_eq!(back.content_type, "image/png");
+        assert_eq!(back.bytes, png);
+        // Another room's id, or an unknown one, finds nothing.
+        assert_eq!(s.chat_picture("other", id).await.expect("read"), None);
+        assert_eq!(s.chat_picture("r", id + 1000).await.expect("read"), None);
+        // A message shows it, with or without text; a picture of another room is refused.
+        let mut with = msg("r", "bob@x.example", "", Some("p1"));
+        with.picture_id = Some(id);
+        let added = s.add_message(&with).await.expect("picture message");
+        assert_eq!(added.message.picture_id, Some(id));
+        assert_eq!(added.message.body, "");
+        let listed = s.messages("r", None, 10).await.expect("messages");
+        assert_eq!(listed.last().and_then(|m| m.picture_id), Some(id));
+        let mut elsewhere = msg("other", "bob@x.example", "look", None);
+        elsewhere.picture_id = Some(id);
+        match s.add_message(&elsewhere).await {
+            Err(StoreError::Invalid(why)) => assert!(why.contains("picture"), "{why}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        // Bad pictures are refused before writing.
+        for (kind, bytes) in [
+            ("image/svg+xml", png.clone()),
+            ("image/png", Vec::new()),
+            ("image/png", vec![0u8; chmail::store::MAX_PICTURE_LEN + 1]),
+        ] {
+            match s.add_chat_picture("r", kind, &bytes, 6).await {
+                Err(StoreError::Invalid(_)) => {}
+                other => panic!("{kind} of {} bytes: got {other:?}", bytes.len()),
+            }
+        }
+        match s
+            .add_chat_picture("no-such-room", "image/png", &png, 6)
+            .await
+        {
+            Err(StoreError::Invalid(_)) => {}
+            other => panic!("unknown room: got {other:?}"),
+        }
     }
 
     pub async fn messages_page_backwards_and_forwards_oldest_first(h: &Harness) {
@@ -2905,6 +2988,7 @@ conformance!(
     concurrent_grants_from_two_stores_give_each_login_one_unshared_port,
     concurrent_reclaims_on_a_tiny_range_never_share_a_port,
     rooms_round_trip_with_deduplicated_ordered_participants,
+    rooms_keep_display_names_and_the_opening_cleaned,
     rooms_cut_long_subjects_and_cap_participants,
     record_submission_writes_login_port_and_room_together,
     record_submission_writes_nothing_when_any_part_fails,
@@ -2912,6 +2996,7 @@ conformance!(
     join_room_admits_only_participants_and_keeps_the_first_join,
     add_message_is_idempotent_per_author_and_client_id,
     add_message_rejects_bad_input_and_unknown_rooms,
+    pictures_belong_to_their_room_and_messages_show_only_their_rooms,
     messages_page_backwards_and_forwards_oldest_first,
     pages_are_capped,
     rooms_of_login_list_newest_first_with_the_senders_unread_count,

@@ -7,7 +7,8 @@
 // - context B, the sender on a desktop-sized screen, signed in by a link on /me: A's message
 //   counts as unread and rings B (no Chat press needed); B accepts and is taken into the room;
 // - both exchange messages: names instead of addresses, markup stays text, an http(s) link is
-//   clickable and a javascript: one is not, A's message shows "Read" once B has seen it;
+//   clickable and a javascript: one is not, A's message shows "Read" once B has seen it; a
+//   picture A sends shows on B's side;
 // - B's tab is hidden: A's next message puts the count in B's title and shows a notification;
 // - B writes 30 more: A's newest message and composer stay in view; after a reload A scrolls up
 //   and older messages load;
@@ -163,6 +164,18 @@ try {
   ) {
     throw new Error(`links: ${JSON.stringify(anchors)}`);
   }
+
+  // A picture: sent from A's phone, shown on B's side (loaded, from this chat's server).
+  const picture = new URL("../../chatd/static/demo/teapot-red.png", import.meta.url).pathname;
+  await recipientPage.setInputFiles("#picture", picture);
+  await senderPage.waitForFunction(() =>
+    [...document.querySelectorAll("#messages .picture img")].some((img) => img.complete && img.naturalWidth > 0),
+  );
+  const src = await senderPage.$eval("#messages .picture img", (img) => new URL(img.src).pathname);
+  if (!/^\/c\/\d+\/[^/]+\/pictures\/\d+$/.test(src)) throw new Error(`the picture comes from ${src}`);
+  await recipientPage.waitForFunction(() =>
+    [...document.querySelectorAll("#messages li.mine .picture img")].some((img) => img.complete && img.naturalWidth > 0),
+  );
 
   // B's tab goes to the background: A's next message counts in B's title and notifies.
   await setHidden(senderPage, true);

@@ -73,17 +73,7 @@ pub fn routes() -> Router<AppState> {
 /// The content type of a picture judged by its first bytes (PNG, JPEG, GIF or WebP), never by
 /// its name; `None` for anything else.
 pub fn picture_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
+    crate::picture::kind(bytes)
 }
 
 /// The ISO 4217 currencies without minor units: their prices are whole numbers.

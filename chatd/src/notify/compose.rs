@@ -169,6 +169,7 @@ mod tests {
             created_ms: 0,
             via: Via::Web,
             client_id: None,
+            picture_id: None,
         }
     }
 

@@ -640,6 +640,7 @@ impl Conn {
                     via: Via::Mail,
                     client_id: Some(client_id),
                     except: None,
+                    picture: None,
                 },
             )
             .await?;

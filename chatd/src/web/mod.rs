@@ -8,6 +8,7 @@
 //! | `GET /auth/{token}` | follow a sign-in link: a page whose button posts it (mail scanners fetch links) |
 //! | `POST /auth/{token}` | use the sign-in link once: start a session, open the room or `/me` |
 //! | `POST /signout` | end the session |
+//! | `POST /c/{port}/{room}/pictures`, `GET /c/{port}/{room}/pictures/{id}` | pictures sent in a chat: upload one (answers its id), show one of the room ([`pictures`]) |
 //! | `GET /u/{token}`, `POST /u/{token}` | stop the notification mails of a room: a page with a button; the post (also RFC 8058's one-click, without CSRF token) mutes ([`unsubscribe`]) |
 //! | `GET /static/{file}` | `chat.js`, `me.js`, `chat.css`, `mall.css` ([`assets`]) |
 //!
@@ -21,6 +22,7 @@ pub mod assets;
 pub mod csrf;
 pub mod html;
 pub mod me;
+pub mod pictures;
 pub mod room;
 pub mod signin;
 pub mod unsubscribe;

@@ -134,6 +134,10 @@ fn render(
             "data-max-message-bytes",
             &state.config.chat.max_message_bytes.to_string(),
         ),
+        attr(
+            "data-max-picture-bytes",
+            &state.config.chat.max_picture_bytes.to_string(),
+        ),
     ]
     .concat();
 
@@ -206,13 +210,22 @@ fn render(
          <ol id=\"messages\" aria-live=\"polite\" aria-relevant=\"additions\"></ol></div>\n\
          <button type=\"button\" id=\"jump\" class=\"jump\" hidden>New messages</button>\n\
          <p id=\"typing\" class=\"typing\" aria-live=\"polite\"></p>\n\
-         <form id=\"composer\" autocomplete=\"off\">\
+         <form id=\"composer\" autocomplete=\"off\">{attach}\
          <label for=\"text\" class=\"visually-hidden\">Message</label>\
          <textarea id=\"text\" name=\"text\" rows=\"1\" maxlength=\"{max}\" \
          placeholder=\"Write a message\" enterkeyhint=\"send\" required></textarea>\
          <button type=\"submit\" id=\"send\" aria-label=\"Send\">Send</button>\
          </form>",
         opening = opening(room, people, &sender, is_sender),
+        attach = if state.config.chat.max_picture_bytes > 0 {
+            "<input type=\"file\" id=\"picture\" class=\"visually-hidden\" \
+             accept=\"image/png,image/jpeg,image/gif,image/webp\">\
+             <label for=\"picture\" class=\"attach\" title=\"Send a picture\">\
+             <span aria-hidden=\"true\">+</span><span class=\"visually-hidden\">Send a picture\
+             </span></label>"
+        } else {
+            ""
+        },
         max = state.config.chat.max_message_bytes,
     );
     page(

@@ -51,6 +51,10 @@ pub enum ClientFrame {
         /// The client's id for it: a retry with the same id is stored once.
         #[serde(default)]
         id: Option<String>,
+        /// A picture uploaded to the room (`POST /c/<port>/<room>/pictures`) to show with the
+        /// text, which may then be empty.
+        #[serde(default)]
+        picture: Option<i64>,
     },
     /// The client has shown messages up to `up_to`.
     Read {
@@ -170,6 +174,9 @@ pub struct MessageView {
     /// The author's own id for it, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The picture it shows, served at `/c/<port>/<room>/pictures/<picture>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<i64>,
 }
 
 impl From<&Message> for MessageView {
@@ -181,6 +188,7 @@ impl From<&Message> for MessageView {
             at: m.created_ms,
             via: m.via.as_str(),
             client_id: m.client_id.clone(),
+            picture: m.picture_id,
         }
     }
 }

@@ -200,9 +200,9 @@ impl Session {
                 self.watch().await
             }
             ClientFrame::History { before } => self.history(before).await,
-            ClientFrame::Message { text, id } => {
+            ClientFrame::Message { text, id, picture } => {
                 self.check_verified().await?;
-                self.message(text, id).await
+                self.message(text, id, picture).await
             }
             ClientFrame::Read { up_to } => {
                 let j = self.joined()?;
@@ -637,7 +637,7 @@ impl Session {
         Ok(())
     }
 
-    async fn message(&mut self, text: String, id: Option<String>) -> Outcome {
+    async fn message(&mut self, text: String, id: Option<String>, picture: Option<i64>) -> Outcome {
         let j = self.joined()?.clone();
         let max = self.state.config.chat.max_message_bytes;
         if text.len() > max {
@@ -646,7 +646,7 @@ impl Session {
                 format!("a message may have at most {max} bytes"),
             ));
         }
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && picture.is_none() {
             return Err(Refusal::new(ErrorCode::BadFrame, "the message is empty"));
         }
         if id
@@ -681,6 +681,7 @@ impl Session {
                 via: Via::Web,
                 client_id: id.clone(),
                 except: Some(self.id),
+                picture,
             },
         )
         .await?;

@@ -209,6 +209,7 @@ pub async fn add_message(store: &dyn Store, room: &str, author: &str, body: &str
             created_ms: at_ms,
             via: Via::Web,
             client_id: None,
+            picture_id: None,
         })
         .await
         .expect("message stored");

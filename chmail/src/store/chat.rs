@@ -104,7 +104,22 @@ pub struct Message {
     pub via: Via,
     /// The author's own id for it, if given (retries with the same id store it once).
     pub client_id: Option<String>,
+    /// The picture it shows ([`ChatStore::add_chat_picture`]), if any.
+    pub picture_id: Option<i64>,
 }
+
+/// A picture sent in a chat, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPicture {
+    /// Its content type (`image/png`, `image/jpeg`, `image/gif`, `image/webp`).
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Largest picture the store takes, in bytes: a ceiling for any configuration (chatd's own
+/// limit, `[chat] max_picture_bytes`, is lower).
+pub const MAX_PICTURE_LEN: usize = 16 * 1024 * 1024;
 
 /// What [`ChatStore::add_message`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +146,8 @@ pub struct NewMessage {
     pub via: Via,
     /// The author's own id, for idempotent retries.
     pub client_id: Option<String>,
+    /// A picture of the same room to show with it (the text may then be empty).
+    pub picture_id: Option<i64>,
 }
 
 /// The state of a ring (S107-S115).
@@ -307,6 +324,26 @@ pub trait ChatStore: Send + Sync {
     /// # Errors
     /// [`super::StoreError::Invalid`] for an empty or oversized body or an unknown room.
     async fn add_message(&self, message: &NewMessage) -> Result<Added>;
+
+    /// Stores a picture sent in `room_id`, of `content_type`, and returns its id; a message
+    /// shows it by naming that id ([`NewMessage::picture_id`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for an unknown room, a type other than PNG, JPEG, GIF or WebP,
+    /// no bytes or more than [`MAX_PICTURE_LEN`]; otherwise on a store failure.
+    async fn add_chat_picture(
+        &self,
+        room_id: &str,
+        content_type: &str,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<i64>;
+
+    /// The picture `id` if it belongs to `room_id` (`None` otherwise, the same as unknown).
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn chat_picture(&self, room_id: &str, id: i64) -> Result<Option<ChatPicture>>;
 
     /// A page of a room's history: the `limit` newest messages older than `before_id` (all when
     /// `None`), returned oldest first.
@@ -542,7 +579,7 @@ pub(crate) fn normalize_message(m: &NewMessage) -> Result<NewMessage> {
     } else {
         normalize_address("author", &m.author)?
     };
-    if m.via != Via::System && m.body.trim().is_empty() {
+    if m.via != Via::System && m.body.trim().is_empty() && m.picture_id.is_none() {
         return Err(StoreError::Invalid("message body is empty".into()));
     }
     check_text("message body", &m.body, MAX_BODY_LEN)?;
@@ -556,6 +593,25 @@ pub(crate) fn normalize_message(m: &NewMessage) -> Result<NewMessage> {
         author,
         ..m.clone()
     })
+}
+
+/// Checks a picture before it is stored (see [`ChatStore::add_chat_picture`]).
+pub(crate) fn check_picture(room_id: &str, content_type: &str, bytes: &[u8]) -> Result<()> {
+    check_room_id(room_id)?;
+    if !matches!(
+        content_type,
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+    ) {
+        return Err(StoreError::Invalid(format!(
+            "picture type {content_type:?} is not PNG, JPEG, GIF or WebP"
+        )));
+    }
+    if bytes.is_empty() || bytes.len() > MAX_PICTURE_LEN {
+        return Err(StoreError::Invalid(format!(
+            "a picture has 1 to {MAX_PICTURE_LEN} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a sign-in token before it is stored.
@@ -691,6 +747,7 @@ mod tests {
             created_ms: 1,
             via: Via::Web,
             client_id: None,
+            picture_id: None,
         };
         assert_eq!(
             normalize_message(&m).ok().map(|m| m.author),

@@ -45,8 +45,8 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "people",
-        sql: include_str!("../../../sql/postgres/0006_people.sql"),
+        name: "chat_page",
+        sql: include_str!("../../../sql/postgres/0006_chat_page.sql"),
     },
 ];
 
@@ -79,8 +79,8 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "people",
-        sql: include_str!("../../../sql/sqlite/0006_people.sql"),
+        name: "chat_page",
+        sql: include_str!("../../../sql/sqlite/0006_chat_page.sql"),
     },
 ];
 

@@ -36,9 +36,9 @@ use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 use crate::config::PortRange;
 
 pub use chat::{
-    Added, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring, RingState,
-    RoomSummary, Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN, MAX_HASH_LEN,
-    MAX_PAGE, MAX_PRESENCE_BATCH, SIGNIN_TOKEN_KEEP_MS,
+    Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Ring,
+    RingState, RoomSummary, Session, SigninToken, Via, MAX_BODY_LEN, MAX_CLIENT_ID_LEN,
+    MAX_HASH_LEN, MAX_PAGE, MAX_PICTURE_LEN, MAX_PRESENCE_BATCH, SIGNIN_TOKEN_KEEP_MS,
 };
 pub use mail_loop::{
     kind, CodeCheck, MailScope, MailStore, NewOutgoing, NotifyJob, NotifyState, OutgoingRecord,

@@ -12,19 +12,20 @@ use tokio_postgres::{error::SqlState, types::ToSql, Row};
 
 use super::{
     chat::{
-        check_hash, check_node, check_owner, check_presence, check_room_id, check_session,
-        check_signin_token, normalize_address, normalize_login, normalize_message, page,
-        parse_stored, presence_batch, select_online, sort_members, to_count, SIGNIN_TOKEN_KEEP_MS,
+        check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
+        check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
+        page, parse_stored, presence_batch, select_online, sort_members, to_count,
+        SIGNIN_TOKEN_KEEP_MS,
     },
     postgres::{backend, bounded, PostgresStore},
-    Added, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
-    RoomSummary, Session, SigninToken, StoreError,
+    Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
+    Ring, RingState, RoomSummary, Session, SigninToken, StoreError,
 };
 
 /// The columns [`member_row`] reads.
 const MEMBER_COLS: &str = "room_id, address, role, position, joined_at, last_read, verified";
 /// The columns [`message_row`] reads.
-const MESSAGE_COLS: &str = "id, room_id, author, body, created_ms, via, client_id";
+const MESSAGE_COLS: &str = "id, room_id, author, body, created_ms, via, client_id, picture_id";
 /// The columns [`ring_row`] reads.
 const RING_COLS: &str = "id, room_id, caller, state, attempts, started_ms, updated_ms";
 /// The columns [`reminder_row`] reads (qualified: the claim joins another relation).
@@ -117,6 +118,7 @@ fn message_row(r: &Row) -> Result<Message> {
         created_ms: r.try_get(4).map_err(backend)?,
         via: parse_stored(&via)?,
         client_id: r.try_get(6).map_err(backend)?,
+        picture_id: r.try_get(7).map_err(backend)?,
     })
 }
 
@@ -237,11 +239,25 @@ impl ChatStore for PostgresStore {
             {
                 return Err(StoreError::Invalid(format!("unknown room {:?}", m.room_id)));
             }
+            if let Some(picture) = m.picture_id {
+                let found = query_opt(
+                    &tx,
+                    "SELECT 1 FROM chat_pictures WHERE id = $1 AND room_id = $2",
+                    &[&picture, &m.room_id],
+                )
+                .await?;
+                if found.is_none() {
+                    return Err(StoreError::Invalid(format!(
+                        "no picture {picture} in this room"
+                    )));
+                }
+            }
             let inserted = query_opt(
                 &tx,
                 &format!(
-                    "INSERT INTO messages (room_id, author, body, created_ms, via, client_id)
-                     VALUES ($1, $2, $3, $4, $5, $6)
+                    "INSERT INTO messages
+                         (room_id, author, body, created_ms, via, client_id, picture_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (room_id, author, client_id) DO NOTHING
                      RETURNING {MESSAGE_COLS}"
                 ),
@@ -252,6 +268,7 @@ impl ChatStore for PostgresStore {
                     &m.created_ms,
                     &m.via.as_str(),
                     &m.client_id,
+                    &m.picture_id,
                 ],
             )
             .await?;
@@ -275,6 +292,50 @@ impl ChatStore for PostgresStore {
             let message = message_row(&row)?;
             tx.commit().await.map_err(backend)?;
             Ok(Added { message, inserted })
+        })
+        .await
+    }
+
+    async fn add_chat_picture(
+        &self,
+        room_id: &str,
+        content_type: &str,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<i64> {
+        check_picture(room_id, content_type, bytes)?;
+        bounded(async {
+            let client = self.client().await?;
+            let row = query_opt(
+                &client,
+                "INSERT INTO chat_pictures (room_id, content_type, bytes, created_ms)
+                 SELECT id, $2, $3, $4 FROM rooms WHERE id = $1
+                 RETURNING id",
+                &[&room_id, &content_type, &bytes, &now_ms],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("unknown room {room_id:?}")))?;
+            row.try_get(0).map_err(backend)
+        })
+        .await
+    }
+
+    async fn chat_picture(&self, room_id: &str, id: i64) -> Result<Option<ChatPicture>> {
+        bounded(async {
+            let client = self.client().await?;
+            let row = query_opt(
+                &client,
+                "SELECT content_type, bytes FROM chat_pictures WHERE id = $1 AND room_id = $2",
+                &[&id, &room_id],
+            )
+            .await?;
+            row.map(|r| {
+                Ok(ChatPicture {
+                    content_type: r.try_get(0).map_err(backend)?,
+                    bytes: r.try_get(1).map_err(backend)?,
+                })
+            })
+            .transpose()
         })
         .await
     }

@@ -10,19 +10,19 @@ use rusqlite::{types::Type, Connection, OptionalExtension, Row, Transaction, Tra
 
 use super::{
     chat::{
-        check_hash, check_node, check_owner, check_presence, check_room_id, check_session,
-        check_signin_token, normalize_address, normalize_login, normalize_message, page,
-        presence_batch, select_online, sort_members, SIGNIN_TOKEN_KEEP_MS,
+        check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
+        check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
+        page, presence_batch, select_online, sort_members, SIGNIN_TOKEN_KEEP_MS,
     },
     sqlite::{backend, SqliteStore},
-    Added, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result, Ring, RingState,
-    RoomSummary, Session, SigninToken, StoreError,
+    Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
+    Ring, RingState, RoomSummary, Session, SigninToken, StoreError,
 };
 
 /// The columns [`member_row`] reads.
 const MEMBER_COLS: &str = "room_id, address, role, position, joined_at, last_read, verified";
 /// The columns [`message_row`] reads.
-const MESSAGE_COLS: &str = "id, room_id, author, body, created_ms, via, client_id";
+const MESSAGE_COLS: &str = "id, room_id, author, body, created_ms, via, client_id, picture_id";
 /// The columns [`ring_row`] reads.
 const RING_COLS: &str = "id, room_id, caller, state, attempts, started_ms, updated_ms";
 /// The columns [`reminder_row`] reads.
@@ -80,6 +80,7 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         created_ms: r.get(4)?,
         via: parsed(r, 5)?,
         client_id: r.get(6)?,
+        picture_id: r.get(7)?,
     })
 }
 
@@ -153,6 +154,22 @@ fn require_room(tx: &Connection, room_id: &str) -> Result<()> {
     }
 }
 
+/// [`StoreError::Invalid`] unless picture `id` belongs to `room_id`.
+fn require_picture(tx: &Connection, room_id: &str, id: i64) -> Result<()> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM chat_pictures WHERE id = ?1 AND room_id = ?2)",
+            (id, room_id),
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("no picture {id} in this room")))
+    }
+}
+
 #[async_trait::async_trait]
 impl ChatStore for SqliteStore {
     async fn join_room(&self, room_id: &str, address: &str, now_ms: i64) -> Result<Option<Member>> {
@@ -221,11 +238,15 @@ impl ChatStore for SqliteStore {
         self.run(move |c| {
             write(c, |tx| {
                 require_room(tx, &m.room_id)?;
+                if let Some(picture) = m.picture_id {
+                    require_picture(tx, &m.room_id, picture)?;
+                }
                 let inserted = tx
                     .query_row(
                         &format!(
-                            "INSERT INTO messages (room_id, author, body, created_ms, via, client_id)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                            "INSERT INTO messages
+                                 (room_id, author, body, created_ms, via, client_id, picture_id)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                              ON CONFLICT (room_id, author, client_id) DO NOTHING
                              RETURNING {MESSAGE_COLS}"
                         ),
@@ -236,6 +257,7 @@ impl ChatStore for SqliteStore {
                             m.created_ms,
                             m.via.as_str(),
                             &m.client_id,
+                            m.picture_id,
                         ),
                         message_row,
                     )
@@ -263,6 +285,50 @@ impl ChatStore for SqliteStore {
                     inserted: false,
                 })
             })
+        })
+        .await
+    }
+
+    async fn add_chat_picture(
+        &self,
+        room_id: &str,
+        content_type: &str,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<i64> {
+        check_picture(room_id, content_type, bytes)?;
+        let (room_id, content_type, bytes) =
+            (room_id.to_owned(), content_type.to_owned(), bytes.to_vec());
+        self.run(move |c| {
+            write(c, |tx| {
+                require_room(tx, &room_id)?;
+                tx.query_row(
+                    "INSERT INTO chat_pictures (room_id, content_type, bytes, created_ms)
+                     VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    (&room_id, &content_type, &bytes, now_ms),
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+        })
+        .await
+    }
+
+    async fn chat_picture(&self, room_id: &str, id: i64) -> Result<Option<ChatPicture>> {
+        let room_id = room_id.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT content_type, bytes FROM chat_pictures WHERE id = ?1 AND room_id = ?2",
+                (id, &room_id),
+                |r| {
+                    Ok(ChatPicture {
+                        content_type: r.get(0)?,
+                        bytes: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
         })
         .await
     }
