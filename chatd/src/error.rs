@@ -23,6 +23,9 @@ pub enum AppError {
     /// Too many requests; try later.
     #[error("too many requests")]
     TooMany,
+    /// Too much of a costly kind of work is waiting (password checks); try again shortly.
+    #[error("busy")]
+    Busy,
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -42,7 +45,9 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::TooMany => StatusCode::TOO_MANY_REQUESTS,
             AppError::Store(StoreError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            AppError::Store(_) | AppError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy | AppError::Store(_) | AppError::Internal(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -54,6 +59,9 @@ impl AppError {
             AppError::Forbidden => "Please sign in to see this page.".into(),
             AppError::TooMany => "Too many requests. Please wait a little and try again.".into(),
             AppError::Store(StoreError::Invalid(_)) => "That request is not valid.".into(),
+            AppError::Busy => {
+                "Many people are signing in right now. Please try again in a few seconds.".into()
+            }
             AppError::Store(_) | AppError::Internal(_) => {
                 "The chat server has a problem right now. Please try again in a minute.".into()
             }

@@ -1,6 +1,7 @@
 //! Rate limits in memory, shared by every connection and request of this process: sign-in
 //! requests per client network, chat messages and rings per client network and per identity
-//! (PRODUCT.md, "Network protection"). The per-login limit on sign-in mails is in the store.
+//! (PRODUCT.md, "Network protection"), sign-in mails per login and client network. The per-login
+//! cap on sign-in mails is in the store.
 //!
 //! One [`RateLimiter`] counts events per key in fixed windows. Its map is bounded: when it is
 //! full, expired windows are dropped, then the oldest one, so a flood from many keys costs
@@ -37,6 +38,12 @@ pub const RINGS_PER_CALLER: u32 = 1;
 /// Rings from one client network per [`WINDOW_MS`] (an hour), over all rooms: a person calls a
 /// few times an hour; a script ringing many senders does not get far.
 pub const RINGS_PER_IP: u32 = 30;
+/// How many client networks' worth of sign-in mails one login may get per hour: `[chat]
+/// signins_per_hour` counts per login and client network ([`ChatLimits::signin_mail`]), so that
+/// a stranger who asks for a login's links from their own network uses up only their own share,
+/// never the owner's; the store caps the login at this many times that in all (a stranger with
+/// many networks can still not flood the mailbox).
+pub const SIGNIN_MAIL_NETWORKS: u32 = 4;
 
 /// Counts events per key in fixed windows, bounded in memory.
 #[derive(Debug)]
@@ -112,6 +119,27 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         true
     }
 
+    /// Takes back one event of `key` counted by [`RateLimiter::allow`] at `now_ms` (a reserved
+    /// attempt that turned out not to count, such as a correct password), if its window is still
+    /// the one it was counted in.
+    pub fn release(&self, key: &K, now_ms: i64) {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = windows.get_mut(key) {
+            if now_ms - w.start_ms < self.window_ms {
+                w.count = w.count.saturating_sub(1);
+            }
+        }
+    }
+
+    /// How many events of `key` count in its window at `now_ms`.
+    pub fn count(&self, key: &K, now_ms: i64) -> u32 {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows
+            .get(key)
+            .filter(|w| now_ms - w.start_ms < self.window_ms)
+            .map_or(0, |w| w.count)
+    }
+
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.windows
@@ -155,6 +183,8 @@ pub struct ChatLimits {
     rings: RateLimiter<String>,
     /// Rings per client network.
     rings_by_ip: RateLimiter<IpAddr>,
+    /// Sign-in mails per login and client network.
+    signin_mails: RateLimiter<(String, IpAddr)>,
 }
 
 impl ChatLimits {
@@ -170,7 +200,15 @@ impl ChatLimits {
             ),
             rings: RateLimiter::new(RINGS_PER_CALLER, ring_ms),
             rings_by_ip: RateLimiter::new(RINGS_PER_IP, WINDOW_MS),
+            signin_mails: RateLimiter::new(chat.signins_per_hour, WINDOW_MS),
         }
+    }
+
+    /// Counts one sign-in mail for `login` asked from `ip`; false when that client network
+    /// asked for `[chat] signins_per_hour` of them in the last hour.
+    pub fn signin_mail(&self, login: &str, ip: Option<IpAddr>, now_ms: i64) -> bool {
+        self.signin_mails
+            .allow(&(login.to_owned(), ip_key(ip)), now_ms)
     }
 
     /// Counts one message of `identity` from `ip`; false when either is over its limit (then
@@ -289,6 +327,38 @@ mod tests {
             "the address's share is used up"
         );
         assert!(limits.message("bob", ip, MESSAGE_WINDOW_MS));
+    }
+
+    #[test]
+    fn a_released_event_counts_no_more_within_its_window() {
+        let limiter = RateLimiter::new(2, 100);
+        assert!(limiter.allow(&"a", 0));
+        assert!(limiter.allow(&"a", 1));
+        assert!(!limiter.allow(&"a", 2));
+        limiter.release(&"a", 3);
+        assert_eq!(limiter.count(&"a", 3), 1);
+        assert!(limiter.allow(&"a", 4));
+        limiter.release(&"b", 4);
+        assert_eq!(limiter.count(&"b", 4), 0);
+        assert_eq!(limiter.count(&"a", 100), 0, "a new window");
+    }
+
+    #[test]
+    fn sign_in_mails_count_per_login_and_network() {
+        let chat = ChatConfig {
+            signins_per_hour: 2,
+            ..ChatConfig::default()
+        };
+        let limits = ChatLimits::new(&chat);
+        let (stranger, owner) = (
+            Some(IpAddr::from([203, 0, 113, 1])),
+            Some(IpAddr::from([192, 0, 2, 1])),
+        );
+        assert!(limits.signin_mail("ana", stranger, 0));
+        assert!(limits.signin_mail("ana", stranger, 0));
+        assert!(!limits.signin_mail("ana", stranger, 0));
+        assert!(limits.signin_mail("ana", owner, 0), "the owner's share");
+        assert!(limits.signin_mail("bob", stranger, 0));
     }
 
     #[test]

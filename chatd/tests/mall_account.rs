@@ -89,7 +89,7 @@ impl Mall {
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let mail = self.mail().await;
         let link = link_path(&mail.text, "/mall/confirm/");
-        let done = b.confirm(&link).await;
+        let done = b.confirm(&link, PASSWORD).await;
         assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
         b
     }
@@ -165,7 +165,7 @@ async fn signing_up_mails_a_link_whose_button_confirms_signs_in_and_returns_to_t
     let still = mall.member("ana.lima@example.com").await.expect("member");
     assert!(still.confirmed_ms.is_none());
 
-    let done = visitor.confirm(&link).await;
+    let done = visitor.confirm(&link, PASSWORD).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), Some(format!("/mall/ad/{ad}").as_str()));
     let cookie = done.set_cookie("chmail_session").expect("signed in");
@@ -184,7 +184,7 @@ async fn signing_up_mails_a_link_whose_button_confirms_signs_in_and_returns_to_t
 
     // The link works once.
     let mut other = mall.browser();
-    let again = other.confirm(&link).await;
+    let again = other.confirm(&link, PASSWORD).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert!(again.body.contains("This link no longer works"));
     assert!(other.session().is_none());
@@ -308,11 +308,23 @@ async fn signing_up_again_before_confirming_replaces_the_password_and_mails_a_ne
         .await;
     let second = link_path(&mall.mail().await.text, "/mall/confirm/");
     assert_ne!(first, second);
-    let done = b.confirm(&first).await;
+    let refused = b.confirm(&first, "first password").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "the replaced password confirms nothing"
+    );
+    assert!(
+        refused.body.contains("That is not the password"),
+        "{}",
+        refused.body
+    );
+    assert!(b.session().is_none());
+    let done = b.confirm(&first, PASSWORD).await;
     assert_eq!(
         done.status,
         StatusCode::SEE_OTHER,
-        "an earlier link still confirms"
+        "an earlier link confirms with the last sign-up's password"
     );
     let member = mall.member("ana@example.com").await.expect("member");
     assert_eq!(member.name, "Ana Lima");
@@ -326,6 +338,89 @@ async fn signing_up_again_before_confirming_replaces_the_password_and_mails_a_ne
         StatusCode::SEE_OTHER,
         "the last sign-up's password"
     );
+}
+
+/// Whether `password` opens `address`'s account from a fresh browser on another network.
+async fn opens(mall: &Mall, address: &str, password: &str) -> bool {
+    let mut b = mall.browser_at([192, 0, 2, 200]);
+    let page = b.sign_in(address, password, "").await;
+    page.status == StatusCode::SEE_OTHER || b.session().is_some()
+}
+
+#[tokio::test]
+async fn a_stranger_who_signs_up_first_cannot_have_the_owner_confirm_the_strangers_password() {
+    let mut mall = Mall::start(|_| {}).await;
+    let mut mallory = mall.browser_at([203, 0, 113, 66]);
+    let page = mallory
+        .sign_up("ana@example.com", "Ana", "mallorys password", false, "")
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+
+    // Ana gets the welcome mail she did not ask for and presses Confirm, typing what she
+    // would type: her own password, or nothing.
+    let link = link_path(&mall.mail().await.text, "/mall/confirm/");
+    let mut ana = mall.browser();
+    for typed in ["anas own password", ""] {
+        let page = ana.confirm(&link, typed).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+        assert!(ana.session().is_none());
+    }
+    let member = mall.member("ana@example.com").await.expect("pending");
+    assert!(member.confirmed_ms.is_none(), "not confirmed");
+    assert!(!opens(&mall, "ana@example.com", "mallorys password").await);
+
+    // Ana signs up herself: the last sign-up wins, and she confirms with her password.
+    ana.sign_up("ana@example.com", "Ana", PASSWORD, false, "")
+        .await;
+    let link = link_path(&mall.mail().await.text, "/mall/confirm/");
+    let done = ana.confirm(&link, PASSWORD).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(!opens(&mall, "ana@example.com", "mallorys password").await);
+    assert!(opens(&mall, "ana@example.com", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn the_owners_earlier_link_does_not_confirm_a_strangers_later_password() {
+    let mut mall = Mall::start(|_| {}).await;
+    let mut ana = mall.browser();
+    ana.sign_up("ana@example.com", "Ana", PASSWORD, false, "")
+        .await;
+    let anas_link = link_path(&mall.mail().await.text, "/mall/confirm/");
+    let mut mallory = mall.browser_at([203, 0, 113, 66]);
+    mallory
+        .sign_up("ana@example.com", "Ana", "mallorys password", false, "")
+        .await;
+    let mallorys_link = link_path(&mall.mail().await.text, "/mall/confirm/");
+
+    // Ana opens her own, earlier link with her password: it no longer is the account's.
+    let page = ana.confirm(&anas_link, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    let page = ana.confirm(&mallorys_link, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    let member = mall.member("ana@example.com").await.expect("pending");
+    assert!(member.confirmed_ms.is_none());
+    assert!(!opens(&mall, "ana@example.com", "mallorys password").await);
+
+    // Signing up again puts her password back; her link then works.
+    ana.sign_up("ana@example.com", "Ana", PASSWORD, false, "")
+        .await;
+    mall.mail().await;
+    let done = ana.confirm(&anas_link, PASSWORD).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(!opens(&mall, "ana@example.com", "mallorys password").await);
+
+    // Once confirmed, a sign-up changes nothing.
+    mallory
+        .sign_up("ana@example.com", "Mallory", "mallorys password", true, "")
+        .await;
+    let mail = mall.mail().await;
+    assert!(
+        mail.subject.contains("already have an account"),
+        "{}",
+        mail.subject
+    );
+    assert!(!opens(&mall, "ana@example.com", "mallorys password").await);
+    assert!(opens(&mall, "ana@example.com", PASSWORD).await);
 }
 
 #[tokio::test]
@@ -343,7 +438,7 @@ async fn signing_up_again_past_the_mail_limit_changes_nothing() {
     let member = mall.member("ana@example.com").await.expect("member");
     assert_eq!(member.name, "Ana");
     assert!(!member.promotions);
-    b.confirm(&link).await;
+    b.confirm(&link, PASSWORD).await;
     let mut c = mall.browser();
     let page = c.sign_in("ana@example.com", "mallorys password", "").await;
     assert_eq!(
@@ -385,7 +480,7 @@ async fn a_confirm_link_expires_after_the_token_ttl() {
         .await;
     let link = link_path(&mall.mail().await.text, "/mall/confirm/");
     tokio::time::advance(Duration::from_secs(30 * 60 + 1)).await;
-    let page = b.confirm(&link).await;
+    let page = b.confirm(&link, PASSWORD).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(b.session().is_none());
     let member = mall.member("ana@example.com").await.expect("member");
@@ -413,7 +508,7 @@ async fn an_expired_or_malformed_confirm_token_confirms_nobody() {
         )
         .await
         .expect("token stored");
-    let page = b.confirm(&format!("/mall/confirm/{token}")).await;
+    let page = b.confirm(&format!("/mall/confirm/{token}"), PASSWORD).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     let junk = b.get("/mall/confirm/not-a-token").await;
     assert_eq!(junk.status, StatusCode::NOT_FOUND);
@@ -483,7 +578,9 @@ async fn an_unconfirmed_account_is_told_so_and_can_get_a_new_link() {
     assert!(resent.body.contains("Check your mail"));
     let mail = mall.mail().await;
     assert!(mail.subject.contains("Confirm"));
-    let done = b.confirm(&link_path(&mail.text, "/mall/confirm/")).await;
+    let done = b
+        .confirm(&link_path(&mail.text, "/mall/confirm/"), PASSWORD)
+        .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), Some("/mall/account?done=welcome"));
     let welcome = b.get("/mall/account?done=welcome").await;
@@ -501,34 +598,55 @@ async fn an_unconfirmed_account_is_told_so_and_can_get_a_new_link() {
 }
 
 #[tokio::test]
-async fn failed_sign_ins_are_limited_per_account_and_per_client_network() {
+async fn strangers_failing_from_many_networks_do_not_lock_the_owner_out() {
     let mut mall = Mall::start(|c| c.mall.signins_per_hour = 3).await;
     mall.join("ana@example.com", "Ana").await;
     mall.join("bob@example.com", "Bob").await;
-
-    // Per account: three failures from one network lock the account from every network.
-    let mut first = mall.browser_at([192, 0, 2, 1]);
-    for _ in 0..3 {
-        let page = first
-            .sign_in("ana@example.com", "wrong password!", "")
-            .await;
-        assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    }
-    let mut second = mall.browser_at([192, 0, 2, 2]);
-    let page = second.sign_in("ana@example.com", PASSWORD, "").await;
-    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        page.body.contains("Too many failed sign-ins"),
-        "{}",
-        page.body
-    );
-    assert!(second.session().is_none());
-    let page = second.sign_in("bob@example.com", PASSWORD, "").await;
+    let home = [192, 0, 2, 1];
+    let mut owner = mall.browser_at(home);
+    let page = owner.sign_in("ana@example.com", PASSWORD, "").await;
     assert_eq!(
         page.status,
         StatusCode::SEE_OTHER,
-        "other accounts are not locked"
+        "the owner's usual network"
     );
+
+    // Twenty networks try four wrong passwords each.
+    let (mut checked, mut refused) = (0, 0);
+    for n in 1..=20 {
+        let mut stranger = mall.browser_at([203, 0, 113, n]);
+        for _ in 0..4 {
+            let page = stranger
+                .sign_in("ana@example.com", "wrong password!", "")
+                .await;
+            match page.status {
+                StatusCode::BAD_REQUEST => checked += 1,
+                StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                other => panic!("{other}: {}", page.body),
+            }
+        }
+    }
+    // Three per network, and fifteen (3 x 5) over the networks the account does not know.
+    assert_eq!((checked, refused), (15, 65));
+    for ip in [[203, 0, 113, 1], [198, 18, 0, 1]] {
+        let mut b = mall.browser_at(ip);
+        let page = b.sign_in("ana@example.com", PASSWORD, "").await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{ip:?}");
+        assert!(
+            page.body.contains("Too many failed sign-ins"),
+            "{}",
+            page.body
+        );
+        assert!(b.session().is_none());
+    }
+
+    // The owner, at home, signs in all the same; other accounts are not locked.
+    let mut owner = mall.browser_at(home);
+    let page = owner.sign_in("ana@example.com", PASSWORD, "").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let mut b = mall.browser_at([198, 18, 0, 1]);
+    let page = b.sign_in("bob@example.com", PASSWORD, "").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "other accounts");
 
     // Per network: three failures over any addresses lock that network.
     let mut third = mall.browser_at([192, 0, 2, 3]);
@@ -540,6 +658,38 @@ async fn failed_sign_ins_are_limited_per_account_and_per_client_network() {
     let page = third.sign_in("bob@example.com", PASSWORD, "").await;
     assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(third.session().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_sign_ins_are_checked_no_more_than_the_limit() {
+    let mut mall = Mall::start(|c| c.mall.signins_per_hour = 20).await;
+    mall.join("ana@example.com", "Ana").await;
+    let mut first = mall.browser_at([203, 0, 113, 5]);
+    first.get("/mall/signin").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let mut b = mall.browser_at([203, 0, 113, 5]);
+            b.cookies = first.cookies.clone();
+            tokio::spawn(async move {
+                b.sign_in("ana@example.com", "wrong password!", "")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let (mut checked, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("the request ends") {
+            StatusCode::BAD_REQUEST => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        (checked, refused),
+        (20, 80),
+        "each check is reserved before the password is compared"
+    );
 }
 
 #[tokio::test]

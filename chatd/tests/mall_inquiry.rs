@@ -98,7 +98,9 @@ async fn a_members_question_reaches_the_host_signed_and_the_hosts_chat_rings_the
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let (confirm, text) = next_mail(&mut inbox).await;
     assert_eq!(confirm.to, [MEMBER]);
-    let done = web.confirm(&link_path(&text, "/mall/confirm/")).await;
+    let done = web
+        .confirm(&link_path(&text, "/mall/confirm/"), PASSWORD)
+        .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), Some(next.as_str()));
     let session = web.session().expect("signed in");

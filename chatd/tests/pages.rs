@@ -608,6 +608,60 @@ async fn signin_mails_are_limited_per_login_and_the_answer_never_changes() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "answers differ");
 }
 
+/// Posts the sign-in form for `address` from the client address `ip`.
+async fn request_link_from(router: &axum::Router, address: &str, ip: [u8; 4]) -> support::Page {
+    let (cookie, token) = signin_form(router).await;
+    let mut req = post_form(
+        "/signin",
+        &cookie,
+        &format!("address={}&csrf={token}", form_encode(address)),
+    );
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            ip, 40000,
+        ))));
+    send(router, req).await
+}
+
+#[tokio::test]
+async fn a_stranger_asking_for_links_uses_up_their_own_share_not_the_owners() {
+    let mut config = config();
+    config.chat.signins_per_hour = 2;
+    let (state, mut mails) = state_with(config).await;
+    alice_room(&*state.store).await;
+    let router = app(state);
+    for _ in 0..5 {
+        request_link_from(&router, "alice@a.example", [203, 0, 113, 1]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(mails.next().await.is_some());
+    assert!(mails.next().await.is_some());
+    assert!(
+        mails.none_within(Duration::from_millis(300)).await,
+        "a stranger's network gets its share only"
+    );
+    let page = request_link_from(&router, "alice@a.example", [192, 0, 2, 7]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let mail = mails.next().await.expect("the owner still gets a link");
+    assert_eq!(mail.to, "alice@a.example");
+
+    // In all, a login gets SIGNIN_MAIL_NETWORKS times the limit: 8 here, 3 of them sent.
+    for n in 2..=4 {
+        for _ in 0..2 {
+            request_link_from(&router, "alice@a.example", [203, 0, 113, n]).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for _ in 0..5 {
+        assert!(mails.next().await.is_some());
+    }
+    request_link_from(&router, "alice@a.example", [203, 0, 113, 9]).await;
+    assert!(
+        mails.none_within(Duration::from_millis(300)).await,
+        "over the per-login cap"
+    );
+}
+
 #[tokio::test]
 async fn signin_requests_are_limited_per_client_address() {
     let (state, _) = state().await;

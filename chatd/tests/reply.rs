@@ -417,6 +417,82 @@ async fn sign_in_links_in_a_reply_are_not_posted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chinese_and_japanese_outlook_replies_never_post_a_safe_links_wrapped_sign_in_link() {
+    if !swaks_available() {
+        return;
+    }
+    let h = Harness::start(|_| {}).await;
+    let to = reply_address(&h, BOB).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replies");
+    let mut expected = Vec::new();
+    // The quoted reminder's link, as Safe Links wrapped it (split by quoted-printable soft
+    // breaks in the Chinese one, base64 in ISO-2022-JP in the Japanese one).
+    for name in ["outlook-chinese", "outlook-japanese"] {
+        let raw = std::fs::read_to_string(dir.join(format!("{name}.eml"))).expect("fixture");
+        let reply = raw
+            .replace("<alice@a.example>", &format!("<{BOB}>"))
+            .replace("r-7f3k2q9x@reply.a.example", &to);
+        swaks(&h, BOB, &to, &reply).await.expect(0, "<-  250");
+        let text = std::fs::read_to_string(dir.join(format!("{name}.expected.txt")))
+            .expect("expected text");
+        expected.push(text.trim_end().to_owned());
+    }
+    let stored = mail_messages(&h).await;
+    let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, expected);
+    for body in bodies {
+        assert!(!body.contains("Qm9iIHdhcyBo"), "{body}");
+        assert!(!body.contains("safelinks"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_sign_in_token_in_the_new_text_is_cut_in_any_wrapping_and_spent() {
+    if !swaks_available() {
+        return;
+    }
+    let h = Harness::start(|_| {}).await;
+    let to = reply_address(&h, BOB).await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let url = chatd::auth::signin_url(h.state(), BOB, None)
+            .await
+            .expect("a sign-in link");
+        tokens.push(url.rsplit('/').next().unwrap_or_default().to_owned());
+    }
+    // A client that put the link in the new text: wrapped by Safe Links, and once more with
+    // the token on a line of its own.
+    let body = format!(
+        "Use this: https://eur01.safelinks.protection.outlook.com/?url=http%3A%2F%2Fchat.test\
+         %2Fauth%2F{}&data=05%7C02%7Cbob%40b.example%7C0&reserved=0\r\n\
+         or the one my client wrapped: http://chat.test/auth/\r\n\
+         {}\r\n\
+         Bye\r\n",
+        tokens[0], tokens[1]
+    );
+    let reply = mail(BOB, &to, "wrapped.1@b.example", "", &body);
+    swaks(&h, BOB, &to, &reply).await.expect(0, "<-  250");
+    let stored = mail_messages(&h).await;
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    assert_eq!(
+        stored[0].body,
+        "Use this: [sign-in link removed]\n\
+         or the one my client wrapped: [sign-in link removed]\n\
+         [sign-in link removed]\n\
+         Bye"
+    );
+    for token in &tokens {
+        let now = h.state().clock.now_ms();
+        let left = h
+            .store()
+            .consume_signin_token(&chatd::auth::hash_token(token), now)
+            .await
+            .expect("store answers");
+        assert!(left.is_none(), "a token seen in a reply is spent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_chatd_ends_open_smtp_connections() {
     let mut h = Harness::start(|_| {}).await;
     let addr = reply_addr(&h);

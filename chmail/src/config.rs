@@ -282,7 +282,8 @@ pub struct ChatConfig {
     pub send_queue: usize,
     /// Minutes a mailed sign-in link works. Default 15.
     pub signin_ttl_minutes: u64,
-    /// Most sign-in links mailed to one login per hour. Default 5.
+    /// Most sign-in links mailed to one login per hour from one client network; a login gets
+    /// at most 4 times that per hour in all. Default 5.
     pub signins_per_hour: u32,
     /// Days a sign-in session lasts. Default 30.
     pub session_days: u64,
@@ -439,7 +440,9 @@ pub struct MallConfig {
     pub token_ttl_minutes: u64,
     /// Sign-ups per client network per hour. Default 10.
     pub signups_per_hour: u32,
-    /// Failed sign-ins per client network, and per account, per hour. Default 20.
+    /// Failed password checks per client network, and per account and client network, per
+    /// hour; an account takes 5 times that from networks it has not signed in from lately.
+    /// Default 20.
     pub signins_per_hour: u32,
     /// Confirm and reset mails per account per hour. Default 3.
     pub mails_per_hour: u32,

@@ -853,6 +853,80 @@ mod behaviour {
         assert_eq!(after.last_signin_ms, Some(NOW + 7));
     }
 
+    pub async fn a_confirm_link_confirms_only_the_password_hash_it_was_checked_against(
+        h: &Harness,
+    ) {
+        let s = h.fresh().await;
+        let id = member(&*s, "mia@example.com", false, false).await;
+        let first = new_member("mia@example.com", false).password_hash;
+        s.create_member_token("t-1", id, TokenPurpose::Confirm, NOW, NOW + 100)
+            .await
+            .expect("token");
+        let peeked = s
+            .member_of_token("t-1", TokenPurpose::Confirm, NOW + 1)
+            .await
+            .expect("peek")
+            .expect("a live token");
+        assert_eq!(peeked.password_hash, first);
+        assert!(s
+            .member_of_token("t-1", TokenPurpose::Reset, NOW + 1)
+            .await
+            .expect("peek")
+            .is_none());
+        assert!(s
+            .member_of_token("t-1", TokenPurpose::Confirm, NOW + 100)
+            .await
+            .expect("peek")
+            .is_none());
+
+        // Another sign-up replaces the password: the hash checked before no longer confirms.
+        assert!(s
+            .renew_signup(id, "Mallory", "$argon2id$other", true)
+            .await
+            .expect("renew"));
+        assert!(s
+            .confirm_member("t-1", &first, NOW + 2)
+            .await
+            .expect("confirm")
+            .is_none());
+        let m = s.member(id).await.expect("member").expect("m");
+        assert_eq!(m.confirmed_ms, None);
+        assert_eq!((m.name.as_str(), m.promotions), ("Mallory", true));
+        assert!(
+            s.member_of_token("t-1", TokenPurpose::Confirm, NOW + 3)
+                .await
+                .expect("peek")
+                .is_some(),
+            "a refused confirm leaves the token unused"
+        );
+
+        let confirmed = s
+            .confirm_member("t-1", "$argon2id$other", NOW + 3)
+            .await
+            .expect("confirm")
+            .expect("confirmed");
+        assert_eq!(confirmed.confirmed_ms, Some(NOW + 3));
+        assert!(s
+            .confirm_member("t-1", "$argon2id$other", NOW + 4)
+            .await
+            .expect("confirm")
+            .is_none());
+
+        // A confirmed account is never changed by a sign-up.
+        assert!(!s
+            .renew_signup(id, "Eve", "$argon2id$eve", false)
+            .await
+            .expect("renew"));
+        let m = s.member(id).await.expect("member").expect("m");
+        assert_eq!(m.password_hash, "$argon2id$other");
+        assert_eq!(m.name, "Mallory");
+        invalid(s.renew_signup(id, "", "$argon2id$x", false).await, "name");
+        assert!(!s
+            .renew_signup(9_999, "X", "$argon2id$x", false)
+            .await
+            .expect("missing"));
+    }
+
     pub async fn member_tokens_are_single_use_expire_and_keep_their_purpose(h: &Harness) {
         let s = h.fresh().await;
         let id = member(&*s, "mia@example.com", false, false).await;
@@ -1753,6 +1827,7 @@ conformance!(
     pictures_are_checked_limited_and_changed_by_their_company_only,
     members_are_unique_by_address_in_any_case,
     member_tokens_are_single_use_expire_and_keep_their_purpose,
+    a_confirm_link_confirms_only_the_password_hash_it_was_checked_against,
     a_new_password_ends_the_members_sessions_only,
     deleting_a_member_removes_their_data_and_sessions_but_keeps_rooms,
     inquiries_are_answered_when_the_host_joins_or_writes,

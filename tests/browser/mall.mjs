@@ -104,6 +104,7 @@ try {
   await memberPage.getByRole("heading", { name: "Check your mail" }).waitFor();
   const confirmUrl = await nextLine("confirm link");
   await memberPage.goto(confirmUrl);
+  await memberPage.fill("#password", PASSWORD);
   await memberPage.click("#confirm");
   await memberPage.waitForURL((url) => url.pathname === PRODUCT_PATH);
 

@@ -5,7 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET/POST /mall/signup` | the sign-up form; the post mails a confirm link |
-//! | `GET/POST /mall/confirm/{token}` | a page whose button confirms the address (the post uses the link once), signs in and opens `next` |
+//! | `GET/POST /mall/confirm/{token}` | a page that asks for the password chosen at sign-up; its post checks it, uses the link once, confirms the address, signs in and opens `next` |
 //! | `GET/POST /mall/signin` | address and password; an unconfirmed account is told so and offered a new link |
 //! | `POST /mall/resend` | a new confirm link |
 //! | `POST /mall/signout` | end the session |
@@ -21,15 +21,31 @@
 //! reset request answers the same whether or not the address has an account, and does the
 //! look-ups and mails after answering (neither the text nor the timing tells who is a member);
 //! sign-up, resend and reset requests are limited per client network (`[mall] signups_per_hour`
-//! each), mails per account (`[mall] mails_per_hour`, counted in the store), failed password
-//! checks per client network and per account (`[mall] signins_per_hour`). After signing in,
-//! only a path under `/mall` is followed ([`safe_next`]): never another site.
+//! each), mails per account (`[mall] mails_per_hour`, counted in the store), password checks per
+//! client network, per account and client network, and per account from unfamiliar networks
+//! ([`limits`]); every argon2 hash and check passes one gate per process ([`password`]). After
+//! signing in, only a path under `/mall` is followed ([`safe_next`]): never another site.
+//!
+//! # Who may set an account's password
+//!
+//! Anyone can sign up with any address, so the sign-up alone proves nothing; the mailed link
+//! proves the address. The account is confirmed only by someone who has both: the confirm page
+//! asks for the password chosen at sign-up, checks it against the account's hash, and uses the
+//! link only while that hash is still the account's ([`MallStore::confirm_member`], one
+//! transaction). So a stranger who signs up first with someone else's address cannot have that
+//! person confirm the stranger's password (they do not know it), nor can a stranger's later
+//! sign-up be confirmed by the owner's earlier link.
 //!
 //! Signing up again with the address of an unconfirmed account replaces its name, opt-in and
 //! password and mails a new link: the last sign-up wins, so that whoever owns the address can
-//! always confirm an account with a password they know. Past `[mall] mails_per_hour` such a
-//! sign-up changes nothing. Signing up with the address of a confirmed account changes nothing
-//! either; its owner gets a mail saying so, with a link to set a new password.
+//! always confirm an account with a password they know, even after a stranger signed up with
+//! it. Past `[mall] mails_per_hour` such a sign-up changes nothing. Signing up with the address
+//! of a confirmed account changes nothing either, even when it was confirmed a moment before
+//! ([`MallStore::renew_signup`] changes only an unconfirmed one); its owner gets a mail saying so,
+//! with a link to set a new password.
+//!
+//! [`MallStore::confirm_member`]: chmail::store::mall::MallStore::confirm_member
+//! [`MallStore::renew_signup`]: chmail::store::mall::MallStore::renew_signup
 
 mod checks;
 mod limits;
@@ -63,7 +79,7 @@ pub use password::{
     check_new_password, hash_password, verify_password, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use signin::{resend, sign_in, sign_out, signin_page, AddressForm, SigninForm, TokenForm};
-pub use signup::{confirm, confirm_page, sign_up, signup_page, NextForm, SignupForm};
+pub use signup::{confirm, confirm_page, sign_up, signup_page, ConfirmForm, SignupForm};
 
 use super::page::{page, viewer, MallPage, Viewer};
 use crate::{

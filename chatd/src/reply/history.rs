@@ -5,7 +5,8 @@
 //! 1. A separator that starts the quoted original without `>` quoting cuts off everything from
 //!    there on: `-----Original Message-----` and its translations, `---------- Forwarded
 //!    message ---------`, and Outlook's header block (`From:` then `Sent:`/`Date:` and
-//!    `Subject:` within a few lines, with the `_____` or blank lines above it), and a full
+//!    `Subject:` within a few lines, with the `_____` or blank lines above it; in Outlook's main
+//!    languages, Chinese `发件人:`, Japanese `差出人:` and Korean `보낸 사람:` among them), and a full
 //!    attribution (`On <date>, <name> wrote:`) above an original quoted without `>` (Yahoo).
 //! 2. Quoted lines (`>` first) are dropped wherever they are, so bottom-posted and interleaved
 //!    answers keep their new lines. So is an attribution line ("On .. wrote:", "Am .. schrieb
@@ -63,8 +64,22 @@ const HEADER_BLOCK_LINES: usize = 8;
 /// a long line is the writer's own.
 const MAX_MARKER_LINE: usize = 300;
 
-/// Names of Outlook's header-block fields, in the languages Outlook writes them in most.
-const FROM_NAMES: &[&str] = &["From", "Von", "De", "Da", "Van", "Från", "보낸 사람"];
+/// Names of Outlook's header-block fields, in the languages Outlook writes them in most:
+/// English, German, French, Spanish and Portuguese, Italian, Dutch, Swedish, Korean, Chinese
+/// (simplified, then traditional) and Japanese. A block that is not seen leaves the quoted
+/// reminder, with its sign-in link, in the text.
+const FROM_NAMES: &[&str] = &[
+    "From",
+    "Von",
+    "De",
+    "Da",
+    "Van",
+    "Från",
+    "보낸 사람",
+    "发件人",
+    "寄件者",
+    "差出人",
+];
 const DATE_NAMES: &[&str] = &[
     "Sent",
     "Date",
@@ -76,6 +91,11 @@ const DATE_NAMES: &[&str] = &[
     "Verzonden",
     "Skickat",
     "보낸 날짜",
+    "发送时间",
+    "日期",
+    "寄件日期",
+    "送信日時",
+    "日付",
 ];
 const SUBJECT_NAMES: &[&str] = &[
     "Subject",
@@ -86,6 +106,9 @@ const SUBJECT_NAMES: &[&str] = &[
     "Onderwerp",
     "Ämne",
     "제목",
+    "主题",
+    "主旨",
+    "件名",
 ];
 
 /// What a separator line says (lower case, without its dashes) when the original follows it.
@@ -100,6 +123,9 @@ const SEPARATORS: &[&str] = &[
     "forwarded message",
     "weitergeleitete nachricht",
     "원본 메시지",
+    "原始邮件",
+    "原始郵件",
+    "元のメッセージ",
 ];
 
 /// Verbs of attribution lines: "wrote" and its translations.
@@ -262,7 +288,7 @@ fn is_header_block(lines: &[&str]) -> bool {
 }
 
 /// `line` is a header-block field named one of `names`: `Name:`, `Name :` (French), `*Name:*`
-/// (bold turned into text).
+/// (bold turned into text), `Name：` (the full-width colon of Chinese and Japanese).
 fn is_field(line: &str, names: &[&str]) -> bool {
     let line = line.trim().trim_start_matches('*');
     names.iter().any(|name| {
@@ -271,8 +297,8 @@ fn is_field(line: &str, names: &[&str]) -> bool {
         };
         head.eq_ignore_ascii_case(name)
             && line[name.len()..]
-                .trim_start_matches(['*', ' ', '\u{a0}'])
-                .starts_with(':')
+                .trim_start_matches(['*', ' ', '\u{a0}', '\u{3000}'])
+                .starts_with([':', '：'])
     })
 }
 
@@ -380,6 +406,27 @@ mod tests {
     fn strip_all(text: &str) -> (String, Vec<Removed>) {
         let mut removed = Vec::new();
         (strip(text, &mut removed), removed)
+    }
+
+    #[test]
+    fn chinese_japanese_and_korean_outlook_header_blocks_start_the_quote() {
+        for block in [
+            "发件人: CHmail <c@a.example>\n发送时间: 2024年5月1日 14:40\n收件人: a@a.example\n\
+             主题: Quarterly numbers",
+            "寄件者： CHmail <c@a.example>\n寄件日期： 2024年5月1日 下午 02:40\n\
+             收件者： a@a.example\n主旨： Quarterly numbers",
+            "差出人: CHmail <c@a.example>\n送信日時: 2024年5月1日 14:40\n宛先: a@a.example\n\
+             件名: Quarterly numbers",
+            "보낸 사람: CHmail <c@a.example>\n보낸 날짜: 2024년 5월 1일 수요일 오후 2:40\n\
+             받는 사람: a@a.example\n제목: Quarterly numbers",
+        ] {
+            let (text, removed) = strip_all(&format!(
+                "好的。\n\n________________________________\n{block}\n\nSign in: \
+                 http://chat.test/auth/x\n"
+            ));
+            assert_eq!(text, "好的。", "{block}");
+            assert_eq!(removed, [Removed::HeaderBlock], "{block}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! | end of DATA | more than `[reply] max_bytes` | `552 5.3.4` |
 //! | end of DATA | From is not the token's participant | `550 5.7.1` belongs to another sender |
 //! | end of DATA | no text body, not a mail | `550 5.6.0` |
-//! | end of DATA | nothing new once quotes and signature are cut ([`super::ReplyError::Empty`]) | `250`, dropped |
+//! | end of DATA | nothing new once quotes and signature are cut ([`super::ReplyError::Empty`]), or only sign-in links ([`super::links`]) | `250`, dropped |
 //! | end of DATA | new text longer than `[chat] max_message_bytes` | `552 5.3.4` |
 //! | end of DATA | otherwise | `250`, posted (once per Message-ID) |
 //! | any | the store fails or times out | `451 4.3.0` (the MTA retries) |
@@ -89,6 +89,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Longest wait for each read and write of a STARTTLS handshake: an MTA answers at once, and a
 /// client that stalls holds one of the [`MAX_CONNECTIONS`].
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most token-shaped words of one reply looked up as sign-in tokens: a reply holds one or two
+/// links; beyond these, every token-shaped word is cut unlooked, so a long list of them costs
+/// no more store calls.
+pub const MAX_TOKEN_CANDIDATES: usize = 16;
 
 /// The window of `[reply] per_token_per_hour`, in ms.
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -420,6 +425,36 @@ impl Conn {
         self.context.runtime.block_on(state.store_call(call))
     }
 
+    /// `text` without chatd's sign-in links ([`links`]): the words that are or wrap a link into
+    /// `/auth/`, and every token-shaped word that is a live sign-in token of this chatd, which
+    /// is spent on the way (at most [`MAX_TOKEN_CANDIDATES`] are looked up; beyond them every
+    /// token-shaped word goes, unlooked).
+    ///
+    /// # Errors
+    /// When the store fails.
+    fn cut_signin_links(&self, room_id: &str, text: &str) -> Result<String, AppError> {
+        let state = self.state();
+        // Candidates from the whole text, links included: a link's token is spent too.
+        let candidates = links::token_candidates(text);
+        let mut live = Vec::new();
+        for (n, candidate) in candidates.into_iter().enumerate() {
+            let spent = n >= MAX_TOKEN_CANDIDATES || {
+                let (hash, now) = (crate::auth::hash_token(&candidate), state.clock.now_ms());
+                self.wait(state.store.consume_signin_token(&hash, now))?
+                    .is_some()
+            };
+            if spent {
+                live.push(candidate);
+            }
+        }
+        let (text, links) = links::strip_signin_links(text, state.base_url());
+        let (text, tokens) = links::remove_tokens(&text, &live);
+        if links + tokens > 0 {
+            info!(room = %room_id, links, tokens, "sign-in links cut from a reply");
+        }
+        Ok(text)
+    }
+
     /// Logs the decision about the current mail once and returns its answer.
     fn decide(&self, room: Option<&str>, code: u16, text: String, why: &str) -> Response {
         self.state().metrics.reply(code);
@@ -587,11 +622,11 @@ impl Conn {
                 );
             }
         };
-        let (body, links) = links::strip_signin_links(&text.text, self.state().base_url());
-        if links > 0 {
-            info!(room = %token.room_id, links, "sign-in links cut from a reply");
-        }
-        if body.trim().is_empty() || body.trim() == links::REMOVED {
+        let body = match self.cut_signin_links(&token.room_id, &text.text) {
+            Ok(body) => body,
+            Err(e) => return self.temporary_failure(room, &e),
+        };
+        if body.replace(links::REMOVED, "").trim().is_empty() {
             return self.decide(room, 250, accept(), "nothing new to post");
         }
         let max = config.chat.max_message_bytes;

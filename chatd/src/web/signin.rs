@@ -8,10 +8,17 @@
 //! the person a dead link. The page is the same for every well-formed token, used or not, so the
 //! `GET` needs nothing from the store.
 //!
-//! `POST /signin` always gives the same answer, fast: the look-up of the login, the per-login
-//! limit (`[chat] signins_per_hour`, counted in the store) and queueing the mail run after the
-//! response, so neither the text nor the timing says whether an address can sign in. The per-IP limit
-//! ([`crate::limit`]) answers `429` before anything else; it says nothing about the address.
+//! `POST /signin` always gives the same answer, fast: the look-up of the login, its limits and
+//! queueing the mail run after the response, so neither the text nor the timing says whether an
+//! address can sign in. The per-IP limit ([`crate::limit`]) answers `429` before anything else;
+//! it says nothing about the address.
+//!
+//! A login's sign-in mails are limited per login and client network (`[chat] signins_per_hour`,
+//! [`crate::limit::ChatLimits::signin_mail`]) and per login in all (that many times
+//! [`SIGNIN_MAIL_NETWORKS`], counted in the store). Anyone may ask for anyone's link, so a
+//! limit per login alone would let a stranger use up the owner's mails for the hour; counted per
+//! network, the stranger uses up their own share, and the owner still gets a link when they ask
+//! from their own network, until the cap, which only many networks together reach.
 
 use std::sync::Arc;
 
@@ -35,7 +42,7 @@ use crate::{
     },
     client_ip::ClientIp,
     error::AppError,
-    limit::SigninLimiter,
+    limit::{SigninLimiter, SIGNIN_MAIL_NETWORKS},
     state::AppState,
 };
 
@@ -130,7 +137,7 @@ pub async fn request_link(
             "Please enter the e-mail address you send mail from.".into(),
         ));
     }
-    tokio::spawn(mail_link(state.clone(), typed));
+    tokio::spawn(mail_link(state.clone(), typed, ip));
     let main = format!(
         "<section class=\"card stack\"><h1>Check your mail</h1>\
          <p id=\"status\" role=\"status\">If this address can sign in, a link is on its way. \
@@ -150,9 +157,10 @@ pub async fn request_link(
     Ok(super::html_response(StatusCode::OK, [], html))
 }
 
-/// The part of `POST /signin` that runs after the answer: find the login, apply its limit, queue
-/// the mail with the link (the outbox delivers it). Failures are logged; the visitor already has their answer.
-async fn mail_link(state: AppState, typed: String) {
+/// The part of `POST /signin` that runs after the answer: find the login, apply its limits (per
+/// client network `ip`, then per login), queue the mail with the link (the outbox delivers it).
+/// Failures are logged; the visitor already has their answer.
+async fn mail_link(state: AppState, typed: String, ip: Option<std::net::IpAddr>) {
     let login = match known_login(&state, &typed).await {
         Ok(Some(login)) => login,
         Ok(None) => {
@@ -164,10 +172,20 @@ async fn mail_link(state: AppState, typed: String) {
             return;
         }
     };
-    let since = state.clock.now_ms().saturating_sub(SIGNIN_WINDOW_MS);
+    let now = state.clock.now_ms();
+    if !state.limits.signin_mail(&login, ip, now) {
+        warn!(login = %login, ip = ?ip, "sign-in links over the per-network limit; none sent");
+        return;
+    }
+    let since = now.saturating_sub(SIGNIN_WINDOW_MS);
     let count = state.store.count_signin_tokens(&login, since);
+    let cap = state
+        .config
+        .chat
+        .signins_per_hour
+        .saturating_mul(SIGNIN_MAIL_NETWORKS);
     match state.store_call(count).await {
-        Ok(n) if n >= state.config.chat.signins_per_hour => {
+        Ok(n) if n >= cap => {
             warn!(login = %login, sent = n, "sign-in links over the per-login limit; none sent");
             return;
         }

@@ -605,15 +605,18 @@ impl Browser {
         .await
     }
 
-    /// Follows a confirm link (`/mall/confirm/TOKEN?next=...`) as a person: the page, whose
-    /// button posts it with its hidden fields.
-    pub async fn confirm(&mut self, link: &str) -> Page {
+    /// Follows a confirm link (`/mall/confirm/TOKEN?next=...`) as a person: the page, where
+    /// they type `password` (the one chosen at sign-up) and press the button, which posts it
+    /// with the hidden fields.
+    pub async fn confirm(&mut self, link: &str, password: &str) -> Page {
         let page = self.get(link).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("id=\"confirm\""), "{}", page.body);
+        assert!(page.body.contains("name=\"password\""), "{}", page.body);
         let path = link.split('?').next().unwrap_or_default().to_owned();
         let next = hidden(&page.body, "next").unwrap_or_default();
-        self.post(&path, &[("next", &next)]).await
+        self.post(&path, &[("password", password), ("next", &next)])
+            .await
     }
 }
 

@@ -540,7 +540,8 @@ pub trait MallStore: Send + Sync {
 
     /// Uses the token once: the member it belongs to when it exists, has this purpose, has not
     /// expired and was not used; `None` otherwise. Using a confirm token also confirms the
-    /// member (`confirmed_ms`), in the same transaction.
+    /// member (`confirmed_ms`), in the same transaction, without asking for the password: the
+    /// confirm page uses [`MallStore::confirm_member`] instead; this is for the demo and tests.
     ///
     /// # Errors
     /// A backend error.
@@ -550,6 +551,49 @@ pub trait MallStore: Send + Sync {
         purpose: TokenPurpose,
         now_ms: i64,
     ) -> Result<Option<MallMember>>;
+
+    /// The member a live token of `purpose` belongs to (it exists, has not expired and was not
+    /// used), without using it: the confirm page checks the typed password against the
+    /// member's hash before it calls [`MallStore::confirm_member`].
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn member_of_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>>;
+
+    /// Uses a confirm token once and confirms its member, only while the member's password
+    /// hash is still `password_hash` (the hash the confirming person's password was checked
+    /// against): a sign-up that replaced the password in between makes it refuse. Both in one
+    /// transaction. The member when confirmed; `None` when the token is unknown, used, expired
+    /// or the password hash changed (the token stays unused then).
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn confirm_member(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>>;
+
+    /// A new sign-up for the address of the unconfirmed member `member_id`: replaces their
+    /// name, password hash and promotion opt-in, only while the member is unconfirmed. False
+    /// (and nothing changed) when the member is confirmed or gone: a sign-up never changes a
+    /// confirmed account, even one confirmed a moment before.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a bad name or hash; otherwise a backend error.
+    async fn renew_signup(
+        &self,
+        member_id: i64,
+        name: &str,
+        password_hash: &str,
+        promotions: bool,
+    ) -> Result<bool>;
 
     /// How many tokens of `purpose` member `member_id` was given since `since_ms` (the mail
     /// rate limit per account).

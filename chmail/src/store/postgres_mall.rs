@@ -871,6 +871,92 @@ impl MallStore for PostgresStore {
         .await
     }
 
+    async fn member_of_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>> {
+        if check_hash("token hash", token_hash).is_err() {
+            return Ok(None);
+        }
+        self.fetch_opt(
+            &format!(
+                "SELECT {MEMBER_COLS} FROM members WHERE id = (
+                     SELECT member_id FROM member_tokens
+                     WHERE token_hash = $1 AND purpose = $2 AND used_ms IS NULL
+                       AND expires_ms > $3)"
+            ),
+            &[&token_hash, &purpose.as_str(), &now_ms],
+            member_row,
+        )
+        .await
+    }
+
+    async fn confirm_member(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>> {
+        if check_hash("token hash", token_hash).is_err() {
+            return Ok(None);
+        }
+        bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            // The member row first: a concurrent `renew_signup` holds it until it commits, and
+            // then the hash is compared with the new one (and does not match).
+            let confirmed = query_opt(
+                &tx,
+                "UPDATE members SET confirmed_ms = COALESCE(confirmed_ms, $3)
+                 WHERE password_hash = $2 AND id = (
+                     SELECT member_id FROM member_tokens
+                     WHERE token_hash = $1 AND purpose = 'confirm' AND used_ms IS NULL
+                       AND expires_ms > $3)
+                 RETURNING id",
+                &[&token_hash, &password_hash, &now_ms],
+            )
+            .await?;
+            let Some(row) = confirmed else {
+                return Ok(None);
+            };
+            let member_id: i64 = get(&row, 0)?;
+            let used = execute(
+                &tx,
+                "UPDATE member_tokens SET used_ms = $2
+                 WHERE token_hash = $1 AND used_ms IS NULL",
+                &[&token_hash, &now_ms],
+            )
+            .await?;
+            if used != 1 {
+                // Used by a concurrent request in between: that one confirmed.
+                return Ok(None);
+            }
+            let member = member_in(&tx, member_id).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(member)
+        })
+        .await
+    }
+
+    async fn renew_signup(
+        &self,
+        member_id: i64,
+        name: &str,
+        password_hash: &str,
+        promotions: bool,
+    ) -> Result<bool> {
+        let name = normalize_person_name(name)?;
+        check_password_hash(password_hash)?;
+        self.change_one(
+            "UPDATE members SET name = $2, password_hash = $3, promotions = $4
+             WHERE id = $1 AND confirmed_ms IS NULL",
+            &[&member_id, &name, &password_hash, &promotions],
+        )
+        .await
+    }
+
     async fn count_member_tokens(
         &self,
         member_id: i64,

@@ -865,6 +865,85 @@ impl MallStore for SqliteStore {
         .await
     }
 
+    async fn member_of_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>> {
+        if check_hash("token hash", token_hash).is_err() {
+            return Ok(None);
+        }
+        self.fetch_opt(
+            format!(
+                "SELECT {MEMBER_COLS} FROM members WHERE id = (
+                     SELECT member_id FROM member_tokens
+                     WHERE token_hash = ?1 AND purpose = ?2 AND used_ms IS NULL
+                       AND expires_ms > ?3)"
+            ),
+            (token_hash.to_owned(), purpose.as_str(), now_ms),
+            member_row,
+        )
+        .await
+    }
+
+    async fn confirm_member(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<MallMember>> {
+        if check_hash("token hash", token_hash).is_err() {
+            return Ok(None);
+        }
+        let (token_hash, password_hash) = (token_hash.to_owned(), password_hash.to_owned());
+        self.run(move |c| {
+            write(c, |tx| {
+                let member_id: Option<i64> = tx
+                    .query_row(
+                        "UPDATE members SET confirmed_ms = COALESCE(confirmed_ms, ?3)
+                         WHERE password_hash = ?2 AND id = (
+                             SELECT member_id FROM member_tokens
+                             WHERE token_hash = ?1 AND purpose = 'confirm' AND used_ms IS NULL
+                               AND expires_ms > ?3)
+                         RETURNING id",
+                        (&token_hash, &password_hash, now_ms),
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some(member_id) = member_id else {
+                    return Ok(None);
+                };
+                tx.execute(
+                    "UPDATE member_tokens SET used_ms = ?2
+                     WHERE token_hash = ?1 AND used_ms IS NULL",
+                    (&token_hash, now_ms),
+                )
+                .map_err(backend)?;
+                member_in(tx, member_id)
+            })
+        })
+        .await
+    }
+
+    async fn renew_signup(
+        &self,
+        member_id: i64,
+        name: &str,
+        password_hash: &str,
+        promotions: bool,
+    ) -> Result<bool> {
+        let name = normalize_person_name(name)?;
+        check_password_hash(password_hash)?;
+        self.change_one(
+            "UPDATE members SET name = ?2, password_hash = ?3, promotions = ?4
+             WHERE id = ?1 AND confirmed_ms IS NULL",
+            (member_id, name, password_hash.to_owned(), promotions),
+        )
+        .await
+    }
+
     async fn count_member_tokens(
         &self,
         member_id: i64,

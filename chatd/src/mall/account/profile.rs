@@ -235,24 +235,33 @@ pub async fn delete(
             render(&state, &visit, &member, status, &shown).await
         }
     };
-    if !limits.may_try(ip, &member.address, now) {
+    let Ok(reservation) = limits.reserve(ip, &member.address, now) else {
         warn!(ip = ?ip, member = member.id, "account deletion over the failure limit");
         return refuse(
             "Too many wrong passwords. Please wait an hour.",
             StatusCode::TOO_MANY_REQUESTS,
         )
         .await;
-    }
-    if posted.password.chars().count() > MAX_PASSWORD_CHARS
-        || !verify_password(&posted.password, &member.password_hash).await?
-    {
-        limits.failed(ip, &member.address, now);
+    };
+    let matched = if posted.password.chars().count() > MAX_PASSWORD_CHARS {
+        false
+    } else {
+        match verify_password(&posted.password, &member.password_hash).await {
+            Ok(matched) => matched,
+            Err(e) => {
+                limits.give_back(reservation);
+                return Err(e);
+            }
+        }
+    };
+    if !matched {
         return refuse(
             "That password is wrong: your account stays.",
             StatusCode::BAD_REQUEST,
         )
         .await;
     }
+    limits.succeeded(reservation, now);
     state
         .store_call(state.store.delete_member(member.id))
         .await?;

@@ -112,7 +112,8 @@ pub async fn signin_page(
     Ok(visit.respond(&state, StatusCode::OK, "Sign in", "mall-signin", &main))
 }
 
-/// `POST /mall/signin`: checks the password (failures count per network and per account),
+/// `POST /mall/signin`: checks the password (each check reserved first in the limits of
+/// [`super::limits`]; a correct one gives its reservation back),
 /// refuses an unconfirmed account with a clear message and a new-link button, and on success
 /// signs in and opens `next` (or the profile).
 pub async fn sign_in(
@@ -140,14 +141,17 @@ pub async fn sign_in(
     }
     let limits = limits(&state, &holder);
     let now = state.clock.now_ms();
-    if !limits.may_try(ip, &address, now) {
-        warn!(ip = ?ip, "member sign-ins over the failure limit");
-        return Ok(again(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins. Please wait an hour, or set a new password.",
-            false,
-        ));
-    }
+    let reservation = match limits.reserve(ip, &address, now) {
+        Ok(reservation) => reservation,
+        Err(refused) => {
+            warn!(ip = ?ip, ?refused, "member sign-ins over the failure limit");
+            return Ok(again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins. Please wait an hour, or set a new password.",
+                false,
+            ));
+        }
+    };
     let member = if address.len() <= MAX_ADDRESS_LEN
         && posted.password.chars().count() <= MAX_PASSWORD_CHARS
     {
@@ -157,21 +161,33 @@ pub async fn sign_in(
     } else {
         None
     };
-    let matched = match &member {
-        Some(m) => verify_password(&posted.password, &m.password_hash).await?,
-        None => {
-            password::verify_nothing(&posted.password).await?;
-            false
+    let checked = match &member {
+        Some(m) => verify_password(&posted.password, &m.password_hash).await,
+        None => password::verify_nothing(&posted.password)
+            .await
+            .map(|()| false),
+    };
+    let matched = match checked {
+        Ok(matched) => matched,
+        Err(AppError::Busy) => {
+            // Not checked: the reservation is given back.
+            limits.give_back(reservation);
+            return Ok(again(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &AppError::Busy.public_message(),
+                false,
+            ));
         }
+        Err(e) => return Err(e),
     };
     let Some(member) = member.filter(|_| matched) else {
-        limits.failed(ip, &address, now);
         return Ok(again(
             StatusCode::BAD_REQUEST,
             "The e-mail address or the password is wrong.",
             false,
         ));
     };
+    limits.succeeded(reservation, now);
     if member.confirmed_ms.is_none() {
         return Ok(again(
             StatusCode::FORBIDDEN,

@@ -1,7 +1,8 @@
 //! Sign-up and confirm: `GET/POST /mall/signup` checks the form, answers "check your mail" and
 //! then creates the account (or, for a taken address, follows the rules of the module doc of
-//! [`super`]) and mails a confirm link; `GET/POST /mall/confirm/{token}` uses the link once,
-//! confirms the address, signs in and opens `next`.
+//! [`super`]) and mails a confirm link; `GET/POST /mall/confirm/{token}` asks for the password
+//! chosen at sign-up, and with the right one uses the link once, confirms the address, signs in
+//! and opens `next` (why the password: "Who may set an account's password" in [`super`]).
 
 use std::sync::Arc;
 
@@ -25,8 +26,8 @@ use super::{
     bad_form, check_address, check_mail, check_name, check_new_password, dead_link, form_error,
     hash_password,
     limits::{limits, net, LimitsHolder},
-    mails, next_field, next_query, safe_next, sign_member_in, FormToken, NextQuery, Visit,
-    MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
+    mails, next_field, next_query, safe_next, sign_member_in, verify_password, FormToken,
+    NextQuery, Visit, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
 use crate::{
     auth::{hash_token, is_token},
@@ -206,14 +207,16 @@ async fn register(state: AppState, new: NewMember, next: String) {
         let Some(token) = mails::issue(&state, &member, TokenPurpose::Confirm).await? else {
             return Ok(false);
         };
-        let update = state
-            .store
-            .set_member_password(member.id, &new.password_hash);
-        state.store_call(update).await?;
-        let update = state
-            .store
-            .update_member(member.id, &new.name, new.promotions);
-        state.store_call(update).await?;
+        let renew =
+            state
+                .store
+                .renew_signup(member.id, &new.name, &new.password_hash, new.promotions);
+        if !state.store_call(renew).await? {
+            // Confirmed in between: the account stays as it is (the new token was never
+            // mailed); its owner hears of the sign-up.
+            debug!(member = member.id, "sign-up with the address of an account");
+            return mails::send_exists(&state, &member).await;
+        }
         let member = MallMember {
             name: new.name.clone(),
             promotions: new.promotions,
@@ -231,17 +234,53 @@ async fn register(state: AppState, new: NewMember, next: String) {
 
 // --- confirm --------------------------------------------------------------------------------
 
-/// A form that carries the CSRF token and where to go next.
+/// The confirm form as posted: the password chosen at sign-up, where to go next, the CSRF token.
 #[derive(Debug, Default, Deserialize)]
-pub struct NextForm {
+pub struct ConfirmForm {
+    #[serde(default)]
+    password: String,
     #[serde(default)]
     next: String,
     #[serde(default)]
     csrf: String,
 }
 
-/// `GET /mall/confirm/{token}`: a page whose button confirms (mail scanners fetch links; only
-/// the post uses the token). Every well-formed token gets the same page.
+/// What the confirm page says when the password is not the account's.
+const NOT_THE_PASSWORD: &str = "That is not the password chosen when this address signed up. \
+     If you did not sign up, ignore the mail: without that password nobody can confirm the \
+     account. Forgot it? Sign up again with this address; the new link replaces this one.";
+
+/// The confirm page: the password chosen at sign-up and the button.
+fn confirm_form(
+    state: &AppState,
+    visit: &Visit,
+    status: StatusCode,
+    token: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
+    let main = format!(
+        "<section class=\"card stack narrow\"><h1>Confirm your address</h1>{error}\
+         <p>Enter the password you chose when you signed up, to confirm your address and sign \
+         in.</p>\
+         <form method=\"post\"{action} class=\"stack\" id=\"confirm-form\">\
+         <label for=\"password\">Your password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" required \
+         maxlength=\"{max}\" autocomplete=\"current-password\">{next}{csrf}\
+         <button type=\"submit\" id=\"confirm\" class=\"primary\">Confirm and sign in</button>\
+         </form><p class=\"muted\">If you did not sign up, ignore the mail and this page.</p>\
+         </section>",
+        error = form_error(error),
+        action = attr("action", &format!("/mall/confirm/{token}")),
+        max = MAX_PASSWORD_CHARS,
+        next = next_field(next),
+        csrf = visit.form.field(),
+    );
+    visit.respond(state, status, "Confirm your address", "mall-confirm", &main)
+}
+
+/// `GET /mall/confirm/{token}`: the page that asks for the password (mail scanners fetch links;
+/// only the post uses the token). Every well-formed token gets the same page.
 pub async fn confirm_page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -254,51 +293,94 @@ pub async fn confirm_page(
         return Ok(dead_link(&state, &visit));
     }
     let next = NextQuery::of(query);
-    let main = format!(
-        "<section class=\"card stack narrow\"><h1>Confirm your address</h1>\
-         <p>Press the button to confirm your address and sign in.</p>\
-         <form method=\"post\"{action} class=\"stack\">{next}{csrf}\
-         <button type=\"submit\" id=\"confirm\" class=\"primary\">Confirm and sign in</button>\
-         </form></section>",
-        action = attr("action", &format!("/mall/confirm/{token}")),
-        next = next_field(&next),
-        csrf = visit.form.field(),
-    );
-    Ok(visit.respond(
+    Ok(confirm_form(
         &state,
+        &visit,
         StatusCode::OK,
-        "Confirm your address",
-        "mall-confirm",
-        &main,
+        &token,
+        &next,
+        None,
     ))
 }
 
-/// `POST /mall/confirm/{token}`: uses the link once, confirms the account, signs in and opens
-/// `next` (or the profile).
+/// `POST /mall/confirm/{token}`: checks the password against the account's (reserved in the
+/// sign-in limits first, as a sign-in), then uses the link once, only while that password is
+/// still the account's, confirms the account, signs in and opens `next` (or the profile). A
+/// wrong password comes back with its message and leaves the link unused.
 pub async fn confirm(
     State(state): State<AppState>,
+    Extension(holder): Extension<Arc<LimitsHolder>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     token: Result<Path<String>, PathRejection>,
-    posted: Result<Form<NextForm>, FormRejection>,
+    posted: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Result<Response, AppError> {
     let Form(posted) = posted.map_err(bad_form)?;
     csrf::verify(&state, &headers, &posted.csrf)?;
+    let visit = Visit::of(&state, &headers).await?;
     let token = token.map(|Path(t)| t).unwrap_or_default();
-    let used = if is_token(&token) {
-        let now = state.clock.now_ms();
-        let token_hash = hash_token(&token);
+    let next = safe_next(&posted.next).unwrap_or_default().to_owned();
+    let now = state.clock.now_ms();
+    let token_hash = hash_token(&token);
+    let pending = if is_token(&token) {
         let call = state
             .store
-            .use_member_token(&token_hash, TokenPurpose::Confirm, now);
+            .member_of_token(&token_hash, TokenPurpose::Confirm, now);
         state.store_call(call).await?
     } else {
         None
     };
-    let Some(member) = used else {
-        let visit = Visit::of(&state, &headers).await?;
+    let Some(pending) = pending else {
         return Ok(dead_link(&state, &visit));
     };
+    let again = |status: StatusCode, message: &str| {
+        confirm_form(&state, &visit, status, &token, &next, Some(message))
+    };
+    if posted.password.is_empty() {
+        return Ok(again(
+            StatusCode::BAD_REQUEST,
+            "Please enter the password you chose when you signed up.",
+        ));
+    }
+    let limits = limits(&state, &holder);
+    let Ok(reservation) = limits.reserve(ip, &pending.address, now) else {
+        warn!(ip = ?ip, member = pending.id, "confirm password checks over the failure limit");
+        return Ok(again(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong passwords. Please wait an hour, or sign up again.",
+        ));
+    };
+    let matched = if posted.password.chars().count() <= MAX_PASSWORD_CHARS {
+        match verify_password(&posted.password, &pending.password_hash).await {
+            Ok(matched) => matched,
+            Err(AppError::Busy) => {
+                limits.give_back(reservation);
+                return Ok(again(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &AppError::Busy.public_message(),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    if !matched {
+        info!(
+            member = pending.id,
+            "confirm link opened with a wrong password"
+        );
+        return Ok(again(StatusCode::BAD_REQUEST, NOT_THE_PASSWORD));
+    }
+    let call = state
+        .store
+        .confirm_member(&token_hash, &pending.password_hash, now);
+    let Some(member) = state.store_call(call).await? else {
+        // Used in between, or another sign-up replaced the password just now.
+        limits.give_back(reservation);
+        return Ok(dead_link(&state, &visit));
+    };
+    limits.succeeded(reservation, now);
     info!(member = member.id, "member confirmed the address");
     let cookie = sign_member_in(&state, &headers, &member, ip).await?;
     let target = safe_next(&posted.next).unwrap_or("/mall/account?done=welcome");
