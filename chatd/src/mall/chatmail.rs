@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use chmail::{
     header::{from_address, link_value, RoomId},
-    store::{Participant, Role, StoreError, Submission},
+    store::{Participant, Role, Room, StoreError, Submission},
 };
 
 use crate::{error::AppError, mail::OutgoingMail, outbox, state::AppState};
@@ -164,6 +164,18 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         link,
         message_id,
     })
+}
+
+/// The kind of the mail of this module that opened `room` (`inquiry`, `promotion`), told by the
+/// room's Message-ID, which [`send`] makes from the kind and the room id alone (and a room id is
+/// random, made with the room: no other mail can carry that id); `None` for the room of an
+/// ordinary mail.
+pub fn kind_of(config: &chmail::Config, room: &Room) -> Option<&'static str> {
+    let id = room.message_id.as_deref()?;
+    let bare = id.trim().trim_start_matches('<').trim_end_matches('>');
+    [super::inquiry::KIND, super::promotion::KIND]
+        .into_iter()
+        .find(|kind| bare == crate::mail::message_id(config, kind, &[&room.id]))
 }
 
 /// `"<name> via <mall>"` as a quoted display name: quotes and backslashes escaped, control
