@@ -55,10 +55,7 @@ async fn next_reminder(inbox: &mut Inbox) -> (Vec<String>, String, String, Strin
         .parse(&received.data)
         .expect("the mail parses");
     let subject = msg.subject().unwrap_or_default().to_owned();
-    let text = msg
-        .body_text(0)
-        .expect("a text part")
-        .replace("\r\n", "\n");
+    let text = msg.body_text(0).expect("a text part").replace("\r\n", "\n");
     let html = msg.body_html(0).expect("an HTML part").into_owned();
     (received.to.clone(), subject, text, html)
 }
