@@ -7,9 +7,12 @@
 //   the product; they ask a question and land on their inquiry page, online;
 // - context B, the ad's host, signs in with a sign-in link, opens the CHmail-Link of the mailed
 //   question (second line on stdin), picks their address and presses Chat;
-// - A's page rings; A accepts and is taken into the chat; both exchange messages (as text,
-//   never as HTML);
-// - screenshots of the home page, the product page, the ringing inquiry page and both chat pages
+// - A browses on to the mall's home page, which keeps them online and links their chats; it
+//   rings there; A accepts and is taken into the chat; both exchange messages (as text, never
+//   as HTML);
+// - A goes back to the mall; B writes again; the bar's badge counts it at once and leads to
+//   A's chats (/me), where the room shows it unread;
+// - screenshots of the home page, the product page, the ringing mall page and both chat pages
 //   go to $SCREENSHOT_DIR.
 //
 // Environment: BASE_URL, PRODUCT_PATH, HOST_SIGNIN_URL, MEMBER, HOST, SCREENSHOT_DIR, CHROMIUM
@@ -105,6 +108,11 @@ try {
   await memberPage.waitForURL(/\/mall\/inquiry\/\d+$/);
   await statusStartsWith(memberPage, "Online");
 
+  // A browses on: every mall page keeps a signed-in member online, with their chats in the bar.
+  await memberPage.goto(`${BASE_URL}/mall`);
+  await memberPage.locator("#my-chats").waitFor();
+  await memberPage.waitForFunction(() => document.body.dataset.online === "true");
+
   // B: the host signs in with a link, opens the mailed CHmail-Link and presses Chat.
   const chatLink = await nextLine("CHmail-Link");
   await hostPage.goto(HOST_SIGNIN_URL);
@@ -118,7 +126,7 @@ try {
   await hostPage.click("#chat-button");
   await statusIncludes(hostPage, `ringing ${MEMBER}`);
 
-  // A's inquiry page rings; A accepts and is taken into the chat.
+  // A's mall page rings; A accepts and is taken into the chat.
   await memberPage.locator("#ring").waitFor({ state: "visible" });
   const ringText = await memberPage.locator("#ring-text").textContent();
   if (!ringText.includes(HOST)) throw new Error(`ring text ${JSON.stringify(ringText)} lacks the host`);
@@ -143,6 +151,19 @@ try {
 
   await shot(memberPage, "mall-member-chat.png");
   await shot(hostPage, "mall-host-chat.png");
+
+  // A goes back to the mall; B writes again; A's badge counts it and leads to A's chats.
+  await memberPage.goto(`${BASE_URL}/mall`);
+  await memberPage.waitForFunction(() => document.body.dataset.online === "true");
+  const later = "Shall I send it today?";
+  await hostPage.fill("#text", later);
+  await hostPage.click("#send");
+  await memberPage.waitForFunction(() => document.getElementById("unread-total").textContent === "1");
+  await memberPage.locator("#unread-total").waitFor({ state: "visible" });
+  await memberPage.click("#my-chats");
+  await memberPage.waitForURL((url) => url.pathname === "/me");
+  await memberPage.locator('#rooms .unread[data-count="1"]').waitFor();
+  await memberPage.locator("#to-mall").waitFor();
   assertNoProblems();
   console.log(`host status: ${await statusOf(hostPage)}`);
   console.log(`screenshots in ${SHOTS}`);
