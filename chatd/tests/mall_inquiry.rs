@@ -170,7 +170,13 @@ async fn a_members_question_reaches_the_host_signed_and_the_hosts_chat_rings_the
         text.contains(&format!("http://chat.test/mall/ad/{ad}")),
         "{text}"
     );
-    assert!(text.contains(&link[1..link.len() - 1]), "{text}");
+    let text = text.replace("\r\n", "\n");
+    let (above, signature) = text.split_once("\n-- \n").expect("a signature line");
+    assert!(
+        above.contains(&link[1..link.len() - 1]),
+        "the chat link stands above the signature: {text}"
+    );
+    assert!(signature.contains("CHmail Mall"), "{text}");
     let (port, room) = (chmail.port, chmail.room.as_str().to_owned());
 
     // The host opens the link's room and presses Chat.

@@ -41,7 +41,7 @@ pub struct ChatMail<'a> {
     pub to: &'a str,
     /// The subject.
     pub subject: &'a str,
-    /// The text; a line with the chat link follows it.
+    /// The text; a line with the chat link follows it, then the mall's name as the signature.
     pub text: &'a str,
     /// The writer's IP address, recorded in the first table like a mail client's.
     pub client_ip: Option<IpAddr>,
@@ -145,9 +145,13 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         (LINK_NAME.to_owned(), link_field),
     ];
     headers.extend(mail.headers);
+    // The chat link stands above the signature line: mail clients grey out or fold what
+    // follows `-- `, and leave it out of a reply's quote.
     let text = format!(
-        "{body}\n\n-- \nChat about this: {link}\n(Or reply to this mail: your reply goes to the chat.)\n",
-        body = mail.text.trim_end()
+        "{body}\n\nChat about this: {link}\n(Or reply to this mail: your reply goes to the \
+         chat.)\n\n-- \n{mall}\n",
+        body = mail.text.trim_end(),
+        mall = config.mall.name.trim(),
     );
     let outgoing = OutgoingMail {
         to: mail.to.to_owned(),
