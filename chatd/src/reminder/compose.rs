@@ -384,6 +384,55 @@ mod tests {
     }
 
     #[test]
+    fn each_case_has_its_own_subject() {
+        let question = || Origin::Question {
+            title: Some("Tea pot".into()),
+            question: None,
+        };
+        let answer = || vec![message(1, "host@shop.example", "Yes.")];
+        let cases = [
+            (
+                compose(Origin::Mail, Occasion::Waiting, Vec::new()),
+                "ana@member.example: host@shop.example wants to chat about \"Question about Tea pot\"",
+            ),
+            (
+                compose(Origin::Mail, Occasion::Continued, answer()),
+                "ana@member.example: New messages from host@shop.example about \"Question about Tea pot\"",
+            ),
+            (
+                compose(Origin::Mail, Occasion::Continued, Vec::new()),
+                "ana@member.example: host@shop.example wants to chat again about \"Question about Tea pot\"",
+            ),
+            (
+                compose(question(), Occasion::Continued, answer()),
+                "New answer from host@shop.example about \"Tea pot\"",
+            ),
+            (
+                compose(question(), Occasion::Waiting, Vec::new()),
+                "host@shop.example wants to chat about your question on \"Tea pot\"",
+            ),
+            (
+                compose(Origin::Promotion, Occasion::Waiting, answer()),
+                "host@shop.example wants to chat about \"Question about Tea pot\"",
+            ),
+        ];
+        for (mail, subject) in cases {
+            assert_eq!(mail.subject, subject);
+        }
+        let promotion = compose(Origin::Promotion, Occasion::Waiting, answer());
+        assert!(
+            promotion.text.contains("a promotion you sent"),
+            "{}",
+            promotion.text
+        );
+        assert!(
+            !promotion.text.contains("a mail you sent"),
+            "{}",
+            promotion.text
+        );
+    }
+
+    #[test]
     fn the_chat_link_stands_above_the_signature() {
         let mail = compose(Origin::Mail, Occasion::Continued, Vec::new());
         let (body, _) = mail.text.split_once("\n-- \n").expect("a signature");
