@@ -210,7 +210,7 @@ async fn a_members_question_answered_by_the_shop_reads_as_an_answer_not_a_mail()
     let mall = &state.config.mall.name;
     for needle in [
         &format!("the question you asked in the {mall}"),
-        "  > Does it hold a whole litre?",
+        "Your question:\n  > Does it hold a whole litre?",
         "Their answer:",
         "Yes, a whole litre, lid included.",
         &format!("/c/{}/{room}", grant.port),

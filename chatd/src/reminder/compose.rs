@@ -102,6 +102,8 @@ pub fn reminder_mail(
         escape(&words.lead),
     );
     if let Some(question) = &words.question {
+        text.push_str("Your question:\n");
+        html.push_str("<p>Your question:</p>");
         for line in question.lines() {
             let _ = writeln!(text, "  > {line}");
         }
@@ -205,21 +207,21 @@ impl Words {
                         format!("{caller} answered your question about \"{title}\""),
                         format!(
                             "{caller} answered the question you asked in the {mall} about \
-                             \"{title}\" while you were away:"
+                             \"{title}\" while you were away."
                         ),
                     ),
                     (true, true) => (
                         format!("New answer from {caller} about \"{title}\""),
                         format!(
                             "{caller} wrote again in your chat about the question you asked \
-                             in the {mall} about \"{title}\", since you were last in it:"
+                             in the {mall} about \"{title}\", since you were last in it."
                         ),
                     ),
                     (false, _) => (
                         format!("{caller} wants to chat about your question on \"{title}\""),
                         format!(
                             "{caller} wants to chat about the question you asked in the {mall} \
-                             about \"{title}\", and rang while you were away:"
+                             about \"{title}\", and rang while you were away."
                         ),
                     ),
                 };
