@@ -6,7 +6,7 @@
 //!   HTTPS and STARTTLS on chatd's own listeners
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
-//!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule and worker;
+//!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule, worker and what the mail says;
 //!   [`unread`]: live unread counts for the sender's page; [`fanout`]: the hub's frames to and
 //!   from the other chatd nodes on the same PostgreSQL (LISTEN/NOTIFY)
 //! - [`picture`]: pictures judged by their bytes and their size (chats and the mall)
@@ -14,7 +14,8 @@
 //! - [`web`]: the server-rendered pages and static assets; [`auth`]: sign-in links and sessions;
 //!   [`client_ip`]: the client's address (behind a local proxy too), for pages and WebSockets
 //! - [`outbox`]: every outgoing mail queued in the store, delivered once with retries;
-//!   [`mail`]: what the mails say and how they are sent (lettre, to `[smtp] relay`);
+//!   [`mail`]: how the mails are sent (lettre, to `[smtp] relay`); [`quote`]: which chat
+//!   messages a reminder or notification quotes (the newest) and how;
 //!   [`admin`]: look-ups for admins
 //! - [`reply`]: replies by mail: their new text, which mails are automatic, the reply address
 //!   of a participant, and the SMTP listener that takes replies ([`reply::listener`]);
@@ -50,6 +51,7 @@ pub mod people;
 pub mod picture;
 pub mod post;
 pub mod presence;
+pub mod quote;
 pub mod reminder;
 pub mod reply;
 pub mod ringer;

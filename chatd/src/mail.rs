@@ -7,14 +7,14 @@
 //! Exchange), and the mail's extra headers (Reply-To, List-Unsubscribe, ...), checked so that
 //! none can add a header of its own. Subjects go out as RFC 2047 encoded words and bodies as
 //! quoted-printable or base64 where they are not plain ASCII, so a mail is 7-bit on the wire.
-//! What a mail says is built by [`reminder_mail`] and [`signin_mail`]; every text that came from a
-//! user is escaped in the HTML part. Nothing is sent from here directly: mails are queued in the
+//! What a mail says is built beside what sends it (reminders in [`crate::reminder::compose`],
+//! notifications in [`crate::notify::compose`], sign-in links here in [`signin_mail`]); every text
+//! that came from a user is escaped in the HTML part. Nothing is sent from here directly: mails are queued in the
 //! outbox ([`crate::outbox`]), whose worker calls [`MailSender::send`].
 
-use std::{fmt::Write as _, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chmail::store::{Message as ChatMessage, Room, Via};
 use lettre::{
     message::{
         header::{Header, HeaderName, HeaderValue},
@@ -24,7 +24,7 @@ use lettre::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{auth::sender_address, clock::format_utc_ms, web::html::escape};
+use crate::web::html::escape;
 
 /// One mail chatd sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,9 +304,6 @@ impl Header for AutoResponseSuppress {
 /// Longest subject of a mailed conversation quoted in a mail's subject (reminders,
 /// notifications), in characters.
 pub const SUBJECT_QUOTE_CHARS: usize = 120;
-/// Most chat messages quoted in one reminder: the first ones tell what it is about; the rest are
-/// in the chat.
-pub const MAX_REMINDER_MESSAGES: usize = 20;
 /// Longest chat message quoted in a mail, in characters: the whole text is in the chat.
 pub const MESSAGE_QUOTE_CHARS: usize = 2_000;
 
@@ -342,116 +339,6 @@ pub fn message_id(config: &chmail::Config, kind: &str, parts: &[&str]) -> String
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("{kind}.{hex}@{}", config.signing.domain)
-}
-
-/// Quotes `messages` in a mail: each as `[when] author:` and its indented lines in `text`, as
-/// a `<li>` in `html` (inside the caller's `<ul>`), cut to [`MESSAGE_QUOTE_CHARS`], escaped.
-pub fn quote_messages(messages: &[ChatMessage], text: &mut String, html: &mut String) {
-    for m in messages {
-        let author = if m.via == Via::System || m.author.is_empty() {
-            "CHmail"
-        } else {
-            &m.author
-        };
-        let when = format_utc_ms(m.created_ms);
-        let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
-        let _ = writeln!(text, "[{when}] {author}:");
-        for line in body.lines() {
-            let _ = writeln!(text, "  {line}");
-        }
-        text.push('\n');
-        let _ = write!(
-            html,
-            "<li><span style=\"color:#5f6b7a\">{w}</span> <strong>{a}</strong>:<br>\
-             <span style=\"white-space:pre-wrap\">{b}</span></li>",
-            w = escape(&when),
-            a = escape(author),
-            b = escape(&body),
-        );
-    }
-}
-
-/// The reminder (S117) to the sender of `room`: `caller` tried to chat while the sender was away.
-/// It names the caller and the subject, quotes `messages` (the first [`MAX_REMINDER_MESSAGES`],
-/// oldest first) and carries `signin_url`, which signs the sender straight into the room.
-///
-/// The recipient is the room's From address (else its login). `sequence` counts the room's
-/// reminders before this one; the Message-ID is made from the room and it alone, so composing the
-/// same reminder again (after a crash, when more messages or another link came meanwhile) gives
-/// the same id, which the outbox queues only once. The caller adds Reply-To.
-pub fn reminder_mail(
-    config: &chmail::Config,
-    room: &Room,
-    sequence: u32,
-    caller: &str,
-    messages: &[ChatMessage],
-    signin_url: &str,
-) -> OutgoingMail {
-    let caller = one_line(caller, 320);
-    let subject_line = room
-        .subject
-        .as_deref()
-        .map(|s| one_line(s, SUBJECT_QUOTE_CHARS))
-        .filter(|s| !s.is_empty());
-    let subject = match &subject_line {
-        Some(s) => format!("{}: {caller} tried to chat about \"{s}\"", room.login),
-        None => format!("{}: {caller} tried to chat with you", room.login),
-    };
-    let about = subject_line
-        .as_ref()
-        .map_or_else(String::new, |s| format!(" about \"{s}\""));
-    let room_url = format!("{}/c/{}/{}", config.chat.public_base(), room.port, room.id);
-    let ttl = config.chat.signin_ttl_minutes;
-
-    let mut text =
-        format!("Hello,\n\n{caller} tried to chat with you{about} while you were away.\n\n");
-    let mut html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.5;color:#1d2330\">\
-         <p>Hello,</p><p><strong>{c}</strong> tried to chat with you{a} while you were away.</p>",
-        c = escape(&caller),
-        a = escape(&about),
-    );
-    let shown = &messages[..messages.len().min(MAX_REMINDER_MESSAGES)];
-    if shown.is_empty() {
-        text.push_str("No messages yet: they are waiting for you to answer.\n\n");
-        html.push_str("<p>No messages yet: they are waiting for you to answer.</p>");
-    } else {
-        text.push_str("Messages so far:\n\n");
-        html.push_str("<p>Messages so far:</p><ul style=\"padding-left:1.2em\">");
-        quote_messages(shown, &mut text, &mut html);
-        html.push_str("</ul>");
-        if messages.len() > shown.len() {
-            let more = messages.len() - shown.len();
-            let _ = writeln!(text, "... and {more} more in the chat.\n");
-            let _ = write!(html, "<p>&hellip; and {more} more in the chat.</p>");
-        }
-    }
-    let _ = write!(
-        text,
-        "Answer in the chat (this link signs you in; it works once, for {ttl} minutes):\n\
-         {signin_url}\n\nLater the chat is at {room_url}\n\n-- \nCHmail: you get this because \
-         someone used the chat link of a mail you sent.\n"
-    );
-    let _ = write!(
-        html,
-        "<p><a href=\"{u}\" style=\"display:inline-block;background:#2563eb;color:#fff;\
-         padding:0.6em 1.2em;border-radius:999px;text-decoration:none;font-weight:600\">\
-         Answer in the chat</a></p>\
-         <p style=\"color:#5f6b7a;font-size:0.9em\">The button signs you in; it works once, for \
-         {ttl} minutes. Later the chat is at <a href=\"{r}\">{r}</a>.</p>\
-         <p style=\"color:#5f6b7a;font-size:0.85em\">CHmail: you get this because someone used \
-         the chat link of a mail you sent.</p></body></html>",
-        u = escape(signin_url),
-        r = escape(&room_url),
-    );
-    OutgoingMail {
-        to: sender_address(config, room),
-        subject,
-        text,
-        html: Some(html),
-        message_id: message_id(config, "reminder", &[&room.id, &sequence.to_string()]),
-        headers: Vec::new(),
-    }
 }
 
 /// The mail with a sign-in link for `to`.

@@ -1,12 +1,13 @@
-// CHmail sender page (/me): keeps the sender online (S113), rings, visibly and audibly, when a
-// recipient presses Chat (S107-S115), and keeps the rooms' unread counts current. Protocol:
-// docs/protocol.md. Plain JavaScript, no build step; text from the server is inserted with
-// textContent only.
+// CHmail sender page (/me), and every mall page of a signed-in viewer (body `data-watch`): keeps
+// the sender online (S113), rings, visibly and audibly, when a recipient presses Chat
+// (S107-S115), and keeps the rooms' unread counts current (each room's on /me, their sum in the
+// mall bar's badge). Protocol: docs/protocol.md. Plain JavaScript, no build step; text from the
+// server is inserted with textContent only.
 "use strict";
 
 (function () {
   const body = document.body;
-  if (!body || body.dataset.page !== "me") return;
+  if (!body || (body.dataset.page !== "me" && body.dataset.watch === undefined)) return;
 
   const $ = (id) => document.getElementById(id);
   const statusEl = $("status");
@@ -15,6 +16,19 @@
   const acceptButton = $("accept");
   const declineButton = $("decline");
   const notifyButton = $("notify");
+  const totalBadge = $("unread-total");
+  const pageTitle = document.title;
+
+  // The badge's rooms and counts: rendered as "room=count ..." (rooms with unread messages), then
+  // each `unread` frame replaces its room's count, and the badge shows the sum.
+  const roomCounts = new Map();
+  if (totalBadge && totalBadge.dataset.rooms) {
+    for (const pair of totalBadge.dataset.rooms.split(" ")) {
+      const at = pair.lastIndexOf("=");
+      const n = Number(pair.slice(at + 1));
+      if (at > 0 && Number.isFinite(n)) roomCounts.set(pair.slice(0, at), n);
+    }
+  }
 
   let ws = null;
   let backoff = 1000;
@@ -115,14 +129,22 @@
       notification.close();
       notification = null;
     }
-    document.title = "Your chats - CHmail";
+    document.title = pageTitle;
   }
 
-  // The `unread` frame: the new count of one listed room (rooms made after the page loaded are
-  // not listed; a reload shows them).
+  // The `unread` frame: the new count of one room (on /me, rooms made after the page loaded are
+  // not listed; a reload shows them; the badge counts them at once).
   function setUnread(room, count) {
     const n = Number(count);
     if (!Number.isFinite(n) || n < 0) return;
+    if (totalBadge) {
+      roomCounts.set(room, n);
+      let total = 0;
+      for (const c of roomCounts.values()) total += c;
+      totalBadge.textContent = String(total);
+      totalBadge.dataset.count = String(total);
+      totalBadge.classList.toggle("zero", total === 0);
+    }
     for (const li of document.querySelectorAll("#rooms li")) {
       if (li.dataset.room !== room) continue;
       const span = li.querySelector(".unread");
@@ -144,6 +166,7 @@
         send({ type: "watch", v: 1 });
         break;
       case "watching":
+        body.dataset.online = "true";
         setStatus("Online: your chats ring here while this page is open.");
         break;
       case "ring":
@@ -189,6 +212,7 @@
       onFrame(frame);
     };
     ws.onclose = () => {
+      delete body.dataset.online;
       setStatus("Offline: reconnecting\u2026");
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 30000);

@@ -9,10 +9,35 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use chatd::{
     app, auth,
-    mail::{reminder_mail, MailError, MailSender, OutgoingMail, SmtpSender},
+    mail::{MailError, MailSender, OutgoingMail, SmtpSender},
+    quote::Quoted,
+    reminder::compose::{reminder_mail, Occasion, Origin, Reminder},
     AppState,
 };
 use chmail::{store::Message, Config};
+
+/// The reminder of `room` number `sequence` by `caller`, a sender waiting, quoting `messages`.
+fn waiting_reminder(
+    config: &Config,
+    room: &chmail::store::Room,
+    sequence: u32,
+    caller: &str,
+    messages: &[Message],
+    signin_url: &str,
+) -> OutgoingMail {
+    let quoted = Quoted {
+        messages: messages.to_vec(),
+        ..Quoted::default()
+    };
+    let reminder = Reminder {
+        caller,
+        origin: Origin::Mail,
+        occasion: Occasion::Waiting,
+        quoted: &quoted,
+        signin_url,
+    };
+    reminder_mail(config, room, sequence, &reminder)
+}
 use mail_parser::MessageParser;
 use support::*;
 
@@ -142,7 +167,7 @@ async fn a_reminder_names_caller_subject_and_messages_and_its_link_opens_the_roo
     let url = auth::signin_url(&state, &room.login, Some((room.port, room.id.as_str())))
         .await
         .expect("link");
-    let mail = reminder_mail(&state.config, &room, 0, "bob@b.example", &messages, &url);
+    let mail = waiting_reminder(&state.config, &room, 0, "bob@b.example", &messages, &url);
     assert_eq!(mail.to, "alice@a.example");
     state.mailer.send(&mail).await.expect("sent");
 
@@ -151,7 +176,7 @@ async fn a_reminder_names_caller_subject_and_messages_and_its_link_opens_the_roo
     let msg = parse_checked(&received);
     assert_eq!(
         msg.subject(),
-        Some(format!("alice: bob@b.example tried to chat about \"{subject}\"").as_str())
+        Some(format!("alice: bob@b.example wants to chat about \"{subject}\"").as_str())
     );
     assert_eq!(msg.message_id(), Some(mail.message_id.as_str()));
     let text = msg.body_text(0).unwrap_or_default().into_owned();
@@ -205,7 +230,7 @@ async fn a_reminders_message_id_depends_on_its_room_and_sequence_only() {
         .await
         .expect("messages");
     let compose = |seq: u32, caller: &str, messages: &[Message], link: &str| {
-        reminder_mail(&state.config, &room, seq, caller, messages, link)
+        waiting_reminder(&state.config, &room, seq, caller, messages, link)
     };
     let a = compose(0, "bob@b.example", &first, "http://x/auth/a");
     assert!(a.message_id.ends_with("@a.example"));

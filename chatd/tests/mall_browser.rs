@@ -3,10 +3,12 @@
 //! matches) and runs `node tests/browser/mall.mjs` (playwright-core driving /usr/bin/chromium): a
 //! visitor joins from a product page, confirming by the mailed link; asks about the product; the
 //! ad's host, signed in by a sign-in link in a second browser context, opens the mailed
-//! CHmail-Link and presses Chat; the visitor's inquiry page rings, they accept and exchange
-//! messages. The test reads the mails from the recording mailer and hands their links to the
-//! script on its standard input; the follow-up written after the host left must reach the host
-//! by mail. Screenshots (home page, product page, the ringing inquiry page,
+//! CHmail-Link (in the chat as themselves at once) and rings; the visitor, browsing on to the
+//! mall's home page, is rung there, accepts and they exchange messages; back on the mall, the
+//! bar's badge counts the host's next message and leads to the visitor's chats; after the host
+//! left, the visitor's follow-up must reach the host by mail. The test reads the mails from the
+//! recording mailer and hands their links to the script on its standard input. Screenshots
+//! (home page, product page, the ringing mall page,
 //! both chat pages) go to `$CARGO_TARGET_TMPDIR/screenshots` (printed), beside those of
 //! `browser.rs`.
 //!
@@ -171,7 +173,7 @@ async fn a_visitor_joins_asks_and_the_hosts_chat_rings_them_in_chromium() {
         .messages(&inquiries[0].room_id, None, 100)
         .await
         .expect("messages");
-    assert_eq!(messages.len(), 3, "the three messages were stored");
+    assert_eq!(messages.len(), 4, "the four messages were stored");
     // The follow-up written after the host left reached the host by mail: no code step, the
     // host's sign-in proved the address.
     let follow_up = mail_where(&h.mailer, |m| {

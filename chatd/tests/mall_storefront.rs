@@ -696,3 +696,112 @@ async fn mall_pages_carry_the_security_headers_and_the_stylesheet_is_served() {
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     assert!(css.body.contains(".products"));
 }
+
+// --- reachable while browsing ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_signed_in_members_mall_pages_keep_them_reachable_and_link_to_their_chats() {
+    const MEMBER: &str = "ana@member.example";
+    let db = Db::sqlite().await;
+    let (state, router) = mall(db.store.clone(), 24);
+    let store = &*db.store;
+    let company = shop(store, "Tea House", HOST, HOST_NAME, 1).await;
+    let id = create(
+        store,
+        company,
+        &ad(HOST, "Tea pot", "Holds a litre.", "Kitchen"),
+    )
+    .await;
+    add_member(store, MEMBER, "Ana", false, true, 1).await;
+    // The member's question, with two answers of the shop's that the member has not read, and
+    // another question that nobody answered.
+    let answered = seed_room(
+        store,
+        MEMBER,
+        MEMBER,
+        &room_id("answered"),
+        "Question about Tea pot",
+        &[HOST],
+        &[],
+    )
+    .await;
+    seed_room(
+        store,
+        MEMBER,
+        MEMBER,
+        &room_id("unanswered"),
+        "Question about Tea pot",
+        &[HOST],
+        &[],
+    )
+    .await;
+    add_message(store, &answered.room, HOST, "Yes, a litre.", 1_000).await;
+    add_message(store, &answered.room, HOST, "Lid included.", 2_000).await;
+    let cookie = session_cookie(&state, MEMBER).await;
+
+    for path in [
+        "/mall".to_owned(),
+        format!("/mall/ad/{id}"),
+        "/mall/search?q=tea".to_owned(),
+        "/mall/account".to_owned(),
+    ] {
+        let page = send(&router, get(&path, &cookie)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let body = &page.body;
+        assert_eq!(
+            body.matches("src=\"/static/me.js\"").count(),
+            1,
+            "{path} loads the watching script once: {body}"
+        );
+        for needle in [
+            " data-watch=\"\"".to_owned(),
+            format!(" data-login=\"{MEMBER}\""),
+            "<a id=\"my-chats\" href=\"/me\">".to_owned(),
+            "data-count=\"2\"".to_owned(),
+            format!("data-rooms=\"{}=2\"", answered.room),
+            ">2</span>".to_owned(),
+        ] {
+            assert!(body.contains(&needle), "{path} lacks {needle}: {body}");
+        }
+        assert_eq!(body.matches("id=\"ring\"").count(), 1, "{path}: {body}");
+        for id in ["ring-text", "accept", "decline"] {
+            assert!(body.contains(&format!("id=\"{id}\"")), "{path} lacks #{id}");
+        }
+    }
+
+    // A visitor is not watched and has no chats.
+    let visitor = send(&router, get("/mall", "")).await;
+    for absent in ["me.js", "my-chats", "id=\"ring\"", "data-watch"] {
+        assert!(
+            !visitor.body.contains(absent),
+            "a visitor's page has {absent}"
+        );
+    }
+
+    // And /me leads back to the mall.
+    let me = send(&router, get("/me", &cookie)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert!(
+        me.body.contains("id=\"to-mall\" href=\"/mall\""),
+        "{}",
+        me.body
+    );
+}
+
+#[tokio::test]
+async fn a_host_browsing_the_mall_is_watched_too_with_an_empty_badge_when_nothing_is_unread() {
+    let db = Db::sqlite().await;
+    let (state, router) = mall(db.store.clone(), 24);
+    shop(&*db.store, "Tea House", HOST, HOST_NAME, 1).await;
+    let cookie = session_cookie(&state, HOST).await;
+    let page = send(&router, get("/mall", &cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("src=\"/static/me.js\""), "{}", page.body);
+    assert!(page.body.contains("href=\"/mall/host\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("class=\"unread-total zero\" data-count=\"0\" data-rooms=\"\""),
+        "{}",
+        page.body
+    );
+}

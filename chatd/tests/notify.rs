@@ -103,6 +103,44 @@ async fn three_messages_within_the_delay_make_one_mail_with_all_three() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn more_messages_than_a_mail_holds_quote_the_newest_and_count_the_others() {
+    let w = World::start(|c| c.chat.messages_per_minute = 1_000).await;
+    w.prove(BOB).await;
+    let mut alice = w.join(ALICE).await;
+    let total = chatd::notify::MESSAGES_PER_MAIL + 3;
+    for n in 1..=total {
+        alice.say(&format!("number {n}.")).await;
+    }
+    pass(125).await;
+    let mails = w.notifications();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let text = &mails[0].text;
+    assert!(
+        text.contains(&format!("number {total}.")),
+        "the newest: {text}"
+    );
+    assert!(text.contains("number 4."), "{text}");
+    assert!(
+        !text.contains("number 3."),
+        "the oldest are left out: {text}"
+    );
+    assert!(text.contains("(3 earlier messages not shown.)"), "{text}");
+    assert!(
+        mails[0]
+            .subject
+            .contains(&format!("{} new chat messages", total - 3)),
+        "{}",
+        mails[0].subject
+    );
+
+    // The ones left out are not mailed later: the mail told of them.
+    pass(3_600).await;
+    assert_eq!(w.notifications().len(), 1);
+    alice.close().await;
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn messages_read_before_the_delay_are_not_mailed() {
     let w = World::start(|_| {}).await;
     w.prove(BOB).await;

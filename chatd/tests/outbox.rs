@@ -325,7 +325,7 @@ async fn a_reminder_answered_451_is_retried_and_delivered_exactly_once() {
         .expect("the mail parses");
     assert_eq!(
         msg.subject(),
-        Some(format!("alice@a.example: {BOB} tried to chat about \"{SUBJECT}\"").as_str())
+        Some(format!("alice@a.example: {BOB} wants to chat about \"{SUBJECT}\"").as_str())
     );
     let reply_to = msg
         .reply_to()

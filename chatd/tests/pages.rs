@@ -846,7 +846,15 @@ async fn a_room_without_a_from_participant_names_and_mails_the_logins_address() 
         .await
         .expect("room read")
         .expect("room exists");
-    let mail = chatd::mail::reminder_mail(&state.config, &room, 0, "x@x.example", &[], "u");
+    let quoted = chatd::quote::Quoted::default();
+    let reminder = chatd::reminder::compose::Reminder {
+        caller: "x@x.example",
+        origin: chatd::reminder::compose::Origin::Mail,
+        occasion: chatd::reminder::compose::Occasion::Waiting,
+        quoted: &quoted,
+        signin_url: "u",
+    };
+    let mail = chatd::reminder::compose::reminder_mail(&state.config, &room, 0, &reminder);
     assert_eq!(mail.to, "erin@a.example");
     let router = app(state);
     let page = send(&router, get(&format!("/c/{}/{room_id}", grant.port), "")).await;

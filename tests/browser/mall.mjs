@@ -5,13 +5,17 @@
 // - context A, a visitor, opens the home page and a product, joins from the product page, and
 //   confirms the address with the mailed link (first line on stdin), which brings them back to
 //   the product; they ask a question and land on their inquiry page, online;
+// - A browses on to the mall's home page, which keeps them online and links their chats;
 // - context B, the ad's host, signs in with a sign-in link and opens the CHmail-Link of the
 //   mailed question (second line on stdin): in the chat as themselves at once, the member named,
 //   the question first; the host presses Ring;
-// - A's page rings; A accepts and is taken into the chat; both exchange messages (as text,
-//   never as HTML); the host leaves, and A's follow-up goes out to the host by mail (the test
-//   checks the mail), with no note that it reaches nobody; axe-core checks both chat pages;
-// - screenshots of the home page, the product page, the ringing inquiry page and both chat pages
+// - A's mall page rings; A accepts and is taken into the chat; both exchange messages (as text,
+//   never as HTML); axe-core checks both chat pages;
+// - A goes back to the mall; B writes again; the bar's badge counts it at once and leads to
+//   A's chats (/me), where the room shows it unread;
+// - B leaves; A opens the chat again and writes: the follow-up goes out to the host by mail
+//   (the test checks the mail), with no note that it reaches nobody;
+// - screenshots of the home page, the product page, the ringing mall page and both chat pages
 //   go to $SCREENSHOT_DIR.
 //
 // Environment: BASE_URL, PRODUCT_PATH, HOST_SIGNIN_URL, MEMBER, HOST, SCREENSHOT_DIR, CHROMIUM
@@ -114,6 +118,11 @@ try {
   await memberPage.waitForURL(/\/mall\/inquiry\/\d+$/);
   await statusStartsWith(memberPage, "Online");
 
+  // A browses on: every mall page keeps a signed-in member online, with their chats in the bar.
+  await memberPage.goto(`${BASE_URL}/mall`);
+  await memberPage.locator("#my-chats").waitFor();
+  await memberPage.waitForFunction(() => document.body.dataset.online === "true");
+
   // B: the host signs in with a link and opens the mailed CHmail-Link: signed in, the host is
   // in the chat as themselves at once (no address to choose, no code to prove it), the member
   // named, the question as the chat's first item. The member is online: Ring is offered.
@@ -134,7 +143,7 @@ try {
   await hostPage.click("#chat-button");
   await statusIncludes(hostPage, `Ringing ${MEMBER_NAME}`);
 
-  // A's inquiry page rings; A accepts and is taken into the chat.
+  // A's mall page rings; A accepts and is taken into the chat.
   await memberPage.locator("#ring").waitFor({ state: "visible" });
   const ringText = await memberPage.locator("#ring-text").textContent();
   if (!ringText.includes(HOST)) throw new Error(`ring text ${JSON.stringify(ringText)} lacks the host`);
@@ -166,10 +175,26 @@ try {
   await screen(memberPage, "mall-member-chat.png");
   await screen(hostPage, "mall-host-chat.png");
 
-  // The host leaves; the member's follow-up reaches the host by mail (the test reads it): no
-  // note that it reaches nobody.
+  // A goes back to the mall; B writes again; A's badge counts it and leads to A's chats.
+  const memberChat = memberPage.url();
+  await memberPage.goto(`${BASE_URL}/mall`);
+  await memberPage.waitForFunction(() => document.body.dataset.online === "true");
+  const later = "Shall I send it today?";
+  await hostPage.fill("#text", later);
+  await hostPage.click("#send");
+  await memberPage.waitForFunction(() => document.getElementById("unread-total").textContent === "1");
+  await memberPage.locator("#unread-total").waitFor({ state: "visible" });
+  await memberPage.click("#my-chats");
+  await memberPage.waitForURL((url) => url.pathname === "/me");
+  await memberPage.locator('#rooms .unread[data-count="1"]').waitFor();
+  await memberPage.locator("#to-mall").waitFor();
+
+  // The host leaves; the member comes back to the chat and follows up: it reaches the host by
+  // mail (the test reads it), with no note that it reaches nobody.
   await hostPage.goto(`${BASE_URL}/mall/host`);
-  await statusIncludes(memberPage, "left the chat");
+  await memberPage.goto(memberChat);
+  await writable(memberPage);
+  await shows(memberPage, later);
   await memberPage.fill("#text", FOLLOW_UP);
   await memberPage.press("#text", "Enter");
   await memberPage.waitForFunction(
@@ -179,7 +204,6 @@ try {
   if ((await memberPage.$$("#messages .reach")).length !== 0) {
     throw new Error(`the follow-up says: ${await memberPage.locator("#messages .reach").textContent()}`);
   }
-
   assertNoProblems();
   console.log(`member status: ${await statusOf(memberPage)}`);
   console.log(`screenshots in ${SHOTS}`);

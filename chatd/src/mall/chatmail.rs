@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use chmail::{
     header::{from_address, link_value, RoomId},
-    store::{Participant, Role, StoreError, Submission},
+    store::{Participant, Role, Room, StoreError, Submission},
 };
 
 use crate::{error::AppError, mail::OutgoingMail, outbox, state::AppState};
@@ -45,7 +45,7 @@ pub struct ChatMail<'a> {
     pub opening: &'a str,
     /// The subject.
     pub subject: &'a str,
-    /// The text; a line with the chat link follows it.
+    /// The text; a line with the chat link follows it, then the mall's name as the signature.
     pub text: &'a str,
     /// The writer's IP address, recorded in the first table like a mail client's.
     pub client_ip: Option<IpAddr>,
@@ -144,9 +144,13 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         (LINK_NAME.to_owned(), link_field),
     ];
     headers.extend(mail.headers);
+    // The chat link stands above the signature line: mail clients grey out or fold what
+    // follows `-- `, and leave it out of a reply's quote.
     let text = format!(
-        "{body}\n\n-- \nChat about this: {link}\n(Or reply to this mail: your reply goes to the chat.)\n",
-        body = mail.text.trim_end()
+        "{body}\n\nChat about this: {link}\n(Or reply to this mail: your reply goes to the \
+         chat.)\n\n-- \n{mall}\n",
+        body = mail.text.trim_end(),
+        mall = config.mall.name.trim(),
     );
     let outgoing = OutgoingMail {
         to: mail.to.to_owned(),
@@ -163,6 +167,18 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         link,
         message_id,
     })
+}
+
+/// The kind of the mail of this module that opened `room` (`inquiry`, `promotion`), told by the
+/// room's Message-ID, which [`send`] makes from the kind and the room id alone (and a room id is
+/// random, made with the room: no other mail can carry that id); `None` for the room of an
+/// ordinary mail.
+pub fn kind_of(config: &chmail::Config, room: &Room) -> Option<&'static str> {
+    let id = room.message_id.as_deref()?;
+    let bare = id.trim().trim_start_matches('<').trim_end_matches('>');
+    [super::inquiry::KIND, super::promotion::KIND]
+        .into_iter()
+        .find(|kind| bare == crate::mail::message_id(config, kind, &[&room.id]))
 }
 
 /// `"<name> via <mall>"` as a quoted display name: quotes and backslashes escaped, control

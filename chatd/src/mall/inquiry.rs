@@ -8,9 +8,10 @@
 //! Chat, chatd rings the member's connections; a member who is away gets the reminder mail, as
 //! any sender does (`docs/protocol.md`, "Ringing and reminders").
 //!
-//! The inquiry page rings with the sender's own script, `/static/me.js`: the page is marked
-//! `data-page="me"` and holds the elements that script drives (`#status`, `#ring`, `#ring-text`,
-//! `#accept`, `#decline`, `#notify`). The script opens the WebSocket with the member's session
+//! The inquiry page rings with the sender's own script, `/static/me.js`, as every mall page of a
+//! signed-in viewer does ([`super::page`]): the page is marked `data-page="me"`, the frame holds
+//! the ring box (`#ring`, `#ring-text`, `#accept`, `#decline`) and the page adds `#status` and
+//! `#notify`. The script opens the WebSocket with the member's session
 //! cookie and sends `watch` (the member is online while the page is open), shows a `ring` with
 //! Accept and Decline, and on Accept opens the chat page `/c/{port}/{room}`. One ringing client
 //! for senders and members, so a fix to one is a fix to both.
@@ -46,7 +47,7 @@ use tracing::{info, warn};
 use super::{
     account::{bad_form, form_error, next_query, Visit},
     chatmail::{self, ChatMail},
-    page::{page, MallPage, Viewer},
+    page::{page, MallPage, Viewer, WATCH_SCRIPT},
 };
 use crate::{
     client_ip::ClientIp,
@@ -450,11 +451,7 @@ pub async fn inquiry_page(
     let mut main = String::new();
     let _ = write!(
         main,
-        "<section id=\"ring\" class=\"card narrow\" hidden aria-live=\"assertive\">\
-         <p id=\"ring-text\"></p><div class=\"row\">\
-         <button type=\"button\" id=\"accept\">Accept</button>\
-         <button type=\"button\" id=\"decline\">Decline</button></div></section>\n\
-         <section class=\"card stack narrow inquiry\"><h1>Your question is with the shop</h1>\
+        "<section class=\"card stack narrow inquiry\"><h1>Your question is with the shop</h1>\
          <p>{lead}</p><blockquote class=\"question\" id=\"question\">{question}</blockquote>\
          <p id=\"status\" role=\"status\" aria-live=\"polite\">Connecting&hellip;</p>\
          <noscript><p class=\"notice\">This page needs JavaScript to ring you.</p></noscript>\
@@ -477,7 +474,7 @@ pub async fn inquiry_page(
                 attr("data-inquiry", &q.id.to_string()),
             ]
             .concat(),
-            scripts: &["/static/me.js"],
+            scripts: &[WATCH_SCRIPT],
             search: "",
             csrf: &visit.form.token,
         },

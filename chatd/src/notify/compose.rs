@@ -4,10 +4,11 @@
 
 use std::fmt::Write as _;
 
-use chmail::store::{Message, Room};
+use chmail::store::Room;
 
 use crate::{
-    mail::{message_id, one_line, quote_messages, OutgoingMail, SUBJECT_QUOTE_CHARS},
+    mail::{message_id, one_line, OutgoingMail, SUBJECT_QUOTE_CHARS},
+    quote::{quote_messages, Quoted},
     web::html::escape,
 };
 
@@ -22,16 +23,15 @@ pub struct Links {
     pub reply_to: Option<String>,
 }
 
-/// The notification to `to` about `room`: `messages` (oldest first, none by `to`), `more` when
-/// later ones wait in the chat, the room's `sender` address. The Message-ID is stable per (room,
-/// recipient, last message quoted), so a retried notification keeps its id.
+/// The notification to `to` about `room`: the `quoted` messages (the newest, oldest first, none
+/// by `to`) and how many earlier ones are left out, the room's `sender` address. The Message-ID
+/// is stable per (room, recipient, last message quoted), so a retried notification keeps its id.
 pub fn notification_mail(
     config: &chmail::Config,
     room: &Room,
     sender: &str,
     to: &str,
-    messages: &[Message],
-    more: bool,
+    quoted: &Quoted,
     links: &Links,
 ) -> OutgoingMail {
     let subject_line = room
@@ -39,6 +39,7 @@ pub fn notification_mail(
         .as_deref()
         .map(|s| one_line(s, SUBJECT_QUOTE_CHARS))
         .filter(|s| !s.is_empty());
+    let messages = &quoted.messages;
     let count = messages.len();
     let noun = if count == 1 { "message" } else { "messages" };
     let subject = match &subject_line {
@@ -56,12 +57,12 @@ pub fn notification_mail(
          <ul style=\"padding-left:1.2em\">",
         a = escape(&about),
     );
-    quote_messages(messages, &mut text, &mut html);
-    html.push_str("</ul>");
-    if more {
-        text.push_str("... and more in the chat.\n\n");
-        html.push_str("<p>&hellip; and more in the chat.</p>");
+    if let Some(line) = quoted.earlier_line() {
+        let _ = write!(text, "({line})\n\n");
+        let _ = write!(html, "<li style=\"color:#5f6b7a\">{}</li>", escape(&line));
     }
+    quote_messages(messages, to, &mut text, &mut html);
+    html.push_str("</ul>");
     let _ = writeln!(text, "Open the chat: {}", links.room_url);
     let _ = write!(
         html,
@@ -141,7 +142,7 @@ fn angle_id(id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chmail::store::{Participant, Role, Via};
+    use chmail::store::{Message, Participant, Role, Via};
 
     fn room() -> Room {
         Room {
@@ -157,6 +158,14 @@ mod tests {
                 name: None,
             }],
             opening: None,
+        }
+    }
+
+    fn quoted(messages: Vec<Message>, earlier: usize) -> Quoted {
+        Quoted {
+            messages,
+            earlier,
+            earlier_more: false,
         }
     }
 
@@ -185,8 +194,7 @@ mod tests {
             &room(),
             "alice@a.example",
             "bob@b.example",
-            &[message(1, "hi"), message(2, "<b>bold</b>")],
-            false,
+            &quoted(vec![message(1, "hi"), message(2, "<b>bold</b>")], 0),
             &links,
         );
         assert_eq!(mail.subject, "2 new chat messages: Numbers Bcc: x");
@@ -214,11 +222,16 @@ mod tests {
             &room(),
             "alice@a.example",
             "bob@b.example",
-            &[message(2, "x")],
-            false,
+            &quoted(vec![message(2, "x")], 3),
             &links,
         );
         assert_eq!(mail.message_id, again.message_id, "stable per last message");
+        assert!(
+            again.text.contains("(3 earlier messages not shown.)"),
+            "{}",
+            again.text
+        );
+        assert!(!mail.text.contains("earlier"), "{}", mail.text);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Notifications to people who are not there: a verified recipient with no connection in a room
 //! gets one mail with the messages they missed, after `[chat] notify_delay_secs`, batching
 //! everything that arrives meanwhile (Chatwoot, Zulip and Intercom wait about two minutes and
-//! group). Only unread messages go in: what was read meanwhile is not mailed, and nothing at all
-//! when everything was. Each mail carries a link into the room, the participant's reply address
+//! group). Only unread messages go in, the newest [`MESSAGES_PER_MAIL`] of them: what was read
+//! meanwhile is not mailed, and nothing at all when everything was. Each mail carries a link into the room, the participant's reply address
 //! and a one-click unsubscribe (RFC 8058, [`crate::web::unsubscribe`]); `mute` in the chat does
 //! the same.
 //!
@@ -48,8 +48,8 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// Most notifications claimed per tick; the rest wait one tick.
 pub const BATCH: u32 = 20;
 
-/// Most chat messages in one notification: enough to follow; the rest are in the chat, and a
-/// second notification follows after the back-off.
+/// Most chat messages in one notification: the newest, enough to follow; the mail says how many
+/// earlier ones it left out, and they are in the chat.
 pub const MESSAGES_PER_MAIL: u32 = 50;
 
 /// After this long without a notification the back-off starts over from `notify_delay`.
@@ -203,20 +203,10 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         return Ok(());
     };
     let after = member.last_read.max(job.state.last_message_id).unwrap_or(0);
-    let fetched = state
-        .store_call(
-            state
-                .store
-                .messages_after(room_id, after, MESSAGES_PER_MAIL),
-        )
-        .await?;
-    let more = fetched.len() >= MESSAGES_PER_MAIL as usize;
-    let last_included = fetched.last().map(|m| m.id);
-    let news: Vec<_> = fetched
-        .into_iter()
-        .filter(|m| &m.author != address)
-        .collect();
-    if news.is_empty() {
+    let mut quoted = crate::quote::newest_after(state, room_id, after, MESSAGES_PER_MAIL).await?;
+    let last_included = quoted.messages.last().map(|m| m.id);
+    quoted.messages.retain(|m| &m.author != address);
+    if quoted.messages.is_empty() {
         debug!(room = %room_id, to = %address, "nothing unread; notification skipped");
         skip().await?;
         return Ok(());
@@ -231,8 +221,7 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         reply_to: reply_address(state, room_id, address).await,
     };
     let sender = sender_address(&state.config, &room);
-    let mail =
-        compose::notification_mail(&state.config, &room, &sender, address, &news, more, &links);
+    let mail = compose::notification_mail(&state.config, &room, &sender, address, &quoted, &links);
     // Queued in the outbox, which delivers it with retries; its Message-ID is stable, so a
     // notification composed again after a lost lease is queued once.
     crate::outbox::queue(state, &mail, kind::NOTIFICATION, Some(room_id)).await?;
@@ -258,14 +247,7 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         warn!(room = %room_id, to = %address, "notification lease lost before it was recorded");
         return Ok(());
     }
-    info!(room = %room_id, to = %address, messages = news.len(), "notification queued");
-    if more {
-        // Messages past this mail's quota: the next notification, after the back-off.
-        let due = now.saturating_add(backoff);
-        state
-            .store_call(state.store.schedule_notification(room_id, address, due))
-            .await?;
-    }
+    info!(room = %room_id, to = %address, messages = quoted.messages.len(), "notification queued");
     Ok(())
 }
 

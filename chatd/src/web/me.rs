@@ -1,7 +1,8 @@
 //! `GET /me`: the sender's page. It lists the rooms of the mails they sent, newest first, with
 //! unread counts; while it is open the sender is online, and a ring shows here with Accept and
 //! Decline (`static/me.js` drives it over the WebSocket and relies on the ids written here). A
-//! room whose reminder mail could not be delivered says so.
+//! room whose reminder mail could not be delivered says so. With the mall on, it links to the
+//! mall, whose pages link back here and keep the login online as well.
 
 use std::{collections::HashMap, fmt::Write as _};
 
@@ -69,6 +70,15 @@ pub async fn me_page(
     } else {
         ""
     };
+    // The mall keeps the login online and rung on its pages too (`crate::mall::page`).
+    let mall = if state.config.mall.enabled {
+        format!(
+            "<a class=\"button\" id=\"to-mall\" href=\"/mall\">{}</a>",
+            escape(&state.config.mall.name)
+        )
+    } else {
+        String::new()
+    };
 
     let mut items = String::new();
     for r in &rooms {
@@ -118,7 +128,7 @@ pub async fn me_page(
          <section class=\"card\"><div class=\"row\"><h1>Your chats</h1></div>\
          <p class=\"meta\">Signed in as <strong class=\"address\">{login}</strong>. Keep this \
          page open to be rung when someone wants to chat.</p>\
-         <div class=\"row\">{shop}<button type=\"button\" id=\"notify\">Turn on notifications</button>\
+         <div class=\"row\">{shop}{mall}<button type=\"button\" id=\"notify\">Turn on notifications</button>\
          <form method=\"post\" action=\"/signout\">{csrf}\
          <button type=\"submit\" class=\"link-button\">Sign out</button></form></div></section>\n\
          <section class=\"card\"><ul id=\"rooms\">{items}</ul>{empty}</section>\n",

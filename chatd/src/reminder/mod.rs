@@ -11,17 +11,30 @@
 //! delivers it with retries) and records it. The mail's Message-ID comes from the room and the
 //! number of its reminders, so a worker that dies between queueing and recording queues the same
 //! Message-ID again after the lease, which the outbox ignores: one mail either way.
+//!
+//! A reminder quotes the NEWEST messages the sender has not seen: after the last reminder and
+//! after what they read in the chat; a sender in the chat gets none. What the
+//! mail says, for a waiting caller, a continued chat or a mall member's question, is in
+//! [`compose`].
+
+pub mod compose;
 
 use std::time::Duration;
 
-use chmail::store::{kind, Message, ReminderJob};
+use chmail::store::{kind, mall::Inquiry, ReminderJob, Room, MAX_PAGE};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::{
-    auth::sender_address, clock::ms, error::AppError, outbox, ringer, state::AppState,
+    auth::sender_address,
+    clock::ms,
+    error::AppError,
+    mall::{chatmail, inquiry, promotion},
+    outbox, quote, ringer,
+    state::AppState,
     ws::protocol::ServerFrame,
 };
+use compose::{Occasion, Origin, Reminder};
 
 /// How often the worker looks for due reminders.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -33,7 +46,8 @@ pub const LEASE: Duration = Duration::from_secs(120);
 /// Most reminders claimed per tick; the rest wait one tick.
 pub const BATCH: u32 = 20;
 
-/// Most messages quoted in one reminder; later ones go into the next.
+/// Most messages quoted in one reminder: the newest; the reminder says how many earlier ones it
+/// left out, and they are in the chat.
 pub const MESSAGES_PER_REMINDER: u32 = 20;
 
 /// Asks for a reminder of `room_id` naming `caller`, due after `[chat] reminder_delay_secs` and
@@ -97,21 +111,29 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
         finish(state, room_id, job.reminder.last_message_id).await?;
         return Ok(());
     };
-    let after = job.reminder.last_message_id.unwrap_or(0);
-    let messages: Vec<Message> = state
-        .store_call(
-            state
-                .store
-                .messages_after(room_id, after, MESSAGES_PER_REMINDER),
-        )
-        .await?;
-    let last_included = messages
+    let sender = sender_address(&state.config, &room);
+    let members = state.store_call(state.store.members(room_id)).await?;
+    let sender_read = members
+        .iter()
+        .filter(|m| m.address == sender)
+        .filter_map(|m| m.last_read)
+        .max();
+    // What the sender has not seen: after the last reminder and after what they read in the
+    // chat (the newest of them, see the module doc).
+    let after = job.reminder.last_message_id.max(sender_read).unwrap_or(0);
+    let quoted = quote::newest_after(state, room_id, after, MESSAGES_PER_REMINDER).await?;
+    let last_included = quoted
+        .messages
         .last()
         .map(|m| m.id)
         .or(job.reminder.last_message_id);
-    let sender = sender_address(&state.config, &room);
-    if state.hub.sender_in_room(room_id) || seen_elsewhere(state, room_id, &sender, &messages).await
-    {
+    // With several nodes the hub sees this process's connections only; a sender in the room on
+    // another node marks the messages read as they arrive: they read all that came since the
+    // last reminder (a reminder for a ring alone, with nothing new, still goes).
+    let seen_elsewhere = state.hub.is_shared()
+        && quoted.messages.is_empty()
+        && sender_read.unwrap_or(0) > job.reminder.last_message_id.unwrap_or(0);
+    if state.hub.sender_in_room(room_id) || seen_elsewhere {
         // The sender is in the chat now and sees it all (Chatwoot's rule: no mail for what was
         // seen). Recorded as done, so the interval still applies.
         debug!(room = %room_id, "sender is in the room; reminder skipped");
@@ -121,14 +143,20 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     let caller = job.reminder.caller.as_deref().unwrap_or("someone");
     let url = crate::auth::signin_url(state, &room.login, Some((room.port, &room.id))).await?;
     let sequence = job.reminder.sent_count;
-    let mut mail =
-        crate::mail::reminder_mail(&state.config, &room, sequence, caller, &messages, &url);
+    let reminder = Reminder {
+        caller,
+        origin: origin(state, &room).await,
+        occasion: Occasion::of(&sender, &members),
+        quoted: &quoted,
+        signin_url: &url,
+    };
+    let mut mail = compose::reminder_mail(&state.config, &room, sequence, &reminder);
     if let Some(reply_to) = reply_address(state, room_id, &sender).await {
         mail.headers.push(("Reply-To".into(), reply_to));
     }
     let fresh = outbox::queue(state, &mail, kind::REMINDER, Some(room_id)).await?;
     let last_included = if fresh {
-        info!(room = %room_id, to = %mail.to, messages = messages.len(), "reminder queued");
+        info!(room = %room_id, to = %mail.to, messages = quoted.messages.len(), "reminder queued");
         last_included
     } else {
         // Queued by an attempt that died before recording it, perhaps with fewer messages: count
@@ -170,31 +198,42 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     Ok(())
 }
 
-/// With several nodes, whether the sender has read every message this reminder would quote:
-/// the hub sees this process's connections only, and a sender in the room on another node marks
-/// the messages read as they arrive (a reminder for a ring alone, without messages, still goes).
-/// A store failure counts as not seen: a reminder too many beats none.
-async fn seen_elsewhere(
-    state: &AppState,
-    room_id: &str,
-    sender: &str,
-    messages: &[Message],
-) -> bool {
-    let Some(newest) = messages.last().map(|m| m.id) else {
-        return false;
-    };
-    if !state.hub.is_shared() {
-        return false;
-    }
-    match state.store_call(state.store.members(room_id)).await {
-        Ok(members) => members
-            .iter()
-            .any(|m| m.address == sender && m.last_read.is_some_and(|read| read >= newest)),
-        Err(e) => {
-            warn!(room = %room_id, cause = %e, "read marks not read; reminding anyway");
-            false
+/// Why `room` exists: a member's question in the mall (with its title and text when the inquiry
+/// is found), a host's promotion, or an ordinary mail. A store failure is logged and leaves the
+/// question without its details: the reminder matters more.
+async fn origin(state: &AppState, room: &Room) -> Origin {
+    match chatmail::kind_of(&state.config, room) {
+        Some(inquiry::KIND) => {
+            let found = match question_of(state, room).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(room = %room.id, cause = %e, "inquiry not read; reminding without it");
+                    None
+                }
+            };
+            Origin::Question {
+                title: found.as_ref().map(|i| i.ad_title.clone()),
+                question: found.map(|i| i.question),
+            }
         }
+        Some(promotion::KIND) => Origin::Promotion,
+        _ => Origin::Mail,
     }
+}
+
+/// The inquiry whose room is `room`, among the member's [`MAX_PAGE`] newest (a reminder is about
+/// a recent question).
+async fn question_of(state: &AppState, room: &Room) -> Result<Option<Inquiry>, AppError> {
+    let Some(member) = state
+        .store_call(state.store.member_by_address(&room.login))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let inquiries = state
+        .store_call(state.store.inquiries_of_member(member.id, MAX_PAGE))
+        .await?;
+    Ok(inquiries.into_iter().find(|i| i.room_id == room.id))
 }
 
 /// The reply address (`<token>@<reply domain>`) of `participant` in `room_id` for the Reply-To
