@@ -97,7 +97,15 @@ pub fn quote_messages(messages: &[Message], reader: &str, text: &mut String, htm
             &m.author
         };
         let when = format_utc_ms(m.created_ms);
-        let body = cut(&m.body, MESSAGE_QUOTE_CHARS);
+        let mut body = cut(&m.body, MESSAGE_QUOTE_CHARS);
+        if m.picture_id.is_some() {
+            // Pictures stay in the chat: the mail says there is one.
+            body = if body.trim().is_empty() {
+                "(a picture: open the chat to see it)".to_owned()
+            } else {
+                format!("(a picture) {body}")
+            };
+        }
         let _ = writeln!(text, "[{when}] {author}:");
         for line in body.lines() {
             let _ = writeln!(text, "  {line}");
@@ -127,6 +135,7 @@ mod tests {
             created_ms: 0,
             via: Via::Web,
             client_id: None,
+            picture_id: None,
         }
     }
 
@@ -145,6 +154,22 @@ mod tests {
         assert!(text.contains("bob@b.example:\n  hi"), "{text}");
         assert!(text.contains("You:\n  hello"), "{text}");
         assert!(html.contains("<strong>You</strong>"), "{html}");
+    }
+
+    #[test]
+    fn a_picture_is_named_in_the_quote() {
+        let mut bare = message("bob@b.example", "");
+        bare.picture_id = Some(7);
+        let mut captioned = message("bob@b.example", "the lid");
+        captioned.picture_id = Some(8);
+        let (mut text, mut html) = (String::new(), String::new());
+        quote_messages(&[bare, captioned], "alice@a.example", &mut text, &mut html);
+        assert!(
+            text.contains("(a picture: open the chat to see it)"),
+            "{text}"
+        );
+        assert!(text.contains("(a picture) the lid"), "{text}");
+        assert!(html.contains("(a picture) the lid"), "{html}");
     }
 
     #[test]

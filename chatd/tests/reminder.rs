@@ -171,12 +171,15 @@ async fn a_members_question_answered_by_the_shop_reads_as_an_answer_not_a_mail()
                 Participant {
                     address: MEMBER.into(),
                     role: Role::From,
+                    name: None,
                 },
                 Participant {
                     address: HOST.into(),
                     role: Role::To,
+                    name: None,
                 },
             ],
+            opening: None,
         })
         .await
         .expect("room");

@@ -325,12 +325,15 @@ mod tests {
                 Participant {
                     address: "ana@member.example".into(),
                     role: Role::From,
+                    name: None,
                 },
                 Participant {
                     address: "host@shop.example".into(),
                     role: Role::To,
+                    name: None,
                 },
             ],
+            opening: None,
         }
     }
 
@@ -343,6 +346,7 @@ mod tests {
             created_ms: 0,
             via: Via::Web,
             client_id: None,
+            picture_id: None,
         }
     }
 
