@@ -56,6 +56,9 @@ pub enum HeaderError {
         /// Its longest allowed value, in characters.
         max: usize,
     },
+    /// `s=` and `d=` make a key record name `<s>._chmail.<d>` that DNS cannot hold.
+    #[error("the key record name of s= and d= is {0} characters long, DNS allows 253")]
+    KeyNameTooLong(usize),
     /// The From address cannot be signed or checked: not exactly one `local@domain` address, or
     /// it holds a control character.
     #[error("the From address is unusable: {0:?}")]
