@@ -48,12 +48,12 @@ impl Metrics {
         registry.register("mails", "Mails seen, by what the milter did", mails.clone());
         registry.register(
             "headers_added",
-            "CHmail and CHmail-Link headers added",
+            "CHmail, CHmail-Link and Authentication-Results headers added",
             added.clone(),
         );
         registry.register(
             "headers_stripped",
-            "CHmail and CHmail-Link headers removed (forged, failing or unverifiable)",
+            "CHmail, CHmail-Link and Authentication-Results headers removed (forged, failing, never checkable)",
             stripped.clone(),
         );
         registry.register(
