@@ -289,9 +289,31 @@ async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_no
             Vec::<String>::new(),
             "CHmail-Link copies left in {name}:\n{mail}"
         );
+        let names: Vec<String> = header_section(mail)
+            .lines()
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
         assert!(
-            !header_section(mail).to_ascii_lowercase().contains("chmail"),
+            !names.iter().any(|n| n.contains("chmail")),
             "a CHmail field in some spelling is left in {name}:\n{mail}"
+        );
+        // The results went into an Authentication-Results field, on top of Postfix's Received.
+        let results = header_values(mail, "Authentication-Results");
+        assert_eq!(results.len(), 1, "{name}:\n{mail}");
+        assert!(
+            results[0].starts_with("mx.example.test;") && results[0].contains("chmail="),
+            "{name}: {results:?}"
+        );
+        let section = header_section(mail);
+        let (results_at, received_at) = (
+            section.find("Authentication-Results:"),
+            section.find("by mx.example.test (Postfix)"),
+        );
+        assert!(
+            matches!((results_at, received_at), (Some(a), Some(r)) if a < r),
+            "{name}:\n{mail}"
         );
     }
     let logins: i64 = schema

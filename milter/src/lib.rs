@@ -15,7 +15,8 @@
 //!   field; [`keys`]: DNS keys and reverse look-ups;
 //!   [`table`]: our own keys, the signing table chosen by From domain
 //! - [`listen`]: the socket; [`network`]: trusted networks; [`metrics`]: Prometheus
-//! - [`commands`]: `serve`, `keygen`, `records`, `migrate`, `quickstart`
+//! - [`commands`]: `serve`, `keygen`, `records`, `migrate`, `quickstart`; [`verify`]: the
+//!   `verify` command, the check of one mail's CHmail headers
 //!
 //! A mail is never lost or refused because of CHmail: a failing store lets it go on unsigned (or
 //! temp-fails it under `[milter] on_error = "tempfail"`); failing DNS never holds a mail up.
@@ -35,6 +36,7 @@ mod outbound;
 pub mod policy;
 pub mod server;
 pub mod table;
+pub mod verify;
 
 pub use error::{MilterError, Result};
 pub use policy::{Mail, Milter, Outcome};
