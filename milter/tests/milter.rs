@@ -459,6 +459,14 @@ async fn past_eight_chmail_headers_the_rest_are_removed_unchecked() {
         vec![("CHmail".to_owned(), 10), ("CHmail".to_owned(), 9)],
         "the first eight valid copies stay, the two past the limit go"
     );
+    let results = inserted(&actions, "Authentication-Results");
+    let parts: Vec<&str> = results[0].split(";\n\t").collect();
+    assert_eq!(parts.len(), 1 + 8 + 1, "{results:?}");
+    assert!(parts[1..9].iter().all(|p| p.starts_with("chmail=pass ")));
+    assert_eq!(
+        parts[9],
+        "chmail=permerror reason=\"not checked: 2 more CHmail headers (at most 8 are checked)\""
+    );
     m.stop().await;
 }
 
