@@ -21,7 +21,8 @@ impl ChmailHeader {
     ///
     /// # Errors
     ///
-    /// A [`HeaderError`] naming the first problem found; a verifier treats the header as forged.
+    /// A [`HeaderError`] naming the first problem found; [`super::check_header`] makes it the
+    /// result permerror, or neutral for an unknown version.
     pub fn parse(raw: &[u8]) -> Result<ChmailHeader, HeaderError> {
         if raw.len() > MAX_HEADER_LEN {
             return Err(HeaderError::TooLong(raw.len()));
