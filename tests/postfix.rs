@@ -6,8 +6,9 @@ use std::fs;
 
 use chmail::header::{ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
-    fixture, has_subject, header_section, header_values, or_skip, require, single_header,
-    with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
+    field_names, fixture, has_subject, header_section, header_values, or_skip, require,
+    single_header, with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL,
+    SIGNING_DOMAIN,
 };
 
 /// The tools every test here needs.
@@ -289,14 +290,8 @@ async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_no
             Vec::<String>::new(),
             "CHmail-Link copies left in {name}:\n{mail}"
         );
-        let names: Vec<String> = header_section(mail)
-            .lines()
-            .filter(|l| !l.starts_with([' ', '\t']))
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, _)| n.to_ascii_lowercase())
-            .collect();
         assert!(
-            !names.iter().any(|n| n.contains("chmail")),
+            !field_names(mail).iter().any(|n| n.contains("chmail")),
             "a CHmail field in some spelling is left in {name}:\n{mail}"
         );
         // The results went into an Authentication-Results field, on top of Postfix's Received.

@@ -35,8 +35,8 @@ mod tools;
 
 pub use dns::{Failure as DnsFailure, TestDns};
 pub use mail::{
-    has_subject, header_section, header_values, now, single_header, tamper_signature, unfold,
-    ForeignSigner,
+    field_names, has_subject, header_section, header_values, now, single_header, tamper_signature,
+    unfold, ForeignSigner,
 };
 pub use milter::{
     built_binary, KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN,
