@@ -991,6 +991,7 @@ mod tests {
         assert_eq!(c.milter.on_error, OnError::Accept);
         assert!(!c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.milter.authserv_id, "");
     }
 
     #[test]
@@ -1008,6 +1009,7 @@ mod tests {
                 ),
                 ("CHMAIL_MILTER_FOOTER", "true"),
                 ("CHMAIL_MILTER_FOOTER_MAX_BYTES", "65536"),
+                ("CHMAIL_MILTER_AUTHSERV_ID", "mx.example.net"),
                 ("CHMAIL_UNRELATED", "ignored"),
                 ("OTHER_STORE_URL", "ignored"),
             ]),
@@ -1020,6 +1022,7 @@ mod tests {
         assert_eq!(c.signing.own_domains, vec!["a.example", "b.example"]);
         assert!(c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 65_536);
+        assert_eq!(c.milter.authserv_id, "mx.example.net");
     }
 
     #[test]
