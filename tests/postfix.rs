@@ -6,8 +6,9 @@ use std::fs;
 
 use chmail::header::{ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
-    fixture, has_subject, header_section, header_values, or_skip, require, single_header,
-    with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
+    field_names, fixture, has_subject, header_section, header_values, or_skip, require,
+    single_header, with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL,
+    SIGNING_DOMAIN,
 };
 
 /// The tools every test here needs.
@@ -290,8 +291,24 @@ async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_no
             "CHmail-Link copies left in {name}:\n{mail}"
         );
         assert!(
-            !header_section(mail).to_ascii_lowercase().contains("chmail"),
+            !field_names(mail).iter().any(|n| n.contains("chmail")),
             "a CHmail field in some spelling is left in {name}:\n{mail}"
+        );
+        // The results went into an Authentication-Results field, on top of Postfix's Received.
+        let results = header_values(mail, "Authentication-Results");
+        assert_eq!(results.len(), 1, "{name}:\n{mail}");
+        assert!(
+            results[0].starts_with("mx.example.test;") && results[0].contains("chmail="),
+            "{name}: {results:?}"
+        );
+        let section = header_section(mail);
+        let (results_at, received_at) = (
+            section.find("Authentication-Results:"),
+            section.find("by mx.example.test (Postfix)"),
+        );
+        assert!(
+            matches!((results_at, received_at), (Some(a), Some(r)) if a < r),
+            "{name}:\n{mail}"
         );
     }
     let logins: i64 = schema

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chmail::header::{ChmailHeader, HEADER_NAME};
 use lettre::{
     message::{
         header::{Header, HeaderName, HeaderValue},
@@ -262,7 +263,26 @@ fn add_header(
     }
     let header_name = HeaderName::new_from_ascii(name.to_owned())
         .map_err(|_| MailError::Permanent(format!("header name {name:?} is too long")))?;
+    if lower == HEADER_NAME.to_ascii_lowercase() {
+        return Ok(builder.raw_header(chmail_field(header_name, value)?));
+    }
     Ok(builder.raw_header(HeaderValue::new(header_name, value.trim().to_owned())))
+}
+
+/// The `CHmail` field written as the milter writes it, by [`ChmailHeader::to_value`]: folded
+/// between tags, continuation lines beginning with one tab, as `docs/header.md` fixes (lettre's
+/// own folding would begin them with a space). The value is parsed first, so only a well-formed
+/// header goes out this way.
+fn chmail_field(name: HeaderName, value: &str) -> Result<HeaderValue, MailError> {
+    let header = ChmailHeader::parse(value.as_bytes())
+        .map_err(|e| MailError::Permanent(format!("the CHmail header does not parse: {e}")))?;
+    // `to_value` writes printable ASCII and "\n\t" folds only: no header can be injected.
+    let folded = header.to_value().replace('\n', "\r\n");
+    Ok(HeaderValue::dangerous_new_pre_encoded(
+        name,
+        value.to_owned(),
+        folded,
+    ))
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834).
@@ -382,6 +402,45 @@ mod tests {
         assert!(parse_relay("::1:25").is_err());
         assert!(parse_relay("host:x").is_err());
         assert!(parse_relay(":25").is_err());
+    }
+
+    #[test]
+    fn the_chmail_header_is_folded_with_tabs_as_the_milter_writes_it() {
+        let room = chmail::RoomId::generate();
+        let header = chmail::Signer::from_seed("example.com", "sel1", [7; 32])
+            .sign(
+                "mall@example.com",
+                "chat.example.com",
+                20000,
+                &room,
+                1_700_000_000,
+                "mall@example.com",
+            )
+            .expect("sign");
+        let mail = OutgoingMail {
+            to: "bob@example.net".into(),
+            subject: "Hi".into(),
+            text: "Hello".into(),
+            html: None,
+            message_id: "m1@example.com".into(),
+            headers: vec![("CHmail".into(), header.to_value().replace("\n\t", " "))],
+        };
+        let from: Mailbox = "mall@example.com".parse().expect("mailbox");
+        let raw = build_message(from, &mail).expect("built").formatted();
+        let raw = String::from_utf8(raw).expect("ASCII");
+        let start = raw.find("CHmail: ").expect("the field");
+        let field: Vec<&str> = raw[start..]
+            .split("\r\n")
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            field.join("\n"),
+            format!("CHmail: {}", header.to_value()),
+            "{raw}"
+        );
+        assert!(field.len() > 1 && field[1..].iter().all(|l| l.starts_with('\t')));
     }
 
     #[test]

@@ -117,7 +117,9 @@ pub enum OnError {
 pub struct MilterConfig {
     /// The milter socket: `inet:HOST:PORT` or `unix:PATH`. Default `inet:127.0.0.1:8890`.
     pub listen: String,
-    /// `accept` (default) or `tempfail`: what happens to a mail when the store or DNS fails.
+    /// `accept` (default) or `tempfail`: what happens to a mail of one of our senders when the
+    /// store fails. DNS failures never delay a mail: a header that cannot be checked gets the
+    /// result temperror (see `docs/header.md`).
     pub on_error: OnError,
     /// Longest wait for one DNS query, in milliseconds. Default 3000.
     pub dns_timeout_ms: u64,
@@ -142,6 +144,10 @@ pub struct MilterConfig {
     /// Largest body, in bytes, the milter reads for the footer; a longer mail goes on without it.
     /// Default 10485760 (10 MiB).
     pub footer_max_bytes: usize,
+    /// The authserv-id of the `Authentication-Results` field the milter adds to each mail it
+    /// checks (RFC 8601), and under which it removes the ones a client supplied. Default empty:
+    /// the MTA's host name (its `j` macro), else `[signing] domain`.
+    pub authserv_id: String,
 }
 
 impl Default for MilterConfig {
@@ -157,6 +163,7 @@ impl Default for MilterConfig {
             trusted_networks: Vec::new(),
             footer: false,
             footer_max_bytes: 10 * 1024 * 1024,
+            authserv_id: String::new(),
         }
     }
 }
@@ -1000,6 +1007,7 @@ mod tests {
         assert_eq!(c.milter.on_error, OnError::Accept);
         assert!(!c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.milter.authserv_id, "");
     }
 
     #[test]
@@ -1017,6 +1025,7 @@ mod tests {
                 ),
                 ("CHMAIL_MILTER_FOOTER", "true"),
                 ("CHMAIL_MILTER_FOOTER_MAX_BYTES", "65536"),
+                ("CHMAIL_MILTER_AUTHSERV_ID", "mx.example.net"),
                 ("CHMAIL_UNRELATED", "ignored"),
                 ("OTHER_STORE_URL", "ignored"),
             ]),
@@ -1029,6 +1038,7 @@ mod tests {
         assert_eq!(c.signing.own_domains, vec!["a.example", "b.example"]);
         assert!(c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 65_536);
+        assert_eq!(c.milter.authserv_id, "mx.example.net");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! tampering, and hostile input.
 
 use chmail::header::{
-    canonical_bytes, link_value, parse_key_record, ChmailHeader, HeaderError, RoomId, Signer,
-    Verdict, HEADER_NAME, LINK_HEADER_NAME,
+    canonical_bytes, check_header, link_value, parse_key_record, AuthResult, ChmailHeader,
+    HeaderError, KeyAnswer, RoomId, Signer, Stage, Verdict, HEADER_NAME, LINK_HEADER_NAME,
 };
 
 const DOC: &str = include_str!("../../docs/header.md");
@@ -78,17 +78,23 @@ fn doc_vectors_equal_what_the_code_produces() {
     assert_eq!(format!("{}\n", doc_vector("key-file")), written);
 }
 
-#[test]
-fn doc_vector_fields_parse_and_verify_with_the_doc_dns_record() {
+/// The `CHmail` field body of the doc's `fields` vector, folded with CRLF as on the wire.
+fn doc_field_body() -> String {
     let fields = doc_vector("fields");
     let value = fields
         .lines()
         .take_while(|l| !l.starts_with(LINK_HEADER_NAME))
         .collect::<Vec<_>>()
         .join("\r\n");
-    let value = value
+    value
         .strip_prefix("CHmail: ")
-        .expect("the block starts with the field name");
+        .expect("the block starts with the field name")
+        .to_owned()
+}
+
+#[test]
+fn doc_vector_fields_parse_and_verify_with_the_doc_dns_record() {
+    let value = doc_field_body();
     let key = parse_key_record(&doc_vector("dns-record")).expect("doc record parses");
     let header = ChmailHeader::parse(value.as_bytes()).expect("doc field parses");
     assert_eq!(header.verify(FROM, &key), Verdict::Pass);
@@ -510,12 +516,14 @@ fn mutated_fields_never_panic_and_pass_only_with_the_signed_content() {
 #[test]
 fn to_value_has_no_cr_or_nul_and_short_lines_even_with_the_longest_values() {
     let label = "a".repeat(63);
-    let domain = format!("{label}.{label}.{label}.{}", "b".repeat(61));
-    assert_eq!(domain.len(), 253);
+    // `s` and `d` together make a key name of at most 253 characters: `s._chmail.` + 243.
+    let domain = format!("{label}.{label}.{label}.{}", "b".repeat(51));
+    assert_eq!(domain.len(), 243);
     let login = format!("{}@{}", "l".repeat(64), "c".repeat(255));
     assert_eq!(login.len(), 320);
-    let host = format!("{domain}:65535");
-    let signer = Signer::from_seed(&domain, &"s".repeat(63), SEED);
+    let host = format!("{label}.{label}.{label}.{}:65535", "c".repeat(61));
+    assert_eq!(host.len(), 253 + 6);
+    let signer = Signer::from_seed(&domain, "s", SEED);
     let room = RoomId::parse(&"r".repeat(64)).expect("64-char room id");
     let from = format!("{}@{domain}", "f".repeat(64));
     let header = signer
@@ -606,4 +614,109 @@ fn a_non_breaking_space_inside_the_signature_is_refused() {
     );
     let spaced = format!("{head} \t{tail}");
     assert!(ChmailHeader::parse(spaced.as_bytes()).is_ok(), "{spaced}");
+}
+
+/// The rows of the table after `<!-- vectors:results -->`: each row's cells, trimmed.
+fn doc_result_rows() -> Vec<Vec<String>> {
+    let marker = "<!-- vectors:results -->";
+    let start = DOC
+        .find(marker)
+        .unwrap_or_else(|| panic!("docs/header.md lacks {marker}"));
+    DOC[start + marker.len()..]
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // the head and the |---| line
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The text between the backticks of each `code` span in `cell`, with the doc's placeholders
+/// (`%A63%`, `%D183%`) written out.
+fn code_spans(cell: &str) -> Vec<String> {
+    let long_name = format!("{0}.{0}.{1}", "b".repeat(63), "b".repeat(55));
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|s| {
+            s.replace("%A63%", &"a".repeat(63))
+                .replace("%D183%", &long_name)
+        })
+        .collect()
+}
+
+/// The vector field with each `tag=value` of `edits` replacing that tag, or added.
+fn vector_with(edits: &[String]) -> String {
+    let unfolded = doc_field_body().replace("\r\n\t", " ");
+    let mut tags: Vec<String> = unfolded
+        .split(';')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for edit in edits {
+        let (name, _) = edit.split_once('=').expect("an edit is tag=value");
+        let prefix = format!("{name}=");
+        match tags.iter_mut().find(|t| t.starts_with(&prefix)) {
+            Some(tag) => tag.clone_from(edit),
+            None => tags.push(edit.clone()),
+        }
+    }
+    tags.join("; ")
+}
+
+#[test]
+fn doc_result_vectors_give_the_documented_results() {
+    let rows = doc_result_rows();
+    assert!(rows.len() >= 20, "only {} rows", rows.len());
+    let record = doc_vector("dns-record");
+    for row in &rows {
+        let [field, from, dns, result, reason] = row.as_slice() else {
+            panic!("a row has five cells: {row:?}");
+        };
+        let body = match field.as_str() {
+            "vector" => doc_field_body(),
+            f if f.starts_with("vector with ") => vector_with(&code_spans(f)),
+            f => code_spans(f).concat(),
+        };
+        let from = match from.as_str() {
+            "none" => None,
+            f => Some(code_spans(f).concat()),
+        };
+        let answer = match dns.as_str() {
+            "not asked" => None,
+            "vector" => Some(KeyAnswer::Records(vec![record.clone()])),
+            "vector, twice" => Some(KeyAnswer::Records(vec![record.clone(), record.clone()])),
+            "`NXDOMAIN`" => Some(KeyAnswer::NoRecord),
+            "`SERVFAIL`" => Some(KeyAnswer::TempError("SERVFAIL".into())),
+            "time-out" => Some(KeyAnswer::TempError("time-out".into())),
+            d => Some(KeyAnswer::Records(code_spans(d))),
+        };
+        let checked = match (check_header(body.as_bytes(), from.as_deref()), &answer) {
+            (Stage::Decided(checked), None) => checked,
+            (Stage::AwaitingKey(pending), Some(answer)) => {
+                assert_eq!(pending.key_name(), "sel1._chmail.example.com", "{row:?}");
+                pending.with_answer(answer)
+            }
+            (Stage::Decided(checked), Some(_)) => panic!("decided before DNS: {checked:?} {row:?}"),
+            (Stage::AwaitingKey(_), None) => panic!("asks DNS: {row:?}"),
+        };
+        assert_eq!(
+            checked.result.as_str(),
+            result,
+            "{row:?}: {}",
+            checked.reason
+        );
+        assert!(!reason.is_empty() && !checked.reason.is_empty(), "{row:?}");
+    }
+    for result in AuthResult::ALL {
+        assert!(
+            rows.iter().any(|r| r[3] == result.as_str()),
+            "no row for {result}"
+        );
+    }
 }

@@ -20,7 +20,10 @@ const SIGNATURE_LEN = 64;
 const MAX_TIME = 18446744073709551615n; // u64::MAX
 
 const ROOM_RE = /^[A-Za-z0-9_-]{22,64}$/;
-const LABEL_RE = /^[A-Za-z0-9-]{1,63}$/;
+/** A host name label: 1-63 letters, digits and hyphens, no hyphen first or last (RFC 1123). */
+const LABEL_RE = /^(?=[A-Za-z0-9-]{1,63}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
+/** Longest key record name `<s>._chmail.<d>`: what a DNS name holds. */
+const MAX_KEY_NAME_LEN = 253;
 const TAG_NAME_RE = /^[A-Za-z][A-Za-z0-9_]*$/;
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -171,7 +174,8 @@ function base64Length(s) {
  *
  * Returns { v, d, s, l, h, p, r, t, b } with v, p and t as numbers (t is rounded above 2^53, which
  * is 285 million years away) and b the base64 signature without whitespace, or { error } naming the
- * first problem. As in docs/header.md, an unparseable header counts as forged, never as absent.
+ * first problem. As in docs/header.md, an unparseable header (permerror) or one of another version
+ * (neutral) is never trusted and shows no button.
  */
 export function parseChmail(value) {
   try {
@@ -216,6 +220,10 @@ function parseOrThrow(raw) {
   }
   checkDnsName("d", d, MAX_DOMAIN_LEN);
   checkDnsName("s", s, MAX_SELECTOR_LEN);
+  const keyName = `${s}._chmail.${d}`.length;
+  if (keyName > MAX_KEY_NAME_LEN) {
+    throw new HeaderError(`the key record name of s= and d= is ${keyName} characters long, DNS allows ${MAX_KEY_NAME_LEN}`);
+  }
   checkLogin(l);
   splitHost(h);
   const sig = b.replace(/[ \t]/g, "");

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     footer::{add_footer, Footer, Untouched},
-    headers::Headers,
+    headers::{Headers, Kind},
     policy::{Mail, Milter, Outcome},
 };
 
@@ -200,6 +200,7 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
         auth_authen: macro_value(&cx.macros, "{auth_authen}"),
         client_addr: macro_value(&cx.macros, "{client_addr}").or(session.client_addr.clone()),
         client_name: macro_value(&cx.macros, "{client_name}").or(session.client_name.clone()),
+        mta_host: macro_value(&cx.macros, "j"),
         headers,
     };
     let outcome = milter.decide(&mail).await;
@@ -299,7 +300,16 @@ async fn apply(
     metrics.stripped(removed);
     let mut added = 0;
     for (kind, value) in &outcome.add {
-        match cx.actions.add_header(kind.name(), value.as_str()).await {
+        let done = match kind {
+            // RFC 8601 section 5: on top, above the fields of earlier hops.
+            Kind::AuthResults => {
+                cx.actions
+                    .insert_header(0, kind.name(), value.as_str())
+                    .await
+            }
+            _ => cx.actions.add_header(kind.name(), value.as_str()).await,
+        };
+        match done {
             Ok(()) => added += 1,
             Err(e) => {
                 warn!(cause = %e, "cannot add a header");

@@ -4,12 +4,12 @@
 //!
 //! Other fields are counted, not kept, so a mail with a huge header block costs no memory here.
 
-use chmail::header::{HEADER_NAME, LINK_HEADER_NAME};
+use chmail::header::{from_address, HEADER_NAME, LINK_HEADER_NAME};
 use chmail::store::{Participant, Role};
 use mail_parser::{Address, MessageParser};
 
-/// Most CHmail or CHmail-Link fields remembered per mail; further copies are still counted (and so
-/// deleted), only their values are dropped.
+/// Most CHmail, CHmail-Link or Authentication-Results fields whose values are remembered per mail,
+/// each; further copies are still counted (and so deleted), only their values are dropped.
 const MAX_CHMAIL_FIELDS: usize = 64;
 
 /// Most bytes of the top-level MIME fields (Content-Type, Content-Transfer-Encoding,
@@ -17,13 +17,18 @@ const MAX_CHMAIL_FIELDS: usize = 64;
 /// is left out.
 const MAX_MIME_BYTES: usize = 16 * 1024;
 
-/// Which CHmail field a header is.
+/// The name of the field that reports the results of checks (RFC 8601).
+pub const AUTH_RESULTS_NAME: &str = "Authentication-Results";
+
+/// Which of the fields the milter changes a header is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `CHmail:`
     Header,
     /// `CHmail-Link:`
     Link,
+    /// `Authentication-Results:`
+    AuthResults,
 }
 
 impl Kind {
@@ -32,11 +37,28 @@ impl Kind {
         match self {
             Self::Header => HEADER_NAME,
             Self::Link => LINK_HEADER_NAME,
+            Self::AuthResults => AUTH_RESULTS_NAME,
         }
+    }
+
+    /// The kind's place in per-kind counters.
+    fn slot(self) -> usize {
+        match self {
+            Self::Header => 0,
+            Self::Link => 1,
+            Self::AuthResults => 2,
+        }
+    }
+
+    /// The kind of a field named `name` (any case), if the milter changes such fields.
+    fn of(name: &[u8]) -> Option<Self> {
+        [Self::Header, Self::Link, Self::AuthResults]
+            .into_iter()
+            .find(|kind| name.eq_ignore_ascii_case(kind.name().as_bytes()))
     }
 }
 
-/// One CHmail or CHmail-Link field of the message.
+/// One CHmail, CHmail-Link or Authentication-Results field of the message.
 #[derive(Debug, Clone)]
 pub struct Field {
     /// Which field.
@@ -50,12 +72,18 @@ pub struct Field {
 /// The header block, as far as the milter needs it.
 #[derive(Debug, Default)]
 pub struct Headers {
-    /// CHmail and CHmail-Link fields in the order received.
+    /// CHmail, CHmail-Link and Authentication-Results fields in the order received.
     pub fields: Vec<Field>,
-    header_count: usize,
-    link_count: usize,
+    /// How many fields of each kind (by `Kind::slot`) came, and how many of them have their
+    /// value kept.
+    counts: [usize; 3],
+    kept_values: [usize; 3],
     /// The fields to parse (From, To, Cc, Subject, Message-ID), as `Name: value\r\n` lines.
     kept: Vec<u8>,
+    /// The body of each From field, as kept (within the cap).
+    from_bodies: Vec<Vec<u8>>,
+    /// Every From field, kept or not.
+    from_count: usize,
     /// True when the kept fields would pass the cap: the mail is then only cleaned, not signed.
     pub oversized: bool,
     max_bytes: usize,
@@ -68,8 +96,10 @@ pub struct Headers {
 /// The parts of the header block the milter acts on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// Every address of every From field (one is expected).
-    pub from: Vec<String>,
+    /// The one From address (domain lowercased), when the mail has one From field holding exactly
+    /// one address, read by the parser that signing and verifying share
+    /// ([`chmail::header::from_address`]).
+    pub from: Option<String>,
     /// Number of From fields.
     pub from_fields: usize,
     /// The display name of the first From address, if it has one (shown in the chat).
@@ -85,10 +115,7 @@ pub struct Summary {
 impl Summary {
     /// The one From address, when there is exactly one From field with one address.
     pub fn sole_from(&self) -> Option<&str> {
-        match (self.from_fields, self.from.as_slice()) {
-            (1, [one]) => Some(one.as_str()),
-            _ => None,
-        }
+        self.from.as_deref()
     }
 }
 
@@ -103,28 +130,14 @@ impl Headers {
 
     /// Takes one header field as the MTA hands it over.
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        let kind = if name.eq_ignore_ascii_case(HEADER_NAME.as_bytes()) {
-            Some(Kind::Header)
-        } else if name.eq_ignore_ascii_case(LINK_HEADER_NAME.as_bytes()) {
-            Some(Kind::Link)
-        } else {
-            None
-        };
-        if let Some(kind) = kind {
-            let index = match kind {
-                Kind::Header => {
-                    self.header_count += 1;
-                    self.header_count
-                }
-                Kind::Link => {
-                    self.link_count += 1;
-                    self.link_count
-                }
-            };
-            let keep = self.fields.len() < MAX_CHMAIL_FIELDS && value.len() <= self.max_bytes;
+        if let Some(kind) = Kind::of(name) {
+            let k = kind.slot();
+            self.counts[k] += 1;
+            let keep = self.kept_values[k] < MAX_CHMAIL_FIELDS && value.len() <= self.max_bytes;
+            self.kept_values[k] += usize::from(keep);
             self.fields.push(Field {
                 kind,
-                index,
+                index: self.counts[k],
                 value: keep.then(|| value.to_vec()),
             });
             return;
@@ -136,8 +149,12 @@ impl Headers {
             b"content-disposition",
         ];
         if READ.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            let is_from = name.eq_ignore_ascii_case(b"from");
+            self.from_count += usize::from(is_from);
             if !keep_line(&mut self.kept, self.max_bytes, name, value) {
                 self.oversized = true;
+            } else if is_from {
+                self.from_bodies.push(value.to_vec());
             }
         } else if MIME.iter().any(|n| name.eq_ignore_ascii_case(n))
             && !keep_line(&mut self.mime, MAX_MIME_BYTES, name, value)
@@ -154,34 +171,45 @@ impl Headers {
 
     /// How many fields of `kind` the message has.
     pub fn count(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::Header => self.header_count,
-            Kind::Link => self.link_count,
+        self.counts[kind.slot()]
+    }
+
+    /// The body of the one From field, when the mail has exactly one and it is UTF-8 (RFC 6532)
+    /// within the size cap; the header check reads its address.
+    pub fn from_field(&self) -> Option<&str> {
+        match (self.from_count, self.from_bodies.as_slice()) {
+            (1, [one]) => std::str::from_utf8(one).ok(),
+            _ => None,
         }
     }
 
-    /// Reads From, To, Cc, Subject and Message-ID with `mail-parser` (RFC 5322 and 2047: groups,
-    /// encoded words, several fields, comments).
+    /// Reads the From address with [`from_address`], and To, Cc, Subject and Message-ID with
+    /// `mail-parser` (RFC 5322 and 2047: groups, encoded words, several fields, comments).
     pub fn summary(&self) -> Summary {
         let mut raw = self.kept.clone();
         raw.extend_from_slice(b"\n");
-        let Some(message) = MessageParser::new().parse_headers(&raw) else {
-            return Summary::default();
-        };
         let mut summary = Summary {
-            subject: message.subject().map(clean_text),
-            message_id: message.message_id().map(clean_text),
+            from: self.from_field().and_then(from_address).map(|address| {
+                match address.rsplit_once('@') {
+                    Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+                    None => address,
+                }
+            }),
+            from_fields: self.from_count,
             ..Default::default()
         };
-        for field in message.header_values(mail_parser::HeaderName::From) {
-            summary.from_fields += 1;
-            if let Some(address) = field.as_address() {
-                summary.from.extend(addresses(address));
-                if summary.from_name.is_none() {
-                    summary.from_name = people(address).next().and_then(|(_, name)| name);
-                }
-            }
-        }
+        let Some(message) = MessageParser::new().parse_headers(&raw) else {
+            return summary;
+        };
+        summary.subject = message.subject().map(clean_text);
+        summary.message_id = message.message_id().map(clean_text);
+        // The display name only, shown in the chat; the address is the shared parser's.
+        summary.from_name = message
+            .header_values(mail_parser::HeaderName::From)
+            .next()
+            .and_then(|field| field.as_address())
+            .and_then(|address| people(address).next())
+            .and_then(|(_, name)| name);
         let to = message.all_to().collect::<Vec<_>>();
         let cc = message.all_cc().collect::<Vec<_>>();
         for (role, list) in [(Role::To, to), (Role::Cc, cc)] {
@@ -210,14 +238,6 @@ fn keep_line(kept: &mut Vec<u8>, max_bytes: usize, name: &[u8], value: &[u8]) ->
     kept.extend(value.iter().filter(|&&b| b != b'\r'));
     kept.extend_from_slice(b"\n");
     true
-}
-
-/// The addr-specs of an address list or group list, lowercased where that is safe (the domain).
-fn addresses<'a>(address: &'a Address<'_>) -> impl Iterator<Item = String> + 'a {
-    address
-        .iter()
-        .filter_map(|a| a.address())
-        .filter_map(normalize_address)
 }
 
 /// The addr-specs of an address list or group list with their display names (decoded, cleaned

@@ -1,12 +1,16 @@
-//! Mail not from one of our senders: keep each CHmail header that verifies against its domain's
-//! DNS key and names the From domain; remove the rest, and every CHmail-Link without a kept header.
+//! Mail not from one of our senders: check each CHmail header (pass, fail, neutral, temperror,
+//! permerror; see `docs/header.md`, "Results") and act on its result: keep a header that passed,
+//! remove one that failed or cannot ever be checked, leave one without a verdict (neutral,
+//! temperror) in place, and remove every CHmail-Link that does not belong to a header that passed.
+//! The results go into an `Authentication-Results` field on top. Nothing here delays or refuses a
+//! mail.
 
-use chmail::header::{aligned, ChmailHeader, Verdict};
-use tracing::{debug, warn};
+use chmail::header::{check_header, AuthResult, Checked, ChmailHeader, Stage};
+use tracing::{info, warn};
 
 use crate::{
+    auth_results::field_body,
     headers::Kind,
-    keys::KeyLookup,
     policy::{Mail, Milter, Outcome},
 };
 
@@ -15,50 +19,62 @@ use crate::{
 /// for long.
 const MAX_CHECKED_HEADERS: usize = 8;
 
-/// What became of one CHmail header.
-enum Check {
-    Keep(ChmailHeader),
-    Remove(String),
-    /// DNS could not answer: nothing is known.
-    Unknown(String),
-}
-
 impl Milter {
-    /// Checks the CHmail headers of `mail`. Headers that were not kept (past
-    /// the size cap) have no value and are removed; so are any past [`MAX_CHECKED_HEADERS`].
+    /// Checks the CHmail headers of `mail` and removes those that failed and every CHmail-Link
+    /// without a header that passed. Headers not kept in full (over the size cap) and those past
+    /// [`MAX_CHECKED_HEADERS`] cannot be checked: permerror.
     pub(crate) async fn check(&self, mail: &Mail) -> Outcome {
         let mut outcome = Outcome::new("checked");
-        let summary = mail.headers.summary();
-        let from = summary.sole_from();
-        let mut kept = Vec::new();
+        let from = mail.headers.from_field();
+        let mut passed = Vec::new();
         let mut remove = Vec::new();
-        let mut unknown = None;
+        let mut results: Vec<Checked> = Vec::new();
+        let mut skipped = 0usize;
         let fields = mail
             .headers
             .fields
             .iter()
             .filter(|f| f.kind == Kind::Header);
         for (n, field) in fields.enumerate() {
-            let check = match (&field.value, from) {
-                _ if n >= MAX_CHECKED_HEADERS => Check::Remove("too many CHmail headers".into()),
-                (None, _) => Check::Remove("over the size cap".into()),
-                (Some(_), None) => Check::Remove("the mail has no single From address".into()),
-                (Some(value), Some(from)) => self.check_one(value, from).await,
-            };
-            match check {
-                Check::Keep(header) => {
-                    self.metrics.verified("pass");
-                    kept.push(header);
-                }
-                Check::Remove(reason) => {
-                    self.metrics.verified("fail");
-                    debug!(index = field.index, reason = %reason, "removing CHmail header");
-                    remove.push(field.index);
-                }
-                Check::Unknown(reason) => {
-                    unknown = Some(reason);
-                }
+            if n >= MAX_CHECKED_HEADERS {
+                // Counted, but neither logged nor reported one by one: there may be thousands.
+                self.metrics.verified(AuthResult::PermError.as_str());
+                remove.push(field.index);
+                skipped += 1;
+                continue;
             }
+            let checked = match &field.value {
+                None => unchecked("over the size cap".to_owned()),
+                Some(value) => self.check_one(value, from).await,
+            };
+            self.metrics.verified(checked.result.as_str());
+            let (d, s) = checked
+                .header
+                .as_ref()
+                .map_or(("-", "-"), |h| (h.domain.as_str(), h.selector.as_str()));
+            if checked.result == AuthResult::TempError {
+                warn!(index = field.index, d, s, cause = %checked.reason,
+                    "cannot verify a CHmail header: DNS failed");
+                self.metrics.error("dns");
+            } else {
+                info!(index = field.index, result = checked.result.as_str(), d, s,
+                    reason = %checked.reason, "CHmail header checked");
+            }
+            match checked.result {
+                AuthResult::Pass => passed.extend(checked.header.clone()),
+                AuthResult::Fail | AuthResult::PermError => remove.push(field.index),
+                AuthResult::Neutral | AuthResult::TempError => {}
+            }
+            results.push(checked);
+        }
+        if skipped > 0 {
+            info!(
+                count = skipped,
+                "CHmail headers past the eighth removed unchecked"
+            );
+            results.push(unchecked(format!(
+                "{skipped} more CHmail headers (at most {MAX_CHECKED_HEADERS} are checked)"
+            )));
         }
         outcome.delete_all(Kind::Header, remove);
         let links = mail
@@ -67,60 +83,54 @@ impl Milter {
             .iter()
             .filter(|f| f.kind == Kind::Link)
             .filter(|f| {
-                unknown.is_none()
-                    && !f
-                        .value
-                        .as_deref()
-                        .is_some_and(|v| kept.iter().any(|h| link_matches(v, h)))
+                !f.value
+                    .as_deref()
+                    .is_some_and(|v| passed.iter().any(|h| link_matches(v, h)))
             })
             .map(|f| f.index)
             .collect();
         outcome.delete_all(Kind::Link, links);
-        if let Some(reason) = unknown {
-            warn!(cause = %reason, "cannot verify a CHmail header: DNS failed");
-            self.metrics.error("dns");
-            return self.on_failure(outcome, reason);
+        if !results.is_empty() {
+            let notes: Vec<String> = results
+                .iter()
+                .map(|c| format!("{}: {}", c.result, c.reason))
+                .collect();
+            outcome.note = Some(notes.join("; "));
         }
+        let authserv_id = self.authserv_id(mail);
+        outcome
+            .add
+            .push((Kind::AuthResults, field_body(&authserv_id, &results)));
         outcome
     }
 
-    async fn check_one(&self, value: &[u8], from: &str) -> Check {
-        let header = match ChmailHeader::parse(value) {
-            Ok(h) => h,
-            Err(e) => return Check::Remove(format!("unparseable: {e}")),
+    /// The result of one header on a mail whose one From field is `from`.
+    async fn check_one(&self, value: &[u8], from: Option<&str>) -> Checked {
+        let pending = match check_header(value, from) {
+            Stage::Decided(checked) => return checked,
+            Stage::AwaitingKey(pending) => pending,
         };
-        if !aligned(&header.domain, from) {
-            return Check::Remove(format!(
-                "d={} does not match the From domain",
-                header.domain
-            ));
-        }
+        let header = pending.header();
         let domain = header.domain.to_ascii_lowercase();
-        let ours = self.own_domains.contains(&domain);
-        let claims_us = self.claims_us(&header);
-        let verdict = if ours {
+        if self.own_domains.contains(&domain) {
             // Our own domains are checked against our keys, never DNS: a key kept for verifying
             // (the old selector of a rotation) still passes its headers.
-            match self.table.key(&domain, &header.selector) {
-                Some(key) => header.verify(from, key),
-                None => Verdict::Fail(format!(
-                    "s={} is not one of our selectors for d={domain}",
-                    header.selector
-                )),
-            }
-        } else if claims_us {
-            Verdict::Fail("names our login or chat host under another domain's signature".into())
-        } else {
-            match self.keys.key(&header.selector, &header.domain).await {
-                KeyLookup::Found(key) => header.verify(from, &key),
-                KeyLookup::Missing(reason) => Verdict::Fail(reason),
-                KeyLookup::Unavailable(reason) => return Check::Unknown(reason),
-            }
-        };
-        match verdict {
-            Verdict::Pass => Check::Keep(header),
-            Verdict::Fail(reason) => Check::Remove(reason),
+            return match self.table.key(&domain, &header.selector) {
+                Some(key) => pending.with_key(key),
+                None => {
+                    let reason = format!(
+                        "s={} is not one of our selectors for d={domain}",
+                        header.selector
+                    );
+                    pending.fail(reason)
+                }
+            };
         }
+        if self.claims_us(header) {
+            return pending.fail("names our login or chat host under another domain's signature");
+        }
+        let answer = self.keys.key(&pending.key_name()).await;
+        pending.with_answer(&answer)
     }
 
     /// Whether a header names one of our logins or our chat host.
@@ -131,6 +141,15 @@ impl Milter {
             .map(|(_, d)| d.to_ascii_lowercase());
         login_domain.is_some_and(|d| self.own_domains.contains(&d))
             || header.host.eq_ignore_ascii_case(&self.public_host)
+    }
+}
+
+/// A header the milter does not check: permerror.
+fn unchecked(why: String) -> Checked {
+    Checked {
+        result: AuthResult::PermError,
+        reason: format!("not checked: {why}"),
+        header: None,
     }
 }
 

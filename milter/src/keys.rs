@@ -1,5 +1,5 @@
-//! Public keys of other domains' CHmail signatures, from DNS (`<s>._chmail.<d>` TXT), cached for the
-//! record's TTL.
+//! Key records of other domains' CHmail signatures, from DNS (`<s>._chmail.<d>` TXT), cached for
+//! the record's TTL; what DNS answered (records, no record, no answer) goes to the header check.
 
 use std::{
     collections::HashMap,
@@ -8,31 +8,21 @@ use std::{
 };
 
 use async_trait::async_trait;
-use chmail::header::{key_record_name, parse_key_record, PublicKey};
+use chmail::header::{key_record, key_record_name, KeyAnswer, PublicKey};
+use hickory_proto::{op::ResponseCode, rr::Name, ProtoErrorKind};
 use hickory_resolver::{
     config::{NameServerConfigGroup, ResolverConfig, ResolverOpts},
     name_server::TokioConnectionProvider,
-    TokioResolver,
+    ResolveError, TokioResolver,
 };
 
 use crate::error::{MilterError, Result};
 
-/// The answer to a key look-up.
-#[derive(Debug, Clone)]
-pub enum KeyLookup {
-    /// The domain publishes this key.
-    Found(PublicKey),
-    /// The domain publishes no usable key (no record, revoked, malformed): the header fails.
-    Missing(String),
-    /// DNS did not answer (time-out, server failure): nothing can be said.
-    Unavailable(String),
-}
-
-/// Where the milter finds public keys and host names. A seam for tests.
+/// Where the milter finds key records and host names. A seam for tests.
 #[async_trait]
 pub trait KeySource: Send + Sync + 'static {
-    /// The public key for `selector` at `domain`.
-    async fn key(&self, selector: &str, domain: &str) -> KeyLookup;
+    /// What DNS answers for the TXT records at `name` (`<s>._chmail.<d>`, without a final dot).
+    async fn key(&self, name: &str) -> KeyAnswer;
     /// The host name of `ip` (reverse look-up), when there is one.
     async fn hostname(&self, ip: IpAddr) -> Option<String>;
 }
@@ -84,37 +74,28 @@ impl DnsKeys {
 
 #[async_trait]
 impl KeySource for DnsKeys {
-    async fn key(&self, selector: &str, domain: &str) -> KeyLookup {
-        let name = format!(
-            "{}.",
-            key_record_name(selector, domain).to_ascii_lowercase()
-        );
-        let answer = tokio::time::timeout(self.timeout, self.resolver.txt_lookup(name.as_str()));
-        let txt = match answer.await {
-            Err(_) => return KeyLookup::Unavailable(format!("DNS time-out for {name}")),
-            Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
-                return KeyLookup::Missing(format!("no key record at {name}"))
-            }
-            Ok(Err(e)) => return KeyLookup::Unavailable(format!("DNS error for {name}: {e}")),
-            Ok(Ok(txt)) => txt,
+    async fn key(&self, name: &str) -> KeyAnswer {
+        // A name DNS cannot hold has no record; the header check refuses such names before.
+        let Ok(query) = Name::from_ascii(format!("{name}.")) else {
+            return KeyAnswer::NoRecord;
         };
-        let records: Vec<String> = txt
-            .iter()
-            .map(|r| {
-                r.txt_data()
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>()
-            })
-            .filter(|r| r.trim_start().starts_with("v=CHmail1"))
-            .collect();
-        match records.as_slice() {
-            [one] => match parse_key_record(one) {
-                Ok(key) => KeyLookup::Found(key),
-                Err(e) => KeyLookup::Missing(format!("{name}: {e}")),
-            },
-            [] => KeyLookup::Missing(format!("no v=CHmail1 record at {name}")),
-            _ => KeyLookup::Missing(format!("several v=CHmail1 records at {name}")),
+        let answer = tokio::time::timeout(self.timeout, self.resolver.txt_lookup(query));
+        match answer.await {
+            Err(_) => {
+                KeyAnswer::TempError(format!("time-out after {} ms", self.timeout.as_millis()))
+            }
+            Ok(Err(e)) if no_record(&e) => KeyAnswer::NoRecord,
+            Ok(Err(e)) => KeyAnswer::TempError(e.to_string()),
+            Ok(Ok(txt)) => KeyAnswer::Records(
+                txt.iter()
+                    .map(|r| {
+                        r.txt_data()
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part))
+                            .collect()
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -130,18 +111,41 @@ impl KeySource for DnsKeys {
     }
 }
 
-/// Fixed keys and host names instead of DNS (for tests).
+/// Whether `e` says that the name has no TXT record: NXDOMAIN, or an answer without one. Every
+/// other failure (SERVFAIL, REFUSED, a network error) is no answer at all.
+fn no_record(e: &ResolveError) -> bool {
+    let Some(proto) = e.proto() else {
+        return false;
+    };
+    matches!(
+        proto.kind(),
+        ProtoErrorKind::NoRecordsFound {
+            response_code: ResponseCode::NoError | ResponseCode::NXDomain,
+            ..
+        }
+    )
+}
+
+/// Fixed key records, DNS answers and host names instead of DNS (for tests).
 #[derive(Default)]
 pub struct StaticKeys {
-    keys: HashMap<String, PublicKey>,
+    answers: HashMap<String, KeyAnswer>,
     hosts: HashMap<IpAddr, String>,
 }
 
 impl StaticKeys {
-    /// Adds the key of `selector` at `domain`.
-    pub fn with(mut self, selector: &str, domain: &str, key: PublicKey) -> Self {
-        self.keys
-            .insert(key_record_name(selector, domain).to_ascii_lowercase(), key);
+    /// Publishes `key` for `selector` at `domain`.
+    pub fn with(self, selector: &str, domain: &str, key: PublicKey) -> Self {
+        let record = key_record(&key);
+        self.with_answer(selector, domain, KeyAnswer::Records(vec![record]))
+    }
+
+    /// Answers `answer` for the key record of `selector` at `domain` (a DNS failure, say).
+    pub fn with_answer(mut self, selector: &str, domain: &str, answer: KeyAnswer) -> Self {
+        self.answers.insert(
+            key_record_name(selector, domain).to_ascii_lowercase(),
+            answer,
+        );
         self
     }
 
@@ -154,12 +158,12 @@ impl StaticKeys {
 
 #[async_trait]
 impl KeySource for StaticKeys {
-    async fn key(&self, selector: &str, domain: &str) -> KeyLookup {
-        let name = key_record_name(selector, domain).to_ascii_lowercase();
-        match self.keys.get(&name) {
-            Some(key) => KeyLookup::Found(*key),
-            None => KeyLookup::Missing(format!("no key record at {name}")),
-        }
+    async fn key(&self, name: &str) -> KeyAnswer {
+        let name = name.to_ascii_lowercase();
+        self.answers
+            .get(&name)
+            .cloned()
+            .unwrap_or(KeyAnswer::NoRecord)
     }
 
     async fn hostname(&self, ip: IpAddr) -> Option<String> {

@@ -1,9 +1,16 @@
 //! `chmail-milter`: reads the config, sets up logging and runs the command.
 
-use std::{io::IsTerminal, path::PathBuf};
+use std::{
+    io::{IsTerminal, Read as _},
+    path::PathBuf,
+};
 
 use anyhow::Context as _;
 use chmail::Config;
+use chmail_milter::{
+    keys::DnsKeys,
+    verify::{verify_mail, KeyOrigin},
+};
 use clap::{Parser, Subcommand};
 
 /// The CHmail milter: signs mail of authenticated users with a CHmail header and link, and
@@ -41,6 +48,15 @@ enum Command {
     Migrate,
     /// Create a key if there is none, print the Postfix and DNS lines, and run.
     Quickstart,
+    /// Check every CHmail header of a mail against its key in DNS and print one line per header
+    /// with its result and reason; exit 0 only when a header passes.
+    Verify {
+        /// The mail, as on disk (default: standard input).
+        file: Option<PathBuf>,
+        /// Check against this TXT record (`v=CHmail1; k=ed25519; p=...`) instead of DNS.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -72,6 +88,32 @@ async fn main() -> anyhow::Result<()> {
         Command::Records => chmail_milter::commands::records(&config, &mut std::io::stdout())?,
         Command::Migrate => chmail_milter::commands::migrate(&config).await?,
         Command::Quickstart => chmail_milter::commands::quickstart(config).await?,
+        Command::Verify { file, key } => {
+            let mail = match &file {
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => {
+                    let mut mail = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut mail)
+                        .context("reading the mail from standard input")?;
+                    mail
+                }
+            };
+            let dns;
+            let keys = match &key {
+                Some(record) => KeyOrigin::Record(record),
+                None => {
+                    dns = DnsKeys::new(&config.milter.resolver, config.milter.dns_timeout())?;
+                    KeyOrigin::Lookup(&dns)
+                }
+            };
+            let passed = verify_mail(&mail, keys, &mut std::io::stdout()).await?;
+            if !passed {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{extract::State, http::header, routing::get, Router};
+use chmail::header::AuthResult;
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
@@ -47,19 +48,22 @@ impl Metrics {
         registry.register("mails", "Mails seen, by what the milter did", mails.clone());
         registry.register(
             "headers_added",
-            "CHmail and CHmail-Link headers added",
+            "CHmail, CHmail-Link and Authentication-Results headers added",
             added.clone(),
         );
         registry.register(
             "headers_stripped",
-            "CHmail and CHmail-Link headers removed (forged, failing or unverifiable)",
+            "CHmail, CHmail-Link and Authentication-Results headers removed (forged, failing, never checkable)",
             stripped.clone(),
         );
         registry.register(
             "headers_verified",
-            "Incoming CHmail headers checked, by result",
+            "Incoming CHmail headers checked, by result: pass, fail, neutral, temperror, permerror",
             verified.clone(),
         );
+        for result in AuthResult::ALL {
+            let _ = verified.get_or_create(&vec![("result", result.as_str())]);
+        }
         registry.register(
             "errors",
             "Failures of the store, DNS or the MTA connection, by kind",
@@ -102,7 +106,8 @@ impl Metrics {
         self.stripped.inc_by(n as u64);
     }
 
-    /// Counts one verified header, `pass` or `fail`.
+    /// Counts one checked header by its result (`pass`, `fail`, `neutral`, `temperror`,
+    /// `permerror`).
     pub fn verified(&self, result: &'static str) {
         self.verified.get_or_create(&vec![("result", result)]).inc();
     }
@@ -190,6 +195,10 @@ mod tests {
             text.contains("chmail_milter_headers_verified_total{result=\"fail\"} 1"),
             "{text}"
         );
+        for result in ["pass", "neutral", "temperror", "permerror"] {
+            let zero = format!("chmail_milter_headers_verified_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&zero), "{result} starts at 0: {text}");
+        }
         assert!(
             text.contains("chmail_milter_errors_total{kind=\"store\"} 1"),
             "{text}"

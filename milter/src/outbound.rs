@@ -30,9 +30,8 @@ impl Milter {
         let summary = mail.headers.summary();
         let Some(from) = summary.sole_from().map(str::to_owned) else {
             outcome.note = Some(format!(
-                "not exactly one From address ({} fields, {} addresses)",
-                summary.from_fields,
-                summary.from.len()
+                "not exactly one From address ({} From fields)",
+                summary.from_fields
             ));
             return outcome;
         };

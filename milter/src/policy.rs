@@ -10,6 +10,7 @@ use chmail::{
 };
 
 use crate::{
+    auth_results::{authserv_id_of, clean_authserv_id},
     error::Result,
     headers::{normalize_address, Headers, Kind},
     keys::KeySource,
@@ -41,6 +42,8 @@ pub struct Mail {
     pub client_addr: Option<String>,
     /// The client's host name (macro `{client_name}`), `unknown` when it has none.
     pub client_name: Option<String>,
+    /// The MTA's own host name (macro `j`), the default authserv-id.
+    pub mta_host: Option<String>,
     /// The header block.
     pub headers: Headers,
 }
@@ -50,7 +53,8 @@ pub struct Mail {
 pub struct Outcome {
     /// Fields to delete, each name's indexes from the highest down.
     pub delete: Vec<(Kind, usize)>,
-    /// Fields to add, in order.
+    /// Fields to add, in order; an `Authentication-Results` field goes on top of the header,
+    /// the others at its end.
     pub add: Vec<(Kind, String)>,
     /// Answer with a temporary failure instead (only under `on_error = "tempfail"`).
     pub tempfail: bool,
@@ -119,18 +123,53 @@ impl Milter {
         &self.metrics
     }
 
-    /// Decides what to do with `mail`. Never fails: trouble with the store or DNS becomes an
-    /// unchanged mail (or a temporary failure under `on_error = "tempfail"`), logged and counted.
+    /// Decides what to do with `mail`. Never fails: trouble with the store becomes an unsigned
+    /// mail (or a temporary failure under `on_error = "tempfail"`), trouble with DNS a header
+    /// result of temperror; both are logged and counted.
     pub async fn decide(&self, mail: &Mail) -> Outcome {
         let login = self.sender_login(
             mail.auth_authen.as_deref(),
             mail.client_addr.as_deref(),
             &mail.headers,
         );
-        match login {
+        let mut outcome = match login {
             Some(login) => self.sign(mail, login).await,
             None => self.check(mail).await,
+        };
+        if !outcome.tempfail {
+            outcome.delete_all(Kind::AuthResults, self.forged_results(mail));
         }
+        outcome
+    }
+
+    /// The authserv-id of our `Authentication-Results` fields: `[milter] authserv_id`, else the
+    /// MTA's host name, else `[signing] domain`.
+    pub(crate) fn authserv_id(&self, mail: &Mail) -> String {
+        [
+            Some(self.config.milter.authserv_id.as_str()),
+            mail.mta_host.as_deref(),
+            Some(self.config.signing.domain.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(clean_authserv_id)
+        .unwrap_or_else(|| "localhost".to_owned())
+    }
+
+    /// The indexes of the `Authentication-Results` fields a client supplied under our
+    /// authserv-id, and of those too long to tell: only we speak under our name.
+    fn forged_results(&self, mail: &Mail) -> Vec<usize> {
+        let ours = self.authserv_id(mail).to_ascii_lowercase();
+        mail.headers
+            .fields
+            .iter()
+            .filter(|f| f.kind == Kind::AuthResults)
+            .filter(|f| match &f.value {
+                Some(value) => authserv_id_of(value).is_some_and(|id| id == ours),
+                None => true,
+            })
+            .map(|f| f.index)
+            .collect()
     }
 
     /// The login to sign for: the SASL login (with `@domain` added when it has none), or the From
@@ -183,7 +222,7 @@ impl Milter {
         (ip, name)
     }
 
-    /// What `on_error` makes of a failure of the store or DNS.
+    /// What `on_error` makes of a failure of the store.
     pub(crate) fn on_failure(&self, mut outcome: Outcome, note: String) -> Outcome {
         outcome.note = Some(note);
         if self.config.milter.on_error == OnError::Tempfail {

@@ -1,4 +1,5 @@
-//! The `chmail-milter` binary: `keygen`, `migrate`, `serve` with a clean stop on SIGTERM, `--help`.
+//! The `chmail-milter` binary: `keygen`, `migrate`, `serve` with a clean stop on SIGTERM, `verify`,
+//! `--help`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -417,4 +418,148 @@ fn help_lists_the_commands() {
     ] {
         assert!(text.contains(command), "{text}");
     }
+}
+
+/// A mail from alice@example.com with a CHmail header signed by the `sel1` key of seed 7.
+fn signed_mail() -> (String, chmail::header::Signer) {
+    let signer = chmail::header::Signer::from_seed("example.com", "sel1", [7; 32]);
+    let room = chmail::header::RoomId::generate();
+    let header = signer
+        .sign(
+            "alice@example.com",
+            "chat.example.com",
+            20000,
+            &room,
+            1_700_000_000,
+            "alice@example.com",
+        )
+        .expect("sign");
+    let mail = format!(
+        "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nCHmail: {}\r\n\
+         Subject: hi\r\n\r\nHello\r\n",
+        header.to_value().replace('\n', "\r\n")
+    );
+    (mail, signer)
+}
+
+/// Runs `verify` with `args`, `mail` on standard input; returns the exit code and stdout.
+fn verify(args: &[&str], config: Option<&Path>, mail: &str) -> (Option<i32>, String) {
+    use std::io::Write as _;
+    let mut command = Command::new(BIN);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
+        .arg("verify")
+        .args(args)
+        .env_remove("CHMAIL_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run verify");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(mail.as_bytes())
+        .expect("write the mail");
+    let out = child.wait_with_output().expect("verify ends");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn verify_prints_each_headers_result_and_exits_0_only_when_one_passes() {
+    let (mail, signer) = signed_mail();
+    let record = signer.dns_record();
+    assert_eq!(
+        verify(&["--key", &record], None, &mail),
+        (
+            Some(0),
+            "CHmail #1: pass d=example.com s=sel1: signature verified\n".to_owned()
+        )
+    );
+
+    // A file, a tampered header beside the good one, and a v=2 header.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tampered = mail.replace("p=20000", "p=20001");
+    let both = tampered.replacen(
+        "CHmail: ",
+        &format!(
+            "CHmail: v=2; d=example.com; future=1\r\nCHmail: {}\r\nCHmail: ",
+            mail.split("CHmail: ")
+                .nth(1)
+                .and_then(|rest| rest.split("\r\nSubject").next())
+                .expect("the header")
+        ),
+        1,
+    );
+    let path = dir.path().join("mail.eml");
+    std::fs::write(&path, &both).expect("write mail");
+    let out = Command::new(BIN)
+        .arg("verify")
+        .arg(&path)
+        .args(["--key", &record])
+        .env_remove("CHMAIL_CONFIG")
+        .output()
+        .expect("run verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("CHmail #1: neutral d=- s=-: "),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("CHmail #2: pass d=example.com s=sel1"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("CHmail #3: fail d=example.com s=sel1: "),
+        "{stdout}"
+    );
+
+    let (code, stdout) = verify(&["--key", &record], None, &tampered);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.starts_with("CHmail #1: fail "), "{stdout}");
+
+    let (code, stdout) = verify(&["--key", &record], None, "From: a@b.example\r\n\r\nHi\r\n");
+    assert_eq!((code, stdout.as_str()), (Some(1), "no CHmail header\n"));
+}
+
+#[test]
+fn verify_looks_the_key_up_in_dns_and_reports_a_failing_server_as_temperror() {
+    let (mail, signer) = signed_mail();
+    let dns = chmail_tests::TestDns::start([(signer.dns_name(), signer.dns_record())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("chmail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[milter]\nresolver = {:?}\ndns_timeout_ms = 1000\n",
+            dns.addr()
+        ),
+    )
+    .expect("write config");
+    let (code, stdout) = verify(&[], Some(&config), &mail);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("CHmail #1: pass "), "{stdout}");
+
+    dns.fail(signer.dns_name(), chmail_tests::DnsFailure::ServFail);
+    let other = mail.replace("s=sel1", "s=sel2");
+    dns.insert("sel2._chmail.example.com", signer.dns_record());
+    dns.fail(
+        "sel2._chmail.example.com",
+        chmail_tests::DnsFailure::ServFail,
+    );
+    let (code, stdout) = verify(&[], Some(&config), &other);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("CHmail #1: temperror d=example.com s=sel2: "),
+        "{stdout}"
+    );
 }

@@ -5,7 +5,9 @@ mod common;
 
 use chmail::header::{link_value, RoomId};
 use chmail::store::Role;
-use common::{added, deleted, parse, tempfail, TestMilter, Transaction, FOREIGN};
+use common::{
+    added, deleted, inserted, only_results_added, parse, tempfail, TestMilter, Transaction, FOREIGN,
+};
 use indymilter_test::Status;
 
 const FROM: &str = "Alice Example <alice@example.com>";
@@ -183,8 +185,16 @@ async fn a_valid_foreign_header_is_kept_with_its_link() {
     let (actions, status) = tx.run(m.addr).await;
     assert_eq!(status, Status::Continue);
     assert!(
-        actions.actions.is_empty(),
+        only_results_added(&actions),
         "nothing must change: {actions:?}"
+    );
+    assert_eq!(
+        inserted(&actions, "Authentication-Results"),
+        vec![
+            "example.com;\n\tchmail=pass header.d=foreign.example header.s=f1 \
+             header.l=zed@foreign.example"
+                .to_owned()
+        ]
     );
     m.stop().await;
 }
@@ -449,6 +459,14 @@ async fn past_eight_chmail_headers_the_rest_are_removed_unchecked() {
         vec![("CHmail".to_owned(), 10), ("CHmail".to_owned(), 9)],
         "the first eight valid copies stay, the two past the limit go"
     );
+    let results = inserted(&actions, "Authentication-Results");
+    let parts: Vec<&str> = results[0].split(";\n\t").collect();
+    assert_eq!(parts.len(), 1 + 8 + 1, "{results:?}");
+    assert!(parts[1..9].iter().all(|p| p.starts_with("chmail=pass ")));
+    assert_eq!(
+        parts[9],
+        "chmail=permerror reason=\"not checked: 2 more CHmail headers (at most 8 are checked)\""
+    );
     m.stop().await;
 }
 
@@ -467,5 +485,203 @@ async fn mail_from_a_trusted_network_in_our_domain_is_signed_without_auth() {
     assert!(added(&foreign.run(m.addr).await.0, "CHmail").is_empty());
     let outside = Transaction::inbound(&[("From", FROM)]);
     assert!(added(&outside.run(m.addr).await.0, "CHmail").is_empty());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_from_field_with_two_addresses_is_never_signed() {
+    let m = TestMilter::start().await;
+    for from in [
+        "<ceo@bank.example> <alice@example.com>",
+        "Alice <alice@example.com> <bob@example.com>",
+        "<alice@example.com>bob@example.com",
+        "ceo@bank.example <alice@example.com>",
+        "team: alice@example.com;",
+    ] {
+        let tx = Transaction::authenticated("alice", &[("From", from), ("CHmail", "x")]);
+        let (actions, status) = tx.run(m.addr).await;
+        assert_eq!(status, Status::Continue);
+        assert!(
+            added(&actions, "CHmail").is_empty(),
+            "{from:?}: {actions:?}"
+        );
+        assert_eq!(
+            deleted(&actions),
+            vec![("CHmail".to_owned(), 1)],
+            "{from:?}"
+        );
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn white_space_and_comments_in_the_from_address_are_signed_as_the_one_address() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::authenticated("alice", &[("From", "Alice <alice @ Example.com> (work)")]);
+    let value = added(&tx.run(m.addr).await.0, "CHmail")
+        .pop()
+        .expect("signed");
+    let header = parse(&value);
+    assert!(header
+        .verify("alice@example.com", &m.signer.public_key())
+        .is_pass());
+    // The milter's own check keeps it on the same From field.
+    let tx = Transaction::inbound(&[
+        ("From", "Alice <alice @ Example.com> (work)"),
+        ("CHmail", &value),
+    ]);
+    assert!(deleted(&tx.run(m.addr).await.0).is_empty());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_valid_header_on_a_from_with_a_second_address_is_removed_with_its_link() {
+    let m = TestMilter::start().await;
+    let (value, link) = foreign_header(&m, "zed@foreign.example");
+    for from in [
+        "<ceo@bank.example> <zed@foreign.example>",
+        "<zed@foreign.example>ceo@bank.example",
+    ] {
+        let tx =
+            Transaction::inbound(&[("From", from), ("CHmail", &value), ("CHmail-Link", &link)]);
+        assert_eq!(
+            deleted(&tx.run(m.addr).await.0),
+            vec![("CHmail".to_owned(), 1), ("CHmail-Link".to_owned(), 1)],
+            "{from:?}"
+        );
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_header_of_an_unknown_version_is_kept_but_vouches_for_no_link() {
+    let m = TestMilter::start().await;
+    let v2 = "v=2; d=foreign.example; s=f1; future=tag; b=AAAA";
+    let tx = Transaction::inbound(&[
+        ("From", "zed@foreign.example"),
+        ("CHmail", v2),
+        (
+            "CHmail-Link",
+            "<https://chat.foreign.example/c/31000/Xk3Fq9LmZ2pT7vRw4sYb8A>",
+        ),
+    ]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert_eq!(deleted(&actions), vec![("CHmail-Link".to_owned(), 1)]);
+    assert!(m
+        .milter
+        .metrics()
+        .render()
+        .contains("chmail_milter_headers_verified_total{result=\"neutral\"} 1"));
+
+    // Beside a v1 header that passes, its own link stays.
+    let (value, link) = foreign_header(&m, "zed@foreign.example");
+    let tx = Transaction::inbound(&[
+        ("From", "zed@foreign.example"),
+        ("CHmail", v2),
+        ("CHmail", &value),
+        ("CHmail-Link", &link),
+    ]);
+    assert!(deleted(&tx.run(m.addr).await.0).is_empty());
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn each_checked_mail_gets_authentication_results_and_loses_forged_ones_under_our_id() {
+    let m = TestMilter::start_with(|c| c.milter.authserv_id = "mx.example.com".into()).await;
+    let tx = Transaction::inbound(&[
+        (
+            "Authentication-Results",
+            "mx.example.com; chmail=pass header.d=foreign.example",
+        ),
+        ("From", "zed@foreign.example"),
+        ("Authentication-Results", "relay.other.example; dkim=pass"),
+        (
+            "Authentication-Results",
+            " (forged)\n\tMX.Example.COM; dkim=pass",
+        ),
+    ]);
+    let (actions, status) = tx.run(m.addr).await;
+    assert_eq!(status, Status::Continue);
+    assert_eq!(
+        deleted(&actions),
+        vec![
+            ("Authentication-Results".to_owned(), 3),
+            ("Authentication-Results".to_owned(), 1),
+        ]
+    );
+    assert_eq!(
+        inserted(&actions, "Authentication-Results"),
+        vec!["mx.example.com; chmail=none".to_owned()]
+    );
+
+    // One result per header: a forged one fails and is named by its domain and login.
+    let (value, _) = foreign_header(&m, "zed@foreign.example");
+    let forged = value.replace("p=31000", "p=31001");
+    let tx = Transaction::inbound(&[
+        ("From", "zed@foreign.example"),
+        ("CHmail", &value),
+        ("CHmail", &forged),
+        ("CHmail", "v=1; garbage"),
+    ]);
+    let (actions, _) = tx.run(m.addr).await;
+    let results = inserted(&actions, "Authentication-Results");
+    assert_eq!(results.len(), 1, "{actions:?}");
+    let lines: Vec<&str> = results[0].split(";\n\t").collect();
+    assert_eq!(lines[0], "mx.example.com");
+    assert_eq!(
+        lines[1],
+        "chmail=pass header.d=foreign.example header.s=f1 header.l=zed@foreign.example"
+    );
+    assert!(
+        lines[2].starts_with("chmail=fail reason=\""),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].ends_with(" header.d=foreign.example header.s=f1 header.l=zed@foreign.example")
+    );
+    assert!(
+        lines[3].starts_with("chmail=permerror reason=\"unparseable"),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(lines.len(), 4);
+
+    // Signed mail gets no results, but forged ones still go.
+    let tx = Transaction::authenticated(
+        "alice",
+        &[
+            ("From", FROM),
+            ("Authentication-Results", "mx.example.com; chmail=pass"),
+        ],
+    );
+    let (actions, _) = tx.run(m.addr).await;
+    assert_eq!(added(&actions, "CHmail").len(), 1);
+    assert!(inserted(&actions, "Authentication-Results").is_empty());
+    assert!(deleted(&actions).contains(&("Authentication-Results".to_owned(), 1)));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn the_authserv_id_defaults_to_the_mta_host_name_else_the_signing_domain() {
+    let m = TestMilter::start().await;
+    let tx = Transaction::inbound(&[("From", "zed@foreign.example")]);
+    let (actions, _) = tx.run(m.addr).await;
+    assert_eq!(
+        inserted(&actions, "Authentication-Results"),
+        vec!["example.com; chmail=none".to_owned()]
+    );
+    let mail = chmail_milter::Mail {
+        mta_host: Some("mx1.example.net".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        m.milter.decide(&mail).await.add,
+        vec![(
+            chmail_milter::headers::Kind::AuthResults,
+            "mx1.example.net; chmail=none".to_owned()
+        )]
+    );
     m.stop().await;
 }

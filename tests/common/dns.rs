@@ -1,6 +1,6 @@
 //! A tiny authoritative DNS server on 127.0.0.1 (UDP and TCP) that answers TXT queries from a
 //! table: the CHmail key records the milter looks up. Any other name gets NXDOMAIN, another type
-//! of a known name an empty answer.
+//! of a known name an empty answer; a name marked failing gets SERVFAIL or no answer at all.
 
 use std::{
     collections::HashMap,
@@ -28,10 +28,20 @@ const TTL: u32 = 5;
 /// Longest character-string in a TXT record (RFC 1035 section 3.3).
 const MAX_TXT_STRING: usize = 255;
 
-/// The records and a query counter, shared with the server threads.
+/// How the server fails for a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Answers SERVFAIL (the name's servers are broken or unreachable upstream).
+    ServFail,
+    /// Never answers (the resolver times out).
+    Silent,
+}
+
+/// The records, the failing names and a query counter, shared with the server threads.
 #[derive(Default)]
 struct Zone {
     txt: Mutex<HashMap<String, String>>,
+    failing: Mutex<HashMap<String, Failure>>,
     queries: AtomicUsize,
 }
 
@@ -90,6 +100,15 @@ impl TestDns {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(normalize(&name.into()), value.into());
+    }
+
+    /// Makes queries for `name` fail as `failure` says (case and a final dot do not matter).
+    pub fn fail(&self, name: impl Into<String>, failure: Failure) {
+        self.zone
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(normalize(&name.into()), failure);
     }
 
     /// How many queries the server has answered so far.
@@ -184,10 +203,20 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
         .set_recursion_desired(request.recursion_desired())
         .set_recursion_available(true);
     let records = zone.txt.lock().unwrap_or_else(|e| e.into_inner());
+    let failing = zone.failing.lock().unwrap_or_else(|e| e.into_inner());
     let mut code = ResponseCode::NoError;
     for question in request.queries() {
         reply.add_query(question.clone());
-        match records.get(&normalize(&question.name().to_ascii())) {
+        let name = normalize(&question.name().to_ascii());
+        match failing.get(&name) {
+            Some(Failure::Silent) => return None,
+            Some(Failure::ServFail) => {
+                code = ResponseCode::ServFail;
+                continue;
+            }
+            None => {}
+        }
+        match records.get(&name) {
             None => code = ResponseCode::NXDomain,
             Some(value) if question.query_type() == RecordType::TXT => {
                 let strings = value
@@ -252,5 +281,10 @@ mod tests {
         assert_eq!(reply.response_code(), ResponseCode::NXDomain);
         assert!(reply.answers().is_empty());
         assert_eq!(dns.queries(), 2);
+
+        dns.fail("s1._chmail.foreign.test", Failure::ServFail);
+        let reply = ask(&dns, "s1._chmail.foreign.test.", RecordType::TXT);
+        assert_eq!(reply.response_code(), ResponseCode::ServFail);
+        assert!(reply.answers().is_empty());
     }
 }

@@ -3,7 +3,8 @@
 //! - `tools`: finding a peer, and skipping without it (failing when `CI=true`); free ports;
 //!   tempdirs; running a command that must succeed; waiting for a daemon to listen; stopping
 //!   children.
-//! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records.
+//! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records, or
+//!   failing for a name as told ([`DnsFailure`]).
 //! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
 //! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`; with a
 //!   [`ReplyRoute`], also routing chatd's reply domain to its listener (contrib/postfix); or
@@ -32,10 +33,10 @@ mod sendmail;
 mod sink;
 mod tools;
 
-pub use dns::TestDns;
+pub use dns::{Failure as DnsFailure, TestDns};
 pub use mail::{
-    has_subject, header_section, header_values, now, single_header, tamper_signature, unfold,
-    ForeignSigner,
+    field_names, has_subject, header_section, header_values, now, single_header, tamper_signature,
+    unfold, ForeignSigner,
 };
 pub use milter::{
     built_binary, KeyRecord, Milter, MilterOptions, PUBLIC_URL, SELECTOR, SIGNING_DOMAIN,

@@ -41,6 +41,16 @@ pub fn header_section(mail: &str) -> &str {
     &mail[..end]
 }
 
+/// The names of the header fields of `mail`, ASCII-lowercased, in order.
+pub fn field_names(mail: &str) -> Vec<String> {
+    header_section(mail)
+        .lines()
+        .filter(|l| !l.starts_with([' ', '\t']))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
 /// The single value of header field `name`.
 ///
 /// # Panics

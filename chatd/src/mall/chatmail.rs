@@ -136,7 +136,7 @@ pub async fn send(state: &AppState, mail: ChatMail<'_>) -> Result<Sent, AppError
         // Written by a person, not by a machine: auto-responders may answer it.
         ("Auto-Submitted".to_owned(), "no".to_owned()),
         // Unfolded: the outbox takes header values on one line (a line within 998 octets); the
-        // parser reads the spaces inside `b=` as the folds they replace.
+        // mail writer folds it again as the milter does, with tabs (`mail::chmail_field`).
         (
             HEADER_NAME.to_owned(),
             header.to_value().replace("\n\t", " "),

@@ -2,7 +2,8 @@
 
 /// Every reason a `CHmail:` field body or a value for it is rejected; `Display` says what is wrong.
 ///
-/// A verifier treats any of these on an inbound header as a forgery (see `docs/header.md`).
+/// On an inbound header, a verifier's result for any of these is permerror, except for
+/// [`HeaderError::UnsupportedVersion`], which is neutral (see `docs/header.md`, "Results").
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     /// The field body is not valid UTF-8.
@@ -26,7 +27,7 @@ pub enum HeaderError {
     /// A tag that v=1 does not define (unknown tags are rejected: they would not be signed).
     #[error("tag {0}= is not defined by CHmail v=1")]
     UnknownTag(String),
-    /// `v` is not `1`.
+    /// `v` is another version number than `1`: a field of a version this parser does not know.
     #[error("unsupported CHmail version v={0}")]
     UnsupportedVersion(String),
     /// `b` is not standard base64 with padding.
@@ -56,6 +57,9 @@ pub enum HeaderError {
         /// Its longest allowed value, in characters.
         max: usize,
     },
+    /// `s=` and `d=` make a key record name `<s>._chmail.<d>` that DNS cannot hold.
+    #[error("the key record name of s= and d= is {0} characters long, DNS allows 253")]
+    KeyNameTooLong(usize),
     /// The From address cannot be signed or checked: not exactly one `local@domain` address, or
     /// it holds a control character.
     #[error("the From address is unusable: {0:?}")]

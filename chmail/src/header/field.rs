@@ -11,6 +11,9 @@ pub(crate) const MAX_DOMAIN_LEN: usize = 253;
 pub(crate) const MAX_SELECTOR_LEN: usize = 63;
 /// Longest `l=`: the classic limit of an e-mail address (64 + 1 + 255), since logins often are one.
 pub(crate) const MAX_LOGIN_LEN: usize = 320;
+/// Longest key record name `<s>._chmail.<d>` in presentation form: 253 characters are the 255
+/// octets DNS allows a name on the wire (RFC 1035 section 3.1).
+pub(crate) const MAX_KEY_NAME_LEN: usize = 253;
 /// Longest `h=`: a DNS name plus `:65535`.
 pub(crate) const MAX_HOST_LEN: usize = MAX_DOMAIN_LEN + 6;
 /// The line length [`ChmailHeader::to_value`] folds at: RFC 5322's recommended 78 characters.
@@ -143,6 +146,10 @@ pub(crate) fn check_values(
 ) -> Result<(), HeaderError> {
     check_dns_name("d", domain, MAX_DOMAIN_LEN)?;
     check_dns_name("s", selector, MAX_SELECTOR_LEN)?;
+    let key_name = super::key_record_name(selector, domain).len();
+    if key_name > MAX_KEY_NAME_LEN {
+        return Err(HeaderError::KeyNameTooLong(key_name));
+    }
     check_login(login)?;
     check_host(host)?;
     if port == 0 {
@@ -151,13 +158,18 @@ pub(crate) fn check_values(
     Ok(())
 }
 
-/// `d=` and `s=`: dot-separated labels of 1 to 63 letters, digits and hyphens.
+/// `d=` and `s=`: dot-separated labels of 1 to 63 letters, digits and hyphens, a hyphen never
+/// first or last in a label (the host name rule of RFC 1123, which resolvers enforce: a name they
+/// refuse to look up could never be checked).
 fn check_dns_name(tag: &'static str, s: &str, max: usize) -> Result<(), HeaderError> {
     if s.is_empty() || s.len() > max {
         return Err(HeaderError::BadLength { tag, max });
     }
     let label_ok = |l: &str| {
-        (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
     };
     if s.split('.').all(label_ok) {
         Ok(())
@@ -260,9 +272,43 @@ mod tests {
             "chat example.com",
             "chat..example.com",
             "https://chat.example.com",
+            "-chat.example.com",
+            "chat-.example.com:80",
         ] {
             assert!(check_host(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dns_names_refuse_edge_hyphens_and_key_names_past_253_characters() {
+        for bad in [
+            "-x.bank.example",
+            "x-.bank.example",
+            "bank.example-",
+            "-",
+            "a.-.b",
+        ] {
+            assert_eq!(
+                check_dns_name("d", bad, MAX_DOMAIN_LEN),
+                Err(HeaderError::ForbiddenChars("d")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check_dns_name("d", "x-y.b--c.example", MAX_DOMAIN_LEN),
+            Ok(())
+        );
+        let label = "a".repeat(63);
+        // 63 + 9 (`._chmail.`) + 181 = 253: the longest name DNS can hold.
+        let fits = format!("{label}.{label}.{}", "b".repeat(53));
+        assert_eq!(fits.len(), 181);
+        let ok = check_values(&fits, &label, "l", "h", 1);
+        assert_eq!(ok, Ok(()));
+        let over = format!("{fits}c");
+        assert_eq!(
+            check_values(&over, &label, "l", "h", 1),
+            Err(HeaderError::KeyNameTooLong(254))
+        );
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub fn key_record_name(selector: &str, domain: &str) -> String {
     format!("{selector}._chmail.{domain}")
 }
 
+/// The TXT record value that publishes `key`: `v=CHmail1; k=ed25519; p=<base64 public key>`.
+#[must_use]
+pub fn key_record(key: &PublicKey) -> String {
+    format!(
+        "v=CHmail1; k=ed25519; p={}",
+        STANDARD.encode(key.as_bytes())
+    )
+}
+
 /// The public key in a TXT record value (the strings of one TXT RR, already concatenated).
 ///
 /// Tags are `;`-separated `tag=value` pairs with any whitespace around them and an optional

@@ -21,7 +21,8 @@ impl ChmailHeader {
     ///
     /// # Errors
     ///
-    /// A [`HeaderError`] naming the first problem found; a verifier treats the header as forged.
+    /// A [`HeaderError`] naming the first problem found; [`super::check_header`] makes it the
+    /// result permerror, or neutral for an unknown version.
     pub fn parse(raw: &[u8]) -> Result<ChmailHeader, HeaderError> {
         if raw.len() > MAX_HEADER_LEN {
             return Err(HeaderError::TooLong(raw.len()));
@@ -31,6 +32,11 @@ impl ChmailHeader {
         if text.trim().is_empty() {
             return Err(HeaderError::Empty);
         }
+        // A field of another version follows that version's rules, which v1 does not know: only
+        // its leading `v=` is read, so that it is never mistaken for a broken v1 field.
+        if let Some(version) = leading_version(&text) {
+            check_version(version)?;
+        }
         let tags = split_tags(&text)?;
         let get = |name: &'static str| {
             tags.iter()
@@ -39,10 +45,7 @@ impl ChmailHeader {
                 .ok_or(HeaderError::MissingTag(name))
         };
         // The version decides what the rest means, so it is checked before anything else.
-        let version = get("v")?;
-        if version != "1" {
-            return Err(HeaderError::UnsupportedVersion(clip(version)));
-        }
+        check_version(get("v")?)?;
         if let Some((name, _)) = tags.iter().find(|(n, _)| !TAGS.contains(n)) {
             return Err(HeaderError::UnknownTag(clip(name)));
         }
@@ -113,6 +116,28 @@ fn unfold(text: &str) -> Result<String, HeaderError> {
         }
     }
     Ok(out)
+}
+
+/// `Ok` for `v=1`; another version number (1 to 9 digits) is [`HeaderError::UnsupportedVersion`],
+/// anything else a syntax error.
+fn check_version(version: &str) -> Result<(), HeaderError> {
+    if version == "1" {
+        Ok(())
+    } else if (1..=9).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_digit()) {
+        Err(HeaderError::UnsupportedVersion(version.to_owned()))
+    } else {
+        Err(HeaderError::Syntax(format!(
+            "v={:?} is not a version number",
+            clip(version)
+        )))
+    }
+}
+
+/// The value of the first tag-spec when it is `v=` (whitespace around it ignored).
+fn leading_version(text: &str) -> Option<&str> {
+    let first = text.split(';').next()?;
+    let (name, value) = first.split_once('=')?;
+    (name.trim_matches([' ', '\t']) == "v").then(|| value.trim_matches([' ', '\t']))
 }
 
 /// Splits `tag=value; ...` into trimmed pairs; rejects empty tag-specs (except after the last `;`),

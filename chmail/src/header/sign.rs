@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
 
 use super::canon::canonical_bytes;
@@ -129,9 +127,6 @@ impl Signer {
     /// `v=CHmail1; k=ed25519; p=<base64 public key>`.
     #[must_use]
     pub fn dns_record(&self) -> String {
-        format!(
-            "v=CHmail1; k=ed25519; p={}",
-            STANDARD.encode(self.public_key().as_bytes())
-        )
+        key::key_record(&self.public_key())
     }
 }

@@ -2,8 +2,9 @@
 
 use ed25519_dalek::Signature;
 
-use super::canon::{canonical_bytes, from_address};
+use super::canon::canonical_bytes;
 use super::field::SIGNATURE_LEN;
+use super::from::from_address;
 use super::{ChmailHeader, PublicKey};
 
 /// The result of checking a header's signature. A failure is an expected outcome, not an error.
@@ -83,7 +84,9 @@ mod tests {
     fn aligned_accepts_the_domain_and_its_subdomains_only() {
         assert!(aligned("example.com", "alice@example.com"));
         assert!(aligned("Example.COM", "Alice <alice@mail.EXAMPLE.com>"));
-        assert!(aligned("example.com.", "alice@example.com."));
+        assert!(aligned("example.com.", "alice@example.com"));
+        // A final dot is no part of an addr-spec (RFC 5322 dot-atom).
+        assert!(!aligned("example.com", "alice@example.com."));
         assert!(!aligned("example.com", "alice@badexample.com"));
         assert!(!aligned("example.com", "alice@example.com.evil.net"));
         assert!(!aligned("mail.example.com", "alice@example.com"));

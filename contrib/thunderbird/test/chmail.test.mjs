@@ -155,6 +155,13 @@ test("bad d, s, l, h and t values are rejected", () => {
   assertError(withTags({ d: "example..com" }), /tag d=/);
   assertError(withTags({ d: "a".repeat(64) + ".com" }), /tag d=/);
   assertError(withTags({ s: "s".repeat(64) }), /tag s=/);
+  // Host names: no hyphen first or last in a label, and a key name DNS can hold.
+  assertError(withTags({ d: "-x.bank.example" }), /tag d=/);
+  assertError(withTags({ d: "bank-.example" }), /tag d=/);
+  assertError(withTags({ s: "-s1" }), /tag s=/);
+  assert.equal(parseChmail(withTags({ d: "x-y.example.com" })).d, "x-y.example.com");
+  const long = `${"b".repeat(63)}.${"b".repeat(63)}.${"b".repeat(55)}`;
+  assertError(withTags({ s: "a".repeat(63), d: long }), /key record name .* 255 characters/);
   assertError(withTags({ l: "x".repeat(321) }), /tag l=/);
   assertError(withTags({ l: "a\u0000b" }), /control character/);
   assertError(withTags({ l: "alice@exämple.com" }), /non-ASCII/);

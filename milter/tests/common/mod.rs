@@ -11,7 +11,10 @@ use chmail::{
     store::{open_store, Store},
 };
 use chmail_milter::{
-    keys::StaticKeys, listen::MilterListener, metrics::Metrics, Milter, SigningTable,
+    keys::{KeySource, StaticKeys},
+    listen::MilterListener,
+    metrics::Metrics,
+    Milter, SigningTable,
 };
 use indymilter::MacroStage;
 use indymilter_test::{EomAction, EomActions, ProtoOpts, TestConnection};
@@ -66,6 +69,28 @@ impl TestMilter {
         tweak: impl FnOnce(&mut Config),
         table: impl FnOnce(&Config, Signer) -> SigningTable,
     ) -> Self {
+        Self::start_with_parts(tweak, table, |foreign| {
+            Arc::new(
+                StaticKeys::default()
+                    .with("f1", FOREIGN, foreign.public_key())
+                    .with_host([192, 0, 2, 8].into(), "named.example.net"),
+            )
+        })
+        .await
+    }
+
+    /// A milter that finds foreign keys where `keys` says (given the foreign `f1` signer).
+    pub async fn start_with_keys(keys: impl FnOnce(&Signer) -> Arc<dyn KeySource>) -> Self {
+        Self::start_with_parts(|_| {}, |_, signer| SigningTable::single(signer), keys).await
+    }
+
+    /// A milter from all its parts: config `tweak`, signing `table`, and the `keys` it looks foreign
+    /// keys up in (given the foreign `f1` signer).
+    pub async fn start_with_parts(
+        tweak: impl FnOnce(&mut Config),
+        table: impl FnOnce(&Config, Signer) -> SigningTable,
+        keys: impl FnOnce(&Signer) -> Arc<dyn KeySource>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         tweak(&mut config);
@@ -76,19 +101,11 @@ impl TestMilter {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), store.migrate()).await;
         let signer = Signer::from_seed(DOMAIN, "sel1", [7; 32]);
         let foreign = Signer::from_seed(FOREIGN, "f1", [9; 32]);
-        let keys = StaticKeys::default()
-            .with("f1", FOREIGN, foreign.public_key())
-            .with_host([192, 0, 2, 8].into(), "named.example.net");
+        let keys = keys(&foreign);
         let table = table(&config, Signer::from_seed(DOMAIN, "sel1", [7; 32]));
         let milter = Arc::new(
-            Milter::new(
-                config,
-                store.clone(),
-                table,
-                Arc::new(keys),
-                Arc::new(Metrics::new()),
-            )
-            .expect("milter"),
+            Milter::new(config, store.clone(), table, keys, Arc::new(Metrics::new()))
+                .expect("milter"),
         );
         let listener = MilterListener::bind("inet:127.0.0.1:0")
             .await
@@ -230,6 +247,32 @@ pub fn added(actions: &EomActions, name: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The values of the headers named `name` that the milter inserted on top (index 0).
+pub fn inserted(actions: &EomActions, name: &str) -> Vec<String> {
+    actions
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            EomAction::InsertHeader {
+                index: 0,
+                name: n,
+                value,
+            } if n.to_bytes() == name.as_bytes() => {
+                Some(String::from_utf8_lossy(value.to_bytes()).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the milter changed nothing but put its Authentication-Results on top.
+pub fn only_results_added(actions: &EomActions) -> bool {
+    actions.actions.iter().all(|a| {
+        matches!(a, EomAction::InsertHeader { index: 0, name, .. }
+            if name.to_bytes() == b"Authentication-Results")
+    })
 }
 
 /// The (name, index) of each header deletion, in the order sent.
