@@ -144,6 +144,10 @@ pub struct MilterConfig {
     /// Largest body, in bytes, the milter reads for the footer; a longer mail goes on without it.
     /// Default 10485760 (10 MiB).
     pub footer_max_bytes: usize,
+    /// Most characters of a signed mail's text kept with its room, shown as the first item of
+    /// its chat (the milter reads the first 16 KiB of the body for it; signed or encrypted mail
+    /// keeps none). Default 500; 0 keeps none and the MTA sends the milter no body.
+    pub opening_chars: usize,
     /// The authserv-id of the `Authentication-Results` field the milter adds to each mail it
     /// checks (RFC 8601), and under which it removes the ones a client supplied. Default empty:
     /// the MTA's host name (its `j` macro), else `[signing] domain`.
@@ -163,6 +167,7 @@ impl Default for MilterConfig {
             trusted_networks: Vec::new(),
             footer: false,
             footer_max_bytes: 10 * 1024 * 1024,
+            opening_chars: 500,
             authserv_id: String::new(),
         }
     }

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use crate::{
     footer::{add_footer, Footer, Untouched},
     headers::{Headers, Kind},
+    opening,
     policy::{Mail, Milter, Outcome},
 };
 
@@ -32,6 +33,10 @@ pub struct Session {
     headers: Option<Headers>,
     /// Its body, when the footer needs it.
     body: Body,
+    /// Whether the body stage has judged the mail under way (signed or not).
+    judged: bool,
+    /// The start of the body of a signed mail, for its opening ([`crate::opening`]).
+    prefix: Option<Vec<u8>>,
 }
 
 /// What is kept of the body of the mail under way, for the footer.
@@ -58,10 +63,12 @@ const MACROS: [(MacroStage, &str); 3] = [
 ];
 
 /// The callbacks of the CHmail milter over the shared `milter` state. The body stage is asked for
-/// only under `[milter] footer`: without it the MTA does not send bodies at all.
+/// only under `[milter] footer` or a non-zero `opening_chars`: without them the MTA does not send
+/// bodies at all.
 pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
     let max_header_bytes = milter.config.milter.max_header_bytes;
     let footer = milter.config.milter.footer;
+    let wants_body = footer || milter.config.milter.opening_chars > 0;
     let body_milter = milter.clone();
     let callbacks = Callbacks::new()
         .on_negotiate(move |cx, actions, opts| Box::pin(on_negotiate(cx, actions, opts, footer)))
@@ -78,6 +85,8 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
             let session = cx.data.get_or_insert_with(Session::default);
             session.headers = Some(Headers::new(max_header_bytes));
             session.body = Body::Pending;
+            session.judged = false;
+            session.prefix = None;
             Box::pin(async { Status::Continue })
         })
         .on_header(|cx, name, value| {
@@ -100,10 +109,12 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
             if let Some(session) = cx.data.as_mut() {
                 session.headers = None;
                 session.body = Body::Pending;
+                session.judged = false;
+                session.prefix = None;
             }
             Box::pin(async { Status::Continue })
         });
-    if !footer {
+    if !wants_body {
         return callbacks;
     }
     callbacks.on_body(move |cx, chunk| {
@@ -142,13 +153,15 @@ async fn on_negotiate(
     Status::Continue
 }
 
-/// Keeps the body of a mail that will be signed, up to `[milter] footer_max_bytes`; asks the MTA
-/// to skip the rest of any other body, when it can.
+/// Keeps the body of a mail that will be signed: its first [`opening::PREFIX_BYTES`] for the
+/// opening, and up to `[milter] footer_max_bytes` for the footer; asks the MTA to skip the rest
+/// of the body when nothing needs it, when it can.
 fn on_body(cx: &mut Context<Session>, chunk: &[u8], milter: &Milter) -> Status {
     let Some(session) = cx.data.as_mut() else {
         return Status::Continue;
     };
-    if matches!(session.body, Body::Pending) {
+    if !session.judged {
+        session.judged = true;
         // The header block is complete by now: whether the mail will be signed is known.
         let client_addr =
             macro_value(&cx.macros, "{client_addr}").or_else(|| session.client_addr.clone());
@@ -158,11 +171,20 @@ fn on_body(cx: &mut Context<Session>, chunk: &[u8], milter: &Milter) -> Status {
                 .sender_login(auth.as_deref(), client_addr.as_deref(), headers)
                 .is_some()
         });
-        session.body = if signed && session.replace_body {
+        session.body = if signed && session.replace_body && milter.config.milter.footer {
             Body::Kept(Vec::new())
         } else {
             Body::Unwanted
         };
+        session.prefix = (signed && milter.config.milter.opening_chars > 0).then(Vec::new);
+    }
+    let mut more = false;
+    if let Some(prefix) = session.prefix.as_mut() {
+        let take = opening::PREFIX_BYTES
+            .saturating_sub(prefix.len())
+            .min(chunk.len());
+        prefix.extend_from_slice(&chunk[..take]);
+        more = prefix.len() < opening::PREFIX_BYTES;
     }
     if let Body::Kept(body) = &mut session.body {
         if body.len() + chunk.len() <= milter.config.milter.footer_max_bytes {
@@ -171,7 +193,7 @@ fn on_body(cx: &mut Context<Session>, chunk: &[u8], milter: &Milter) -> Status {
         }
         session.body = Body::Oversized;
     }
-    if session.skip {
+    if session.skip && !more {
         Status::Skip
     } else {
         Status::Continue
@@ -195,6 +217,10 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
     };
     let body = std::mem::take(&mut session.body);
     let replace_body = session.replace_body;
+    let chars = milter.config.milter.opening_chars;
+    let opening = session.prefix.take().and_then(|prefix| {
+        opening::opening(headers.mime_fields().unwrap_or_default(), &prefix, chars)
+    });
     let mail = Mail {
         queue_id: macro_value(&cx.macros, "i"),
         auth_authen: macro_value(&cx.macros, "{auth_authen}"),
@@ -202,6 +228,7 @@ async fn on_eom(cx: &mut EomContext<Session>, milter: &Milter) -> Status {
         client_name: macro_value(&cx.macros, "{client_name}").or(session.client_name.clone()),
         mta_host: macro_value(&cx.macros, "j"),
         headers,
+        opening,
     };
     let outcome = milter.decide(&mail).await;
     let footer = match (&outcome.link, milter.config.milter.footer) {

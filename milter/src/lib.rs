@@ -10,7 +10,8 @@
 //!
 //! - [`server`]: `start`/`run`, the shutdown signal
 //! - `callbacks`: the milter protocol stages; [`policy`]: the decision for one mail, with
-//!   `outbound` (signing) and `inbound` (checking); [`footer`]: the link in the body
+//!   `outbound` (signing) and `inbound` (checking); [`footer`]: the link in the body;
+//!   [`opening`]: the start of a signed mail's text, the first item of its chat
 //! - [`headers`]: what is kept of the header block; [`auth_results`]: the Authentication-Results
 //!   field; [`keys`]: DNS keys and reverse look-ups;
 //!   [`table`]: our own keys, the signing table chosen by From domain
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod listen;
 pub mod metrics;
 pub mod network;
+pub mod opening;
 mod outbound;
 pub mod policy;
 pub mod server;

@@ -58,7 +58,7 @@ impl Milter {
             message_id: summary.message_id,
             subject: summary.subject,
             participants,
-            opening: None,
+            opening: mail.opening.clone(),
         };
         let timeout = self.config.store.timeout();
         let grant = match tokio::time::timeout(timeout, self.store.record_submission(&submission))

@@ -46,6 +46,8 @@ pub struct Mail {
     pub mta_host: Option<String>,
     /// The header block.
     pub headers: Headers,
+    /// The start of the mail's text ([`crate::opening`]), kept with the room of a signed mail.
+    pub opening: Option<String>,
 }
 
 /// What to do with the mail.

@@ -685,3 +685,69 @@ async fn the_authserv_id_defaults_to_the_mta_host_name_else_the_signing_domain()
     );
     m.stop().await;
 }
+
+#[tokio::test]
+async fn a_signed_mail_keeps_the_start_of_its_text_and_names_for_its_chat() {
+    let m = TestMilter::start().await;
+    let mut tx = Transaction::authenticated(
+        "alice",
+        &[
+            ("From", FROM),
+            ("To", "\"Bob Baker\" <bob@b.example>"),
+            ("Subject", "Numbers"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Transfer-Encoding", "quoted-printable"),
+        ],
+    );
+    tx.body =
+        b"Hi Bob,\r\n\r\nhere are the numbers for Q3 =E2=80=94 can we talk?\r\n-- \r\nAlice\r\n"
+            .to_vec();
+    let played = tx.play(m.addr).await;
+    let header = parse(&added(&played.actions, "CHmail")[0]);
+    let room = m
+        .store
+        .room(header.room.as_str())
+        .await
+        .expect("store")
+        .expect("room");
+    assert_eq!(
+        room.opening.as_deref(),
+        Some("Hi Bob,\n\nhere are the numbers for Q3 — can we talk?")
+    );
+    let names: Vec<(&str, Option<&str>)> = room
+        .participants
+        .iter()
+        .map(|p| (p.address.as_str(), p.name.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("alice@example.com", Some("Alice Example")),
+            ("bob@b.example", Some("Bob Baker")),
+        ]
+    );
+    // A long body: the milter asks the MTA to skip what it does not need.
+    let mut long = tx;
+    long.body = vec![b'x'; 64 * 1024];
+    let played = long.play(m.addr).await;
+    if played.opts.contains(indymilter_test::ProtoOpts::SKIP) {
+        assert_eq!(played.body_status, Some(Status::Skip));
+    }
+    m.stop().await;
+
+    // Turned off: no body asked for, no opening kept.
+    let m = TestMilter::start_with(|c| c.milter.opening_chars = 0).await;
+    let mut tx = Transaction::authenticated("alice", &[("From", FROM), ("To", "bob@b.example")]);
+    tx.body = b"Secret text\r\n".to_vec();
+    let played = tx.play(m.addr).await;
+    assert!(played.opts.contains(indymilter_test::ProtoOpts::NO_BODY));
+    let header = parse(&added(&played.actions, "CHmail")[0]);
+    let room = m
+        .store
+        .room(header.room.as_str())
+        .await
+        .expect("store")
+        .expect("room");
+    assert_eq!(room.opening, None);
+    m.stop().await;
+}
