@@ -88,6 +88,10 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
     }
     // After the author's read mark: the sender's own message leaves their count at 0.
     unread::push(state, &room.login, &room.id).await;
+    // Recipients signed in elsewhere (a shop's host on the mall, /me) see their count too.
+    for address in recipients(room, post.author) {
+        unread::push(state, &address, &room.id).await;
+    }
     // Verified recipients who are not here get the news by mail (after the batching delay).
     crate::notify::spawn_schedule(state, &room.id, post.author);
     let is_sender = post.author == crate::auth::sender_address(&state.config, room);
@@ -105,6 +109,19 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         message: stored,
         new: true,
     })
+}
+
+/// The room's To and Cc addresses but `author`, once each, at most [`crate::people::MAX_LOOKUPS`]:
+/// whose unread counts a message changes (beyond the sender's).
+fn recipients(room: &Room, author: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    room.participants
+        .iter()
+        .filter(|p| p.role != Role::From && p.address != author)
+        .filter(|p| seen.insert(p.address.as_str()))
+        .take(crate::people::MAX_LOOKUPS)
+        .map(|p| p.address.clone())
+        .collect()
 }
 
 /// Who a message of `author` in `room` will not reach: the room's recipients who are neither in

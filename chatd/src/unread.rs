@@ -1,11 +1,14 @@
-//! Live unread counts for the sender's page: `/me` renders each room's count once; after that,
-//! whatever changes a count sends the sender's connections an `unread` frame with the new one.
+//! Live unread counts for a signed-in person's chats: `/me` and the mall's bar render each room's
+//! count once; after that, whatever changes a count sends the login's connections an `unread`
+//! frame with the new one. A login's chats are the rooms of its mails and the rooms it is a To or
+//! Cc recipient of ([`crate::web::me::chats_of`]).
 //!
-//! Two things change a count: a message stored in the room (call [`push`] after storing it, on
-//! every path that stores messages: typed in a page, a reply by mail, chatd's own notes) and the
-//! sender reading the room (the `read` frame; reading in one tab clears the count in the others).
+//! Two things change a count: a message stored in the room (call [`push`] after storing it, for
+//! the sender and the recipients, on every path that stores messages: typed in a page, a reply
+//! by mail, chatd's own notes) and the person reading the room (the `read` frame; reading in one
+//! tab clears the count in the others).
 //!
-//! The count is the store's own ([`chmail::store::RoomSummary::unread`] from `rooms_of_login`),
+//! The count is the store's own ([`chmail::store::RoomSummary::unread`] from `chats_of`),
 //! so the live figure and the rendered one cannot disagree. That call counts all of the login's
 //! listed rooms to report one, which is why it runs only while the login has connections: on
 //! this process, or, with several nodes ([`crate::fanout`]), online anywhere per the store's
@@ -14,11 +17,11 @@
 
 use tracing::warn;
 
-use crate::{presence, state::AppState, web::me::ROOMS_SHOWN, ws::protocol::ServerFrame};
+use crate::{presence, state::AppState, ws::protocol::ServerFrame};
 
 /// Sends `login`'s connections (on every node) the unread count of `room_id` (their `/me`
 /// pages update it; room pages ignore it). Nothing when the login has no connection, or the
-/// room is not among the [`ROOMS_SHOWN`] that `/me` lists. A store failure is logged: the page
+/// room is not among the chats that `/me` lists ([`crate::web::me::chats_of`]). A store failure is logged: the page
 /// keeps its old figure until the next change.
 pub async fn push(state: &AppState, login: &str, room_id: &str) {
     let connected = state.hub.has_login(login)
@@ -26,10 +29,7 @@ pub async fn push(state: &AppState, login: &str, room_id: &str) {
     if !connected {
         return;
     }
-    let rooms = match state
-        .store_call(state.store.rooms_of_login(login, ROOMS_SHOWN))
-        .await
-    {
+    let rooms = match crate::web::me::chats_of(state, login).await {
         Ok(rooms) => rooms,
         Err(e) => {
             warn!(login = %login, room = %room_id, cause = %e, "unread count not read");

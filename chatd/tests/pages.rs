@@ -187,6 +187,32 @@ async fn the_room_page_shows_names_plain_roles_and_the_mail_that_started_it() {
     );
 }
 
+/// /me lists the chats a signed-in person was a recipient of too (a shop's host gets the
+/// members' questions there), with their unread counts.
+#[tokio::test]
+async fn me_lists_the_chats_a_person_was_invited_to_with_their_unread_count() {
+    let (state, _) = state().await;
+    let seeded = alice_room(&*state.store).await;
+    add_message(
+        &*state.store,
+        &seeded.room,
+        "alice@a.example",
+        "Hello Bob",
+        1_714_566_900_000,
+    )
+    .await;
+    let bob = signed_in_cookie(&state, "bob@b.example").await;
+    let router = app(state);
+    let me = send(&router, get("/me", &bob)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert!(
+        me.body.contains(&format!("data-room=\"{}\"", seeded.room)),
+        "{}",
+        me.body
+    );
+    assert!(me.body.contains("data-count=\"1\""), "{}", me.body);
+}
+
 /// A signed-in recipient is joined as themselves: no address to choose; someone else signed in
 /// (not a recipient) still chooses.
 #[tokio::test]

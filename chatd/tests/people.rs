@@ -285,3 +285,31 @@ async fn a_picture_of_the_room_goes_to_everyone_and_another_rooms_is_refused() {
         assert_eq!(codes, [json!("bad_frame")]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_signed_in_recipient_sees_the_unread_count_of_their_chat_rise_and_fall() {
+    let w = World::start(|_| {}).await;
+    let mut bobs_mall_page = w.watch_as(BOB).await;
+    let mut alice = w.join(ALICE).await;
+    alice.say("Your order shipped").await;
+    let unread: Vec<Value> = bobs_mall_page
+        .frames()
+        .into_iter()
+        .filter(|f| f["type"] == "unread")
+        .collect();
+    assert_eq!(
+        unread,
+        [json!({"type": "unread", "room": ROOM, "count": 1})]
+    );
+    // Bob reads it in the chat: his other pages hear the count fall.
+    let mut bob = w.join_signed_in(BOB).await;
+    let id = alice.say("Tracking number follows").await;
+    bob.send(json!({"type": "read", "up_to": id})).await;
+    let counts: Vec<Value> = bobs_mall_page
+        .frames()
+        .into_iter()
+        .filter(|f| f["type"] == "unread")
+        .map(|f| f["count"].clone())
+        .collect();
+    assert_eq!(counts.last(), Some(&json!(0)), "{counts:?}");
+}

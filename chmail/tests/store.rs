@@ -1017,6 +1017,94 @@ mod behaviour {
         assert_eq!(after[0].body, "m0");
     }
 
+    pub async fn rooms_of_recipient_list_their_chats_with_their_unread_count(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "old", "alice", 100).await;
+        chat_room(&s, "new", "alice", 200).await;
+        // A room of carol's own mail: not among her chats as a recipient.
+        s.create_room(&Room {
+            id: "carols".into(),
+            port: 20_001,
+            login: "carol".into(),
+            message_id: None,
+            subject: None,
+            created: 300,
+            participants: vec![
+                part("carol@y.example", Role::From),
+                part("bob@x.example", Role::To),
+            ],
+            opening: None,
+        })
+        .await
+        .expect("room");
+        for (author, via) in [
+            ("alice@example.com", Via::Web),
+            ("bob@x.example", Via::Web),
+            ("carol@y.example", Via::Web),
+            ("", Via::System),
+            ("alice@example.com", Via::Mail),
+        ] {
+            let mut m = msg("old", author, "text", None);
+            m.via = via;
+            s.add_message(&m).await.expect("add");
+        }
+        let summary = |rooms: Vec<chmail::store::RoomSummary>| -> Vec<(String, i64)> {
+            rooms.into_iter().map(|r| (r.room_id, r.unread)).collect()
+        };
+        // Bob is To and Cc of both of alice's rooms and To of carol's: listed once each, newest
+        // first; his own message and chatd's note do not count.
+        assert_eq!(
+            summary(
+                s.rooms_of_recipient("Bob@X.example", 10)
+                    .await
+                    .expect("rooms")
+            ),
+            vec![
+                ("carols".to_owned(), 0),
+                ("new".to_owned(), 0),
+                ("old".to_owned(), 3),
+            ]
+        );
+        assert_eq!(
+            summary(
+                s.rooms_of_recipient("carol@y.example", 10)
+                    .await
+                    .expect("rooms")
+            ),
+            vec![("new".to_owned(), 0), ("old".to_owned(), 3)]
+        );
+        let newest = s.messages("old", None, 10).await.expect("messages");
+        let last = newest.last().expect("a message").id;
+        s.mark_read("old", "bob@x.example", last)
+            .await
+            .expect("read");
+        let bob = s
+            .rooms_of_recipient("bob@x.example", 2)
+            .await
+            .expect("rooms");
+        assert_eq!(
+            summary(bob),
+            vec![("carols".to_owned(), 0), ("new".to_owned(), 0)]
+        );
+        assert_eq!(
+            s.rooms_of_recipient("bob@x.example", 10)
+                .await
+                .expect("rooms")[2]
+                .unread,
+            0
+        );
+        assert!(s
+            .rooms_of_recipient("nobody@x.example", 10)
+            .await
+            .expect("rooms")
+            .is_empty());
+        assert!(s
+            .rooms_of_recipient("not an address", 10)
+            .await
+            .expect("rooms")
+            .is_empty());
+    }
+
     pub async fn rooms_of_login_list_newest_first_with_the_senders_unread_count(h: &Harness) {
         let s = h.fresh().await;
         chat_room(&s, "old", "alice", 100).await;
@@ -3000,6 +3088,7 @@ conformance!(
     messages_page_backwards_and_forwards_oldest_first,
     pages_are_capped,
     rooms_of_login_list_newest_first_with_the_senders_unread_count,
+    rooms_of_recipient_list_their_chats_with_their_unread_count,
     ring_answers_are_compare_and_set,
     concurrent_start_ring_converges_on_one_ringing_ring,
     reminder_schedule_keeps_the_earlier_due_and_its_caller,

@@ -17,3 +17,6 @@ CREATE TABLE chat_pictures (
 );
 CREATE INDEX chat_pictures_room ON chat_pictures (room_id, id);
 ALTER TABLE messages ADD COLUMN picture_id BIGINT REFERENCES chat_pictures (id) ON DELETE SET NULL;
+
+-- A recipient's rooms (`rooms_of_recipient`: their chats on /me and in the mall's bar).
+CREATE INDEX room_participants_address ON room_participants (address);

@@ -23,10 +23,7 @@ use crate::{
     auth::session_login,
     error::AppError,
     state::AppState,
-    web::{
-        html::{attr, escape},
-        me::ROOMS_SHOWN,
-    },
+    web::html::{attr, escape},
 };
 
 /// The script that keeps a signed-in viewer online and shows rings (shared with `/me`).
@@ -109,10 +106,7 @@ pub async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, App
 /// The unread messages of `login`'s chats (the rooms `/me` lists). A store failure is logged and
 /// only leaves the badge without a count: the page matters more.
 async fn unread_of(state: &AppState, login: &str) -> Option<Unread> {
-    match state
-        .store_call(state.store.rooms_of_login(login, ROOMS_SHOWN))
-        .await
-    {
+    match crate::web::me::chats_of(state, login).await {
         Ok(rooms) => Some(Unread {
             rooms: rooms
                 .into_iter()

@@ -4,7 +4,10 @@
 //! room whose reminder mail could not be delivered says so. With the mall on, it links to the
 //! mall, whose pages link back here and keep the login online as well.
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+};
 
 use axum::{
     extract::State,
@@ -12,7 +15,7 @@ use axum::{
     response::Response,
 };
 
-use chmail::store::{kind, MailScope};
+use chmail::store::{kind, MailScope, RoomSummary};
 
 use super::html::{attr, escape, page, Page};
 use crate::{
@@ -29,6 +32,36 @@ pub const ROOMS_SHOWN: u32 = 200;
 /// Most failed mails looked at for the page's notes: the latest failures are the ones to tell.
 pub const FAILED_LOOKED_AT: u32 = 50;
 
+/// The chats of `login`, the latest activity first, at most [`ROOMS_SHOWN`]: the rooms of the
+/// mails it sent and those it was a To or Cc recipient of (a shop's host gets the members'
+/// questions), each with its unread count.
+///
+/// # Errors
+/// A store failure.
+pub async fn chats_of(state: &AppState, login: &str) -> Result<Vec<RoomSummary>, AppError> {
+    let mut rooms = state
+        .store_call(state.store.rooms_of_login(login, ROOMS_SHOWN))
+        .await?;
+    let address = login_address(&state.config, login);
+    let invited = state
+        .store_call(state.store.rooms_of_recipient(&address, ROOMS_SHOWN))
+        .await?;
+    let mut seen: HashSet<String> = rooms.iter().map(|r| r.room_id.clone()).collect();
+    rooms.extend(
+        invited
+            .into_iter()
+            .filter(|r| seen.insert(r.room_id.clone())),
+    );
+    rooms.sort_by_key(|r| {
+        std::cmp::Reverse(
+            r.last_message_ms
+                .unwrap_or_else(|| r.created.saturating_mul(1000)),
+        )
+    });
+    rooms.truncate(ROOMS_SHOWN as usize);
+    Ok(rooms)
+}
+
 /// `GET /me`: the page, or a redirect to `/signin` without a session.
 pub async fn me_page(
     State(state): State<AppState>,
@@ -37,9 +70,7 @@ pub async fn me_page(
     let Some(login) = session_login(&state, &headers).await else {
         return Ok(super::see_other("/signin", []));
     };
-    let rooms = state
-        .store_call(state.store.rooms_of_login(&login, ROOMS_SHOWN))
-        .await?;
+    let rooms = chats_of(&state, &login).await?;
     let to = login_address(&state.config, &login);
     let mut failed: HashMap<String, i64> = HashMap::new();
     let failed_mail = state

@@ -222,10 +222,13 @@ impl Session {
                 self.state
                     .hub
                     .publish_room(&j.room.id, &receipt, Some(self.id));
-                if j.is_sender {
-                    // The sender's other pages show the count this read lowered.
-                    unread::push(&self.state, &j.room.login, &j.room.id).await;
-                }
+                // The reader's other pages (/me, the mall's bar) show the count this read lowered.
+                let login = if j.is_sender {
+                    &j.room.login
+                } else {
+                    &j.address
+                };
+                unread::push(&self.state, login, &j.room.id).await;
                 Ok(())
             }
             ClientFrame::Typing {} => self.typing(),

@@ -102,10 +102,15 @@ impl World {
 
     /// The sender's `/me` page: signed in as [`ALICE`], watching (online, not in the room).
     pub async fn watch(&self) -> Client {
+        self.watch_as(ALICE).await
+    }
+
+    /// The `/me` page (or a mall page) of `login`, watching.
+    pub async fn watch_as(&self, login: &str) -> Client {
         let (outbox, inbox) = Outbox::new(256);
         let peer = Peer {
             ip: None,
-            login: Some(ALICE.to_owned()),
+            login: Some(login.to_owned()),
         };
         let mut client = Client {
             session: Session::new(self.state.clone(), peer, outbox),

@@ -375,6 +375,13 @@ pub trait ChatStore: Send + Sync {
     /// On a store failure.
     async fn rooms_of_login(&self, login: &str, limit: u32) -> Result<Vec<RoomSummary>>;
 
+    /// The rooms `address` was a To or Cc recipient of (not its own mails), newest first, with
+    /// its unread count: messages of others newer than what it has read.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn rooms_of_recipient(&self, address: &str, limit: u32) -> Result<Vec<RoomSummary>>;
+
     /// Starts a ring in `room_id` by `caller`; if one is already ringing there, returns it.
     ///
     /// # Errors
@@ -594,6 +601,23 @@ pub(crate) fn normalize_message(m: &NewMessage) -> Result<NewMessage> {
         ..m.clone()
     })
 }
+
+/// The rooms of a recipient address (`$1`) with its unread count, newest first, at most `$2`: the
+/// columns of `rooms_of_login`. One statement for both backends (SQLite numbers `$1` and `$2` in
+/// the order they first appear, as PostgreSQL does).
+pub(crate) const ROOMS_OF_RECIPIENT_SQL: &str = "SELECT r.id, r.port, r.subject, r.created,
+    (SELECT COUNT(*) FROM messages m
+     WHERE m.room_id = r.id
+       AND m.id > COALESCE((SELECT MAX(p.last_read) FROM room_participants p
+                            WHERE p.room_id = r.id AND p.address = $1), 0)
+       AND m.author <> $1 AND m.author <> ''),
+    (SELECT MAX(m.created_ms) FROM messages m WHERE m.room_id = r.id)
+    FROM rooms r
+    WHERE EXISTS (SELECT 1 FROM room_participants p
+                  WHERE p.room_id = r.id AND p.address = $1 AND p.role <> 'from')
+      AND NOT EXISTS (SELECT 1 FROM room_participants p
+                      WHERE p.room_id = r.id AND p.address = $1 AND p.role = 'from')
+    ORDER BY r.created DESC, r.id DESC LIMIT $2";
 
 /// Checks a picture before it is stored (see [`ChatStore::add_chat_picture`]).
 pub(crate) fn check_picture(room_id: &str, content_type: &str, bytes: &[u8]) -> Result<()> {

@@ -15,7 +15,7 @@ use super::{
         check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
         check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
         page, parse_stored, presence_batch, select_online, sort_members, to_count,
-        SIGNIN_TOKEN_KEEP_MS,
+        ROOMS_OF_RECIPIENT_SQL, SIGNIN_TOKEN_KEEP_MS,
     },
     postgres::{backend, bounded, PostgresStore},
     Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
@@ -119,6 +119,21 @@ fn message_row(r: &Row) -> Result<Message> {
         via: parse_stored(&via)?,
         client_id: r.try_get(6).map_err(backend)?,
         picture_id: r.try_get(7).map_err(backend)?,
+    })
+}
+
+/// A room summary, from the columns of [`ROOMS_OF_LOGIN_SQL`].
+fn summary_row(r: &Row) -> Result<RoomSummary> {
+    let port: i32 = r.try_get(1).map_err(backend)?;
+    Ok(RoomSummary {
+        room_id: r.try_get(0).map_err(backend)?,
+        port: u16::try_from(port).map_err(|_| {
+            StoreError::Backend(format!("port {port} in the database is not a port"))
+        })?,
+        subject: r.try_get(2).map_err(backend)?,
+        created: r.try_get(3).map_err(backend)?,
+        unread: r.try_get(4).map_err(backend)?,
+        last_message_ms: r.try_get(5).map_err(backend)?,
     })
 }
 
@@ -400,23 +415,20 @@ impl ChatStore for PostgresStore {
         bounded(async {
             let client = self.client().await?;
             let rows = query_all(&client, ROOMS_OF_LOGIN_SQL, &[&login, &page(limit)]).await?;
-            rows.iter()
-                .map(|r| {
-                    let port: i32 = r.try_get(1).map_err(backend)?;
-                    Ok(RoomSummary {
-                        room_id: r.try_get(0).map_err(backend)?,
-                        port: u16::try_from(port).map_err(|_| {
-                            StoreError::Backend(format!(
-                                "port {port} in the database is not a port"
-                            ))
-                        })?,
-                        subject: r.try_get(2).map_err(backend)?,
-                        created: r.try_get(3).map_err(backend)?,
-                        unread: r.try_get(4).map_err(backend)?,
-                        last_message_ms: r.try_get(5).map_err(backend)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(summary_row).collect()
+        })
+        .await
+    }
+
+    async fn rooms_of_recipient(&self, address: &str, limit: u32) -> Result<Vec<RoomSummary>> {
+        let Ok(address) = normalize_address("address", address) else {
+            return Ok(Vec::new());
+        };
+        bounded(async {
+            let client = self.client().await?;
+            let rows =
+                query_all(&client, ROOMS_OF_RECIPIENT_SQL, &[&address, &page(limit)]).await?;
+            rows.iter().map(summary_row).collect()
         })
         .await
     }

@@ -12,7 +12,8 @@ use super::{
     chat::{
         check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
         check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
-        page, presence_batch, select_online, sort_members, SIGNIN_TOKEN_KEEP_MS,
+        page, presence_batch, select_online, sort_members, ROOMS_OF_RECIPIENT_SQL,
+        SIGNIN_TOKEN_KEEP_MS,
     },
     sqlite::{backend, SqliteStore},
     Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
@@ -81,6 +82,18 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         via: parsed(r, 5)?,
         client_id: r.get(6)?,
         picture_id: r.get(7)?,
+    })
+}
+
+/// A room summary, from the columns of [`ROOMS_OF_LOGIN_SQL`].
+fn summary_row(r: &Row<'_>) -> rusqlite::Result<RoomSummary> {
+    Ok(RoomSummary {
+        room_id: r.get(0)?,
+        port: r.get(1)?,
+        subject: r.get(2)?,
+        created: r.get(3)?,
+        unread: r.get(4)?,
+        last_message_ms: r.get(5)?,
     })
 }
 
@@ -380,30 +393,21 @@ impl ChatStore for SqliteStore {
 
     async fn rooms_of_login(&self, login: &str, limit: u32) -> Result<Vec<RoomSummary>> {
         let login = login.to_owned();
+        self.run(move |c| query_all(c, ROOMS_OF_LOGIN_SQL, (&login, page(limit)), summary_row))
+            .await
+    }
+
+    async fn rooms_of_recipient(&self, address: &str, limit: u32) -> Result<Vec<RoomSummary>> {
+        let Ok(address) = normalize_address("address", address) else {
+            return Ok(Vec::new());
+        };
         self.run(move |c| {
-            let rows = query_all(c, ROOMS_OF_LOGIN_SQL, (&login, page(limit)), |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u16>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(room_id, port, subject, created, unread, last_message_ms)| RoomSummary {
-                        room_id,
-                        port,
-                        subject,
-                        created,
-                        unread,
-                        last_message_ms,
-                    },
-                )
-                .collect())
+            query_all(
+                c,
+                ROOMS_OF_RECIPIENT_SQL,
+                (&address, page(limit)),
+                summary_row,
+            )
         })
         .await
     }
