@@ -1,14 +1,15 @@
 // Background script of the CHmail Chat add-on: enables the Chat button of the message display
-// toolbar when the displayed mail has a CHmail header with a matching CHmail-Link, and opens that
-// link in the default browser when the button is clicked.
+// toolbar when the user's own mail server says `chmail=pass` in its Authentication-Results field
+// for a CHmail header of the displayed mail with a matching CHmail-Link, says why in the button's
+// tooltip otherwise, and opens that link in the default browser when the button is clicked.
 //
 // Nothing is sent anywhere until the user clicks: the headers are read locally, and the click only
-// opens the link that is in the mail. There is no signature check (no DNS TXT access here): the
-// CHmail milter verifies headers on the way in and removes forged ones.
+// opens the link that is in the mail. There is no signature check here (no DNS TXT access): the
+// server's CHmail milter verifies the headers on the way in and reports its verdict.
 //
 // SPDX-License-Identifier: GPL-3.0-or-later
 
-import { chatUrl } from "./chmail.js";
+import { chatState } from "./chmail.js";
 
 // Per tab, a counter of display events: a slow getFull for a mail that is no longer shown must not
 // enable the button for the mail that replaced it.
@@ -20,33 +21,46 @@ function bump(tabId) {
   return n;
 }
 
-/** The chat URL of a message, or null (also when it cannot be read). */
-async function urlOf(messageId) {
+/** The authserv-id of the user's server from the add-on's settings ("" when not set). */
+async function authservId() {
   try {
-    const full = await messenger.messages.getFull(messageId);
-    return chatUrl(full?.headers ?? {});
+    const { authservId: id } = await messenger.storage.local.get({ authservId: "" });
+    return typeof id === "string" ? id : "";
   } catch (e) {
-    console.warn("CHmail: cannot read the message headers", e);
-    return null;
+    console.warn("CHmail: cannot read the settings", e);
+    return "";
   }
 }
 
-async function setButton(tabId, url) {
-  if (url) {
-    await messenger.messageDisplayAction.setTitle({ tabId, title: `Chat (${new URL(url).host})` });
+/** The button state of a message: `{ url, title }`, url null when off (also when unreadable). */
+async function stateOf(messageId) {
+  try {
+    const full = await messenger.messages.getFull(messageId);
+    return chatState(full?.headers ?? {}, { authservId: await authservId() });
+  } catch (e) {
+    console.warn("CHmail: cannot read the message headers", e);
+    return { url: null, title: "Chat: cannot read the headers of this mail" };
+  }
+}
+
+async function setButton(tabId, state) {
+  await messenger.messageDisplayAction.setTitle({ tabId, title: state.title });
+  if (state.url) {
     await messenger.messageDisplayAction.enable(tabId);
   } else {
-    await messenger.messageDisplayAction.setTitle({ tabId, title: "Chat: no CHmail link in this mail" });
     await messenger.messageDisplayAction.disable(tabId);
   }
 }
 
+const OFF = { url: null, title: "Chat" };
+const SEVERAL = { url: null, title: "Chat: several mails are selected" };
+
 async function onDisplayed(tab, message) {
   const gen = bump(tab.id);
-  await setButton(tab.id, null);
+  await setButton(tab.id, OFF);
   if (!message) return;
-  const url = await urlOf(message.id);
-  if (generation.get(tab.id) === gen) await setButton(tab.id, url);
+  const state = await stateOf(message.id);
+  if (generation.get(tab.id) === gen) await setButton(tab.id, state);
 }
 
 // Disabled everywhere until a displayed mail proves otherwise.
@@ -60,7 +74,7 @@ messenger.messageDisplay.onMessageDisplayed.addListener((tab, message) => {
 messenger.messageDisplay.onMessagesDisplayed?.addListener((tab, messages) => {
   if (Array.isArray(messages) && messages.length !== 1) {
     bump(tab.id);
-    setButton(tab.id, null).catch((e) => console.error("CHmail:", e));
+    setButton(tab.id, SEVERAL).catch((e) => console.error("CHmail:", e));
   }
 });
 
@@ -69,9 +83,10 @@ messenger.tabs.onRemoved.addListener((tabId) => generation.delete(tabId));
 messenger.messageDisplayAction.onClicked.addListener(async (tab) => {
   // Derived again from the mail shown now, never from state kept since it was displayed.
   const message = await messenger.messageDisplay.getDisplayedMessage(tab.id);
-  const url = message ? await urlOf(message.id) : null;
+  const state = message ? await stateOf(message.id) : OFF;
+  const url = state.url;
   if (!url) {
-    await setButton(tab.id, null);
+    await setButton(tab.id, state);
     return;
   }
   if (messenger.windows.openDefaultBrowser) {

@@ -317,3 +317,311 @@ export function chatUrl(headers) {
   }
   return null;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Authentication-Results (RFC 8601): the verdict of the user's own mail server.
+
+/** The method name of CHmail results (docs/header.md, "Authentication-Results"). */
+const METHOD = "chmail";
+/** The results a CHmail verifier writes; any other result of method chmail is unreadable. */
+const CHMAIL_RESULTS = ["pass", "fail", "neutral", "temperror", "permerror", "none"];
+/** Longest Authentication-Results field body read, in characters; longer ones are unreadable. */
+const MAX_AUTH_RESULTS_LEN = 16 * 1024;
+/** Characters that end a token (RFC 2045 tspecials, white space and controls); "." is in tokens. */
+const TSPECIALS = '()<>@,;:\\"/[]?= \t';
+
+class ResultsError extends Error {}
+
+/**
+ * The tokens of an Authentication-Results body: `{ kind: "token" | "quoted" | "special", text,
+ * space }`, where `space` says white space or a comment came before it. Comments (nested, with
+ * backslash escapes) and folding are dropped; quoted strings are unescaped.
+ */
+function tokenize(text) {
+  const out = [];
+  let space = false;
+  let i = 0;
+  const controlAt = (j) => {
+    const code = text.charCodeAt(j);
+    return (code < 0x20 && text[j] !== "\t") || code === 0x7f;
+  };
+  while (i < text.length) {
+    const c = text[i];
+    if (c === " " || c === "\t" || c === "\r" || c === "\n") {
+      space = true;
+      i++;
+    } else if (c === "(") {
+      let depth = 0;
+      for (; i < text.length; i++) {
+        if (text[i] === "\\") i++;
+        else if (text[i] === "(") depth++;
+        else if (text[i] === ")" && --depth === 0) break;
+      }
+      if (depth !== 0) throw new ResultsError("an unclosed comment");
+      i++;
+      space = true;
+    } else if (c === '"') {
+      let value = "";
+      let closed = false;
+      for (i++; i < text.length; i++) {
+        if (controlAt(i) && text[i] !== "\r" && text[i] !== "\n") throw new ResultsError("a control character");
+        if (text[i] === "\\" && i + 1 < text.length) value += text[++i];
+        else if (text[i] === '"') {
+          closed = true;
+          break;
+        } else if (text[i] !== "\r" && text[i] !== "\n") value += text[i];
+      }
+      if (!closed) throw new ResultsError("an unclosed quoted string");
+      i++;
+      out.push({ kind: "quoted", text: value, space });
+      space = false;
+    } else if (controlAt(i)) {
+      throw new ResultsError("a control character");
+    } else if (TSPECIALS.includes(c)) {
+      if (c === ")") throw new ResultsError("a ')' without '('");
+      out.push({ kind: "special", text: c, space });
+      space = false;
+      i++;
+    } else {
+      let j = i;
+      while (j < text.length && !TSPECIALS.includes(text[j]) && !controlAt(j) && text[j] !== "\r" && text[j] !== "\n") j++;
+      out.push({ kind: "token", text: text.slice(i, j), space });
+      space = false;
+      i = j;
+    }
+  }
+  return out;
+}
+
+/** A cursor over tokens with the few reads the grammar needs. */
+class Tokens {
+  constructor(list) {
+    this.list = list;
+    this.at = 0;
+  }
+  peek() {
+    return this.list[this.at];
+  }
+  next() {
+    return this.list[this.at++];
+  }
+  isSpecial(c) {
+    const t = this.peek();
+    return t !== undefined && t.kind === "special" && t.text === c;
+  }
+  expectSpecial(c, what) {
+    if (!this.isSpecial(c)) throw new ResultsError(`expected '${c}' ${what}`);
+    this.next();
+  }
+  token(what) {
+    const t = this.next();
+    if (!t || t.kind !== "token") throw new ResultsError(`expected ${what}`);
+    return t.text;
+  }
+  /** A value: a token or a quoted string (RFC 2045). */
+  value(what) {
+    const t = this.next();
+    if (!t || (t.kind !== "token" && t.kind !== "quoted")) throw new ResultsError(`expected ${what}`);
+    return t.text;
+  }
+}
+
+/** A Keyword of RFC 8601: letters, digits and hyphens, not ending in a hyphen. */
+const KEYWORD_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
+
+/**
+ * A property value (RFC 8601 `pvalue`): a value, `local@domain`, or `@domain`, without white
+ * space inside `local@domain`.
+ */
+function readPvalue(tokens) {
+  let out = "";
+  if (!tokens.isSpecial("@")) out = tokens.value("a property value");
+  if (tokens.isSpecial("@") && (out === "" || !tokens.peek().space)) {
+    tokens.next();
+    const domain = tokens.next();
+    if (!domain || domain.kind !== "token" || domain.space) throw new ResultsError("expected a domain after '@'");
+    out += `@${domain.text}`;
+  }
+  return out;
+}
+
+/** One `method=result [reason=..] [ptype.property=value ..]` after a ';'. */
+function readResinfo(tokens) {
+  const method = tokens.token("a method").toLowerCase();
+  if (!KEYWORD_RE.test(method)) throw new ResultsError(`method ${clip(method)} is no keyword`);
+  let version = null;
+  if (tokens.isSpecial("/")) {
+    tokens.next();
+    version = tokens.token("a method version");
+    if (!/^[0-9]+$/.test(version)) throw new ResultsError("a method version that is no number");
+  }
+  tokens.expectSpecial("=", "after the method");
+  const result = tokens.token("a result").toLowerCase();
+  if (!KEYWORD_RE.test(result)) throw new ResultsError(`result ${clip(result)} is no keyword`);
+  const info = { method, version, result, reason: null, props: {} };
+  while (tokens.peek() && !tokens.isSpecial(";")) {
+    // A name: "reason", or "ptype.property" (one token, or spelled with spaces around the dot).
+    let name = tokens.token("a reason or a property");
+    while (tokens.peek()?.kind === "token" && (name.endsWith(".") || tokens.peek().text.startsWith("."))) {
+      name += tokens.next().text;
+    }
+    name = name.toLowerCase();
+    tokens.expectSpecial("=", `after ${clip(name)}`);
+    if (name === "reason") {
+      if (info.reason !== null || Object.keys(info.props).length > 0) {
+        throw new ResultsError("a reason that is not right after the result");
+      }
+      info.reason = tokens.value("a reason");
+    } else if (/^[a-z0-9-]+\.[a-z0-9_-]+$/.test(name)) {
+      info.props[name] = readPvalue(tokens);
+    } else {
+      throw new ResultsError(`${clip(name)} is neither reason nor ptype.property`);
+    }
+  }
+  return info;
+}
+
+/**
+ * Parses an `Authentication-Results:` field body (RFC 8601 section 2.2): the authserv-id (a token
+ * or a quoted string, after white space or comments), an optional version, then `none` or results
+ * `method[/version]=result [reason=value] [ptype.property=pvalue ...]` separated by ';'. Comments,
+ * quoted strings and folding are handled anywhere CFWS may stand.
+ *
+ * Returns `{ authservId, results: [{ method, version, result, reason, props }] }` with the
+ * authserv-id, methods, results and property names ASCII-lowercased (`results` empty for `none`);
+ * `{ error }` when not even the authserv-id can be read; and `{ authservId, error }` when the id
+ * is readable but the rest is not, so that a malformed field of the user's own server still counts
+ * as that server's (and says nothing) rather than letting a field below it speak. Never throws.
+ */
+export function parseAuthResults(value) {
+  if (typeof value !== "string") return { error: "not a string" };
+  if (value.length > MAX_AUTH_RESULTS_LEN) return { error: "too long" };
+  let tokens;
+  try {
+    tokens = new Tokens(tokenize(value));
+  } catch (e) {
+    // Even a broken field may begin with a readable id: read it up to the first ';'.
+    const id = /^[ \t\r\n]*([^ \t\r\n;()"]+)/.exec(value);
+    return id ? { authservId: id[1].toLowerCase(), error: e.message } : { error: e.message };
+  }
+  let authservId;
+  try {
+    authservId = tokens.value("an authserv-id").toLowerCase();
+    if (authservId === "") throw new ResultsError("an empty authserv-id");
+  } catch (e) {
+    return { error: e.message };
+  }
+  try {
+    if (tokens.peek()?.kind === "token" && /^[0-9]+$/.test(tokens.peek().text)) {
+      const version = tokens.next().text;
+      if (Number(version) !== 1) throw new ResultsError(`unknown Authentication-Results version ${clip(version)}`);
+    }
+    const results = [];
+    tokens.expectSpecial(";", "after the authserv-id");
+    if (tokens.peek()?.kind === "token" && tokens.peek().text.toLowerCase() === "none" && tokens.list.length === tokens.at + 1) {
+      return { authservId, results };
+    }
+    for (;;) {
+      results.push(readResinfo(tokens));
+      if (tokens.peek() === undefined) break;
+      tokens.expectSpecial(";", "between results");
+      // A final ';' is tolerated (some writers add one).
+      if (tokens.peek() === undefined) break;
+    }
+    return { authservId, results };
+  } catch (e) {
+    return { authservId, error: e.message };
+  }
+}
+
+/** An authserv-id as configured: trimmed, lowercased, no final dot; "" means "not set". */
+export function normalizeAuthservId(id) {
+  return typeof id === "string" ? id.trim().replace(/\.$/, "").toLowerCase() : "";
+}
+
+/**
+ * The CHmail verdict of the user's server among the mail's Authentication-Results fields (topmost
+ * first, as `messages.getFull` lists them).
+ *
+ * With `authservId` set, only the topmost field with that authserv-id counts: fields below it may
+ * have been written by anyone on the way, the sender included. Without it, the topmost field that
+ * parses and holds a `chmail` result counts (the CHmail milter puts its field on top and removes
+ * any other under its own id).
+ *
+ * Returns `{ authservId, results }` (the chmail results of that field, in order) or
+ * `{ authservId, error }` when the server's field cannot be read, or null when there is no
+ * verdict.
+ */
+export function serverVerdict(headers, authservId = "") {
+  const wanted = normalizeAuthservId(authservId);
+  for (const raw of values(headers, "authentication-results")) {
+    const parsed = parseAuthResults(raw);
+    if (wanted !== "") {
+      if (parsed.authservId !== wanted) continue;
+      if (parsed.error) return { authservId: wanted, error: parsed.error };
+      const results = parsed.results.filter((r) => r.method === METHOD);
+      return results.length > 0 ? { authservId: wanted, results } : null;
+    }
+    if (parsed.error) continue;
+    const results = parsed.results.filter((r) => r.method === METHOD);
+    if (results.length > 0) return { authservId: parsed.authservId, results };
+  }
+  return null;
+}
+
+/** Whether a passing result names `header` (by header.d and header.s when it gives them). */
+function resultNames(result, header) {
+  const d = result.props["header.d"];
+  const s = result.props["header.s"];
+  if (d !== undefined && d.toLowerCase() !== header.d.toLowerCase()) return false;
+  if (s !== undefined && s !== header.s) return false;
+  return true;
+}
+
+/** A reason for the tooltip: printable, at most 120 characters. */
+function shortReason(reason) {
+  // eslint-disable-next-line no-control-regex
+  const text = String(reason).replace(/[\x00-\x1f\x7f]+/g, " ").trim();
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text;
+}
+
+/**
+ * What the Chat button shows for a mail: `{ url, title }`, `url` null when the button is off and
+ * `title` saying why. The chat opens only when the user's server (see serverVerdict) says
+ * `chmail=pass` for a CHmail header of the mail and a CHmail-Link matches that header (chatUrl's
+ * checks). Options: `{ authservId }`, the authserv-id of the user's server ("" to trust the
+ * topmost field with a chmail result).
+ */
+export function chatState(headers, options = {}) {
+  const verdict = serverVerdict(headers, options.authservId);
+  const server = normalizeAuthservId(options.authservId) || "your mail server";
+  if (verdict === null) {
+    return { url: null, title: `Chat: no CHmail verdict from ${server}` };
+  }
+  if (verdict.error) {
+    return { url: null, title: `Chat: the Authentication-Results of ${verdict.authservId} cannot be read (${shortReason(verdict.error)})` };
+  }
+  const passed = verdict.results.filter((r) => r.result === "pass");
+  if (passed.length === 0) {
+    const first = verdict.results[0];
+    if (first.result === "none") {
+      return { url: null, title: `Chat: ${verdict.authservId} found no CHmail header in this mail` };
+    }
+    const known = CHMAIL_RESULTS.includes(first.result);
+    const why = first.reason ? ` (${shortReason(first.reason)})` : "";
+    return {
+      url: null,
+      title: known
+        ? `Chat: ${verdict.authservId} says chmail=${first.result}${why}`
+        : `Chat: ${verdict.authservId} gives an unknown CHmail result ${clip(first.result)}`,
+    };
+  }
+  const parsed = values(headers, "chmail").map(parseChmail).filter((h) => !h.error);
+  const links = values(headers, "chmail-link").map(parseLink).filter((l) => l !== null);
+  for (const header of parsed) {
+    if (!passed.some((r) => resultNames(r, header))) continue;
+    const link = links.find((l) => linkMatches(header, l));
+    if (link) return { url: link, title: `Chat (${new URL(link).host})` };
+  }
+  return { url: null, title: `Chat: ${verdict.authservId} says chmail=pass, but no CHmail-Link of this mail matches the header` };
+}

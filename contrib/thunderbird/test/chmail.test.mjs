@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-import { parseChmail, parseLink, chatUrl, linkMatches } from "../chmail.js";
+import { parseChmail, parseLink, chatUrl, linkMatches, parseAuthResults, serverVerdict, chatState } from "../chmail.js";
 
 // The test vector "fields" of docs/header.md, copied (continuation lines begin with one tab).
 const VECTOR_FIELDS = `CHmail: v=1; d=example.com; s=sel1; l=alice@example.com; h=chat.example.com;
@@ -302,4 +302,171 @@ test("with several headers and links, the link that matches a parsed header is u
   assert.equal(chatUrl({ chmail: [other, VECTOR.chmail], "chmail-link": [VECTOR["chmail-link"], `<${otherLink}>`] }), otherLink);
   // Two headers, neither link matches.
   assert.equal(chatUrl({ chmail: [other, VECTOR.chmail], "chmail-link": [`<https://evil.example.net/c/7/${"B".repeat(22)}>`] }), null);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Authentication-Results: the Chat button follows the verdict of the user's own server.
+
+const SERVER = "mx.example.net";
+const PASS = `${SERVER};\n\tchmail=pass header.d=example.com header.s=sel1 header.l=alice@example.com`;
+
+/** The headers of the test vector mail with these Authentication-Results fields, topmost first. */
+function mail(...results) {
+  return { "authentication-results": results, chmail: [VECTOR.chmail], "chmail-link": [VECTOR["chmail-link"]] };
+}
+
+test("parseAuthResults reads comments, quoted strings, versions and several methods", () => {
+  const got = parseAuthResults(
+    '(our MX) "MX.Example.NET" 1 (v1);\r\n\tdkim=pass (good sig) header.d=example.com header.i=@example.com;\n' +
+      '\tchmail = fail reason="signature does not verify (key sel1)" header.d=example.com\n\theader.s=sel1 header . l=alice@example.com;\n' +
+      '\tspf=pass smtp.mailfrom="alice smith"@example.com',
+  );
+  assert.equal(got.error, undefined, got.error);
+  assert.equal(got.authservId, "mx.example.net");
+  assert.deepEqual(
+    got.results.map((r) => [r.method, r.result, r.reason]),
+    [
+      ["dkim", "pass", null],
+      ["chmail", "fail", "signature does not verify (key sel1)"],
+      ["spf", "pass", null],
+    ],
+  );
+  assert.deepEqual(got.results[1].props, { "header.d": "example.com", "header.s": "sel1", "header.l": "alice@example.com" });
+  assert.equal(got.results[0].props["header.i"], "@example.com");
+  assert.equal(got.results[2].props["smtp.mailfrom"], "alice smith@example.com");
+  assert.deepEqual(parseAuthResults(`${SERVER}; none`), { authservId: SERVER, results: [] });
+  assert.deepEqual(parseAuthResults(`${SERVER}; chmail=none`).results[0].result, "none");
+});
+
+test("parseAuthResults refuses malformed fields without throwing, keeping a readable authserv-id", () => {
+  for (const bad of [
+    "",
+    "   ",
+    "(an unclosed comment mx.example.net; chmail=pass",
+    '"unclosed; chmail=pass',
+    ";chmail=pass",
+    "(only a comment)",
+  ]) {
+    const got = parseAuthResults(bad);
+    assert.ok(got.error && got.authservId === undefined, `${JSON.stringify(bad)}: ${JSON.stringify(got)}`);
+  }
+  for (const bad of [
+    SERVER,
+    `${SERVER} chmail=pass`,
+    `${SERVER}; chmail`,
+    `${SERVER}; chmail=`,
+    `${SERVER}; chmail=pass reason=`,
+    `${SERVER}; chmail=pass header.d`,
+    `${SERVER}; chmail=pass header=example.com`,
+    `${SERVER}; chmail=pass header.d=example.com reason="late"`,
+    `${SERVER}; chmail=pass (unclosed`,
+    `${SERVER}; chmail=pass reason="unclosed`,
+    `${SERVER}; chmail=pass\x01`,
+    `${SERVER}; chmail=pass; ; dkim=pass`,
+    `${SERVER} 2; chmail=pass`,
+    `${SERVER}; chmail=pass)`,
+  ]) {
+    const got = parseAuthResults(bad);
+    assert.ok(got.error, `${JSON.stringify(bad)} must be refused: ${JSON.stringify(got)}`);
+    assert.equal(got.authservId, SERVER, JSON.stringify(bad));
+  }
+  for (const junk of [undefined, null, 42, {}, "x".repeat(20000)]) {
+    assert.ok(parseAuthResults(junk).error);
+  }
+});
+
+test("chmail=pass of the user's server shows the Chat button with the link", () => {
+  for (const options of [{}, { authservId: SERVER }, { authservId: " MX.example.net. " }]) {
+    assert.deepEqual(chatState(mail(PASS), options), { url: LINK, title: "Chat (chat.example.com)" }, JSON.stringify(options));
+  }
+  // The field the milter writes, unfolded as a client may hand it over.
+  assert.equal(chatState(mail(PASS.replace("\n\t", " ")), { authservId: SERVER }).url, LINK);
+});
+
+test("fail, neutral, temperror and permerror hide the button and say why", () => {
+  const cases = [
+    ["fail", "signature does not verify", /mx\.example\.net says chmail=fail \(signature does not verify\)/],
+    ["neutral", "CHmail version 2 is unknown", /chmail=neutral \(CHmail version 2 is unknown\)/],
+    ["temperror", "DNS did not answer for sel1._chmail.example.com", /chmail=temperror \(DNS did not answer/],
+    ["permerror", "no key record at sel1._chmail.example.com", /chmail=permerror \(no key record/],
+  ];
+  for (const [result, reason, title] of cases) {
+    const field = `${SERVER}; chmail=${result} reason="${reason}" header.d=example.com header.s=sel1 header.l=alice@example.com`;
+    for (const options of [{}, { authservId: SERVER }]) {
+      const state = chatState(mail(field), options);
+      assert.equal(state.url, null, `${result} ${JSON.stringify(options)}`);
+      assert.match(state.title, title);
+    }
+  }
+  const none = chatState(mail(`${SERVER}; chmail=none`), { authservId: SERVER });
+  assert.equal(none.url, null);
+  assert.match(none.title, /found no CHmail header/);
+  const odd = chatState(mail(`${SERVER}; chmail=maybe`), {});
+  assert.equal(odd.url, null);
+  assert.match(odd.title, /unknown CHmail result maybe/);
+});
+
+test("without a verdict of the user's server the button is off and says so", () => {
+  const noField = chatState({ chmail: [VECTOR.chmail], "chmail-link": [VECTOR["chmail-link"]] }, {});
+  assert.equal(noField.url, null);
+  assert.equal(noField.title, "Chat: no CHmail verdict from your mail server");
+  const otherMethods = chatState(mail(`${SERVER}; dkim=pass header.d=example.com`), {});
+  assert.equal(otherMethods.url, null);
+  assert.match(otherMethods.title, /no CHmail verdict/);
+  const named = chatState(mail(`${SERVER}; dkim=pass header.d=example.com`), { authservId: SERVER });
+  assert.equal(named.title, `Chat: no CHmail verdict from ${SERVER}`);
+});
+
+test("a forged chmail=pass below the server's own field is ignored", () => {
+  const own = `${SERVER}; chmail=fail reason="signature does not verify" header.d=example.com header.s=sel1`;
+  // The sender wrote a passing field under the server's own name, below the server's real one.
+  for (const options of [{}, { authservId: SERVER }]) {
+    const state = chatState(mail(own, PASS), options);
+    assert.equal(state.url, null, JSON.stringify(options));
+    assert.match(state.title, /chmail=fail/);
+  }
+  // The server's field says nothing about CHmail (no chmail result): a lower pass does not count
+  // when the server is named; only the default, which cannot tell, reads further down.
+  const silent = `${SERVER}; dkim=pass header.d=example.com`;
+  assert.equal(chatState(mail(silent, PASS), { authservId: SERVER }).url, null);
+});
+
+test("an Authentication-Results field of another authserv-id is ignored when the server is named", () => {
+  const other = `mx.other.example; chmail=pass header.d=example.com header.s=sel1 header.l=alice@example.com`;
+  // Above or below the server's own field, a pass of someone else does not count.
+  const own = `${SERVER}; chmail=temperror reason="DNS did not answer" header.d=example.com header.s=sel1`;
+  assert.equal(chatState(mail(other, own), { authservId: SERVER }).url, null);
+  assert.match(chatState(mail(other, own), { authservId: SERVER }).title, /chmail=temperror/);
+  assert.equal(chatState(mail(own, other), { authservId: SERVER }).url, null);
+  // Only another server's field: no verdict at all.
+  const alone = chatState(mail(other), { authservId: SERVER });
+  assert.equal(alone.url, null);
+  assert.equal(alone.title, `Chat: no CHmail verdict from ${SERVER}`);
+  // The authserv-id is compared without regard to case, after comments, quoted or not.
+  assert.equal(chatState(mail(`(x) "MX.EXAMPLE.NET"; chmail=pass`), { authservId: SERVER }).url, LINK);
+});
+
+test("a malformed field of the server hides the button; malformed fields of others are skipped", () => {
+  const broken = `${SERVER}; chmail=pass reason="unclosed`;
+  const state = chatState(mail(broken, PASS), { authservId: SERVER });
+  assert.equal(state.url, null);
+  assert.match(state.title, /cannot be read/);
+  assert.deepEqual(serverVerdict(mail(broken, PASS), SERVER).error !== undefined, true);
+  // Without a named server, a field that cannot be read says nothing and the next one counts.
+  assert.equal(chatState(mail("(garbage", PASS), {}).url, LINK);
+  assert.equal(chatState(mail("(garbage", PASS), { authservId: SERVER }).url, LINK);
+});
+
+test("a pass counts only for the CHmail header it names, and the link must still match", () => {
+  const otherHeader = `${SERVER}; chmail=pass header.d=other.example header.s=sel1`;
+  const state = chatState(mail(otherHeader), { authservId: SERVER });
+  assert.equal(state.url, null);
+  assert.match(state.title, /no CHmail-Link of this mail matches/);
+  const badLink = { ...mail(PASS), "chmail-link": ["<https://evil.example/c/20417/Xk3Fq9LmZ2pT7vRw4sYb8A>"] };
+  assert.equal(chatState(badLink, { authservId: SERVER }).url, null);
+  // Two CHmail headers, one result each: the pass of the second is enough.
+  const two = `${SERVER}; chmail=permerror reason="tag d= is no host name"; chmail=pass header.d=example.com header.s=sel1`;
+  assert.equal(chatState(mail(two), {}).url, LINK);
+  // A pass result without header.d still counts (another verifier may write fewer properties).
+  assert.equal(chatState(mail(`${SERVER}; chmail=pass`), {}).url, LINK);
 });
