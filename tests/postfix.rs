@@ -7,8 +7,8 @@ use std::fs;
 use chmail::header::{ChmailHeader, PublicKey, Verdict, LINK_HEADER_NAME};
 use chmail_tests::{
     field_names, fixture, has_subject, header_section, header_values, or_skip, require,
-    single_header, with_auth, Milter, MilterOptions, PgSchema, Postfix, TestDns, PUBLIC_URL,
-    SIGNING_DOMAIN,
+    single_header, unfold, with_auth, DnsFailure, ForeignSigner, Milter, MilterOptions, PgSchema,
+    Postfix, TestDns, PUBLIC_URL, SIGNING_DOMAIN,
 };
 
 /// The tools every test here needs.
@@ -69,6 +69,78 @@ fn assert_signed(mail: &str, key: &PublicKey) -> ChmailHeader {
         "the link names the header's port and room"
     );
     header
+}
+
+/// `mail` with its From field (and any continuation lines) replaced by `From: <from>`.
+fn with_from(mail: &str, from: &str) -> String {
+    let mut out = String::with_capacity(mail.len());
+    let mut in_from = false;
+    let mut in_body = false;
+    for line in mail.split_inclusive('\n') {
+        if !in_body && (line == "\r\n" || line == "\n") {
+            in_body = true;
+        }
+        if in_body {
+            out.push_str(line);
+            continue;
+        }
+        if in_from && line.starts_with([' ', '\t']) {
+            continue;
+        }
+        in_from = line.len() >= 5 && line[..5].eq_ignore_ascii_case("from:");
+        if in_from {
+            out.push_str(&format!("From: {from}\r\n"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert_ne!(out, mail, "no From field to replace in:\n{mail}");
+    out
+}
+
+/// `mail` with the first `old` after the start of its CHmail field replaced by `new` (a tag
+/// changed after signing).
+fn with_tag(mail: &str, old: &str, new: &str) -> String {
+    let field = mail
+        .find("\nCHmail:")
+        .unwrap_or_else(|| panic!("no CHmail field in:\n{mail}"));
+    let at = mail[field..]
+        .find(old)
+        .map(|at| at + field)
+        .filter(|&at| at < header_section(mail).len())
+        .unwrap_or_else(|| panic!("no {old:?} in the CHmail field of:\n{mail}"));
+    format!("{}{new}{}", &mail[..at], &mail[at + old.len()..])
+}
+
+/// Asserts that `chmail-milter verify` passes `mail` exactly when it carries a CHmail header
+/// (with the key record given and with the key from the test DNS server), and that a signed copy
+/// whose From or `l=` was changed fails.
+fn assert_verify_agrees(milter: &Milter, record: &str, mail: &str) {
+    let signed = !header_values(mail, "CHmail").is_empty();
+    let (passed, output) = milter.verify(mail, Some(record));
+    assert_eq!(passed, signed, "verify --key:\n{output}\n{mail}");
+    let (passed, output) = milter.verify(mail, None);
+    assert_eq!(passed, signed, "verify with DNS:\n{output}\n{mail}");
+    if !signed {
+        assert!(output.contains("no CHmail header"), "{output}");
+        return;
+    }
+    assert!(output.contains(": pass"), "{output}");
+    let tampered = [
+        with_from(mail, &format!("Mallory <mallory@{SIGNING_DOMAIN}>")),
+        with_tag(
+            mail,
+            &format!("l=alice@{SIGNING_DOMAIN}"),
+            &format!("l=mallory@{SIGNING_DOMAIN}"),
+        ),
+    ];
+    for copy in &tampered {
+        let (passed, output) = milter.verify(copy, Some(record));
+        assert!(
+            !passed && output.contains(": fail"),
+            "a tampered copy must fail:\n{output}\n{copy}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,6 +223,10 @@ async fn authenticated_mail_arrives_signed_without_forged_copies_and_postgres_re
         signed_mails >= 2,
         "some fixture must be signed besides the plain mail"
     );
+    // The command-line verifier agrees with the milter on every delivered mail.
+    for mail in &mails {
+        assert_verify_agrees(&milter, &record.value, mail);
+    }
 
     let db = schema.client().await;
     let login = db
@@ -319,6 +395,130 @@ async fn unauthenticated_mail_with_forged_copies_in_any_spelling_arrives_with_no
         .expect("count logins")
         .get(0);
     assert_eq!(logins, 0, "unauthenticated mail records no login");
+}
+
+/// The sender of the inbound mails whose keys cannot be used: its domain aligns with their `d=`.
+const BANK_SENDER: &str = "alice@bank.example";
+
+/// A CHmail header of `signer` for [`BANK_SENDER`], unfolded into one line as swaks sends it,
+/// with each `(old, new)` of `edits` applied, and the CHmail-Link that matches it.
+fn bank_header(signer: &ForeignSigner, edits: &[(&str, &str)]) -> (String, String) {
+    let mut value = unfold(&signer.header(BANK_SENDER, BANK_SENDER));
+    let header = ChmailHeader::parse(value.as_bytes()).expect("the signed header parses");
+    let link = format!(
+        "<https://{}/c/{}/{}>",
+        header.host,
+        header.port,
+        header.room.as_str()
+    );
+    for (old, new) in edits {
+        assert!(value.contains(old), "no {old:?} in {value:?}");
+        value = value.replacen(old, new, 1);
+    }
+    (value, link)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inbound_headers_whose_key_is_unusable_or_unreachable_arrive_without_link_and_with_their_result(
+) {
+    require_mta!();
+    let dns = TestDns::start::<String, String>([]);
+    let (milter, _) = Milter::start_with_dns(&dns, MilterOptions::default());
+    let postfix = Postfix::start(milter.port(), &[ALICE]);
+    let servfail = ForeignSigner::new("bank.example", "servfail", 21);
+    let silent = ForeignSigner::new("bank.example", "silent", 22);
+    dns.fail(servfail.record_name(), DnsFailure::ServFail);
+    dns.fail(silent.record_name(), DnsFailure::Silent);
+    // A selector and a domain each within their own limit, whose key name
+    // `<s>._chmail.<d>` (63 + 9 + 195 octets) is longer than the 253 DNS allows.
+    let long_selector = format!("s={};", "s".repeat(63));
+    let long_domain = format!("d={}.bank.example;", vec!["d".repeat(60); 3].join("."));
+    // (Subject, header and link, the result, a word of its reason, whether the CHmail field stays)
+    let cases = [
+        (
+            "malformed key name",
+            bank_header(&servfail, &[("d=bank.example;", "d=-x.bank.example;")]),
+            "permerror",
+            "tag d=",
+            false,
+        ),
+        (
+            "oversized key name",
+            bank_header(
+                &servfail,
+                &[
+                    ("d=bank.example;", long_domain.as_str()),
+                    ("s=servfail;", long_selector.as_str()),
+                ],
+            ),
+            "permerror",
+            "key record name",
+            false,
+        ),
+        (
+            "SERVFAIL",
+            bank_header(&servfail, &[]),
+            "temperror",
+            "servfail",
+            true,
+        ),
+        (
+            "time-out",
+            bank_header(&silent, &[]),
+            "temperror",
+            "time",
+            true,
+        ),
+    ];
+    for (subject, (header, link), _, _, _) in &cases {
+        // No AUTH: relaying is allowed because 127.0.0.1 is in mynetworks.
+        postfix.swaks(&[
+            "--from",
+            BANK_SENDER,
+            "--to",
+            "bob@other.test",
+            "--header",
+            &format!("Subject: {subject}"),
+            "--header",
+            &format!("CHmail: {header}"),
+            "--header",
+            &format!("{LINK_HEADER_NAME}: {link}"),
+        ]);
+    }
+    // `delivered` fails as soon as Postfix defers or bounces a mail.
+    let mails = postfix.delivered(cases.len());
+
+    for (subject, (header, _), result, reason, kept) in &cases {
+        let mail = by_subject(&mails, subject);
+        assert_eq!(
+            header_values(mail, LINK_HEADER_NAME),
+            Vec::<String>::new(),
+            "{subject}: the link stays without a header that passed:\n{mail}"
+        );
+        let expected = if *kept { vec![header.clone()] } else { vec![] };
+        assert_eq!(
+            header_values(mail, "CHmail"),
+            expected,
+            "{subject}: a {result} header is kept only when it was not judged:\n{mail}"
+        );
+        let results = header_values(mail, "Authentication-Results");
+        assert_eq!(results.len(), 1, "{subject}:\n{mail}");
+        assert!(
+            results[0].starts_with("mx.example.test;")
+                && results[0].contains(&format!("chmail={result} reason=")),
+            "{subject}: expected chmail={result} with a reason: {results:?}"
+        );
+        assert!(
+            results[0].to_ascii_lowercase().contains(reason),
+            "{subject}: the reason should name {reason:?}: {results:?}"
+        );
+        // The command-line verifier, asking the same DNS server, does not pass what is left.
+        let (passed, output) = milter.verify(mail, None);
+        assert!(!passed, "{subject}: verify passed:\n{output}");
+        if *kept {
+            assert!(output.contains(": temperror"), "{subject}: {output}");
+        }
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::{
     fmt::Write as _,
     fs,
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -215,6 +216,50 @@ impl Milter {
     /// The milter's stdout and stderr.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("milter.log")
+    }
+
+    /// Runs `chmail-milter --config F verify [--key RECORD]` on `mail`, given on standard input,
+    /// and returns whether it exited 0 and what it printed. Without `key` it fetches the keys with
+    /// the milter's resolver (the test DNS server of [`Milter::start_with_dns`]).
+    ///
+    /// # Panics
+    ///
+    /// When the command cannot run or is killed by a signal.
+    pub fn verify(&self, mail: &str, key: Option<&str>) -> (bool, String) {
+        let mut command = self.command();
+        command.arg("verify");
+        if let Some(record) = key {
+            command.arg("--key").arg(record);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chmail-milter verify");
+        child
+            .stdin
+            .take()
+            .expect("the piped stdin")
+            .write_all(mail.as_bytes())
+            .expect("write the mail to chmail-milter verify");
+        let output = child
+            .wait_with_output()
+            .expect("wait for chmail-milter verify");
+        let code = output.status.code();
+        assert!(
+            code.is_some(),
+            "chmail-milter verify was killed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
     }
 
     /// The milter's log so far.
