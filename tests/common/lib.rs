@@ -5,7 +5,8 @@
 //!   children.
 //! - `dns`: [`TestDns`], an authoritative DNS server on 127.0.0.1 answering TXT key records, or
 //!   failing for a name as told ([`DnsFailure`]).
-//! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config.
+//! - `milter`: [`Milter`], the built `chmail-milter` binary as a child with its own config; its
+//!   `verify` command on a delivered mail.
 //! - `postfix`: [`Postfix`], a private Postfix with Dovecot SASL relaying to an `smtp-sink`; with a
 //!   [`ReplyRoute`], also routing chatd's reply domain to its listener (contrib/postfix); or
 //!   chaining a DKIM signer after CHmail, with the submission service (contrib/postfix).
