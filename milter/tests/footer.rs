@@ -340,10 +340,19 @@ async fn a_body_of_many_chunks_is_put_together_before_the_footer() {
 }
 
 #[tokio::test]
-async fn with_the_footer_off_the_body_is_neither_asked_for_nor_replaced() {
+async fn with_the_footer_off_the_body_is_never_replaced_and_asked_for_only_for_the_opening() {
+    // The opening (the start of the text, for the chat) reads the body, but never changes it.
     let m = TestMilter::start().await;
     let mut tx = Transaction::authenticated("alice", &mail_headers(" text/plain"));
     tx.body = b"Hello\r\n".to_vec();
+    let played = tx.play(m.addr).await;
+    assert!(!played.opts.contains(ProtoOpts::NO_BODY));
+    assert_eq!(added(&played.actions, "CHmail").len(), 1);
+    assert_eq!(replaced_body(&played.actions), None);
+    m.stop().await;
+
+    // Without the opening either, the body stage is negotiated away.
+    let m = TestMilter::start_with(|c| c.milter.opening_chars = 0).await;
     let played = tx.play(m.addr).await;
     assert!(
         played.opts.contains(ProtoOpts::NO_BODY),
@@ -371,6 +380,8 @@ async fn signed_or_oversized_mail_is_signed_but_its_body_untouched() {
     let m = TestMilter::start_with(|c| {
         c.milter.footer = true;
         c.milter.footer_max_bytes = 1_000;
+        // Only the footer reads the body here: past its limit the rest is skipped.
+        c.milter.opening_chars = 0;
     })
     .await;
     let (_, signed) = load("signed.eml");
