@@ -502,6 +502,140 @@ mod behaviour {
         );
     }
 
+    pub async fn concurrent_submissions_of_port_holders_keep_their_ports(h: &Harness) {
+        // The common case: logins that hold a port, many mails at once through two stores
+        // ("two milters"). None waits for a grant, none fails, each mail its own room on its
+        // login's port, and the ports stay where they were.
+        let stores = [h.fresh().await, h.open().await];
+        let ports = range(40_000, 40_099);
+        let logins: Vec<String> = (0..20).map(|i| format!("holder{i:02}")).collect();
+        let mut held = HashMap::new();
+        for login in &logins {
+            let g = stores[0]
+                .grant_port(login, ports, DAY, 1_000)
+                .await
+                .expect("grant");
+            held.insert(login.clone(), g.port);
+        }
+        let mut tasks = Vec::new();
+        for round in 0..5_i64 {
+            for (i, login) in logins.iter().enumerate() {
+                let store = Arc::clone(&stores[(i + round as usize) % 2]);
+                let sub = submission(login, &format!("room-{i}-{round}"), ports, 2_000 + round);
+                tasks.push(tokio::spawn(async move {
+                    let g = store.record_submission(&sub).await;
+                    (sub, g)
+                }));
+            }
+        }
+        let mut rooms = HashSet::new();
+        for task in tasks {
+            let (sub, g) = task.await.expect("task");
+            let g = g.unwrap_or_else(|e| panic!("{}'s mail failed: {e}", sub.login));
+            let port = held[&sub.login];
+            assert_eq!((g.port, g.fresh, g.granted_at), (port, false, 1_000));
+            assert!(g.last_used >= sub.now, "{g:?}");
+            let room = stores[1]
+                .room(&sub.room_id)
+                .await
+                .expect("room")
+                .expect("the mail's room");
+            assert_eq!((room.port, room.login.as_str()), (port, sub.login.as_str()));
+            assert_eq!(room.participants.len(), 2);
+            assert!(rooms.insert(sub.room_id));
+        }
+        assert_eq!(rooms.len(), 100);
+        for login in &logins {
+            let g = stores[1]
+                .port_of(login)
+                .await
+                .expect("port_of")
+                .expect("a port");
+            assert_eq!(
+                (g.port, g.granted_at, g.last_used),
+                (held[login], 1_000, 2_004)
+            );
+            let seen = stores[0].login(login).await.expect("login").expect("seen");
+            assert_eq!(seen.last_seen, 2_004);
+        }
+    }
+
+    pub async fn a_holders_mail_racing_a_reclaim_of_its_port_never_loses_it(h: &Harness) {
+        // Two ports held by two logins unused long enough to be reclaimed; at once, both send a
+        // mail and a third login asks for a port. Whatever the order, the two that get a port
+        // hold it afterwards (a mail is never signed with a port that went to another login),
+        // and the one that came last finds both ports just used.
+        let stores = [h.fresh().await, h.open().await];
+        let after = Duration::from_secs(100);
+        for k in 0..10_u16 {
+            let ports = range(100 + 2 * k, 101 + 2 * k);
+            let (a, b, newcomer) = (format!("a{k}"), format!("b{k}"), format!("n{k}"));
+            for login in [&a, &b] {
+                stores[0]
+                    .grant_port(login, ports, after, 0)
+                    .await
+                    .expect("grant");
+            }
+            let mails = [(&a, &stores[0]), (&b, &stores[1])].map(|(login, store)| {
+                let store = Arc::clone(store);
+                let sub = Submission {
+                    reclaim_after: after,
+                    ..submission(login, &format!("room-{login}"), ports, 1_000)
+                };
+                tokio::spawn(
+                    async move { (sub.login.clone(), store.record_submission(&sub).await) },
+                )
+            });
+            let store = Arc::clone(&stores[usize::from(k % 2)]);
+            let ask = newcomer.clone();
+            let grant = tokio::spawn(async move {
+                (
+                    ask.clone(),
+                    store.grant_port(&ask, ports, after, 1_000).await,
+                )
+            });
+            let mut told = HashMap::new();
+            let mut exhausted = Vec::new();
+            for task in mails.into_iter().chain([grant]) {
+                match task.await.expect("task") {
+                    (login, Ok(g)) => {
+                        told.insert(login, g.port);
+                    }
+                    (login, Err(StoreError::PortsExhausted { .. })) => exhausted.push(login),
+                    (login, Err(e)) => panic!("{login}: unexpected error {e}"),
+                }
+            }
+            assert_eq!(
+                (told.len(), exhausted.len()),
+                (2, 1),
+                "{told:?} {exhausted:?}"
+            );
+            for (login, port) in &told {
+                let owner = stores[1].port_owner(*port).await.expect("owner");
+                assert_eq!(
+                    owner.map(|g| g.login).as_deref(),
+                    Some(login.as_str()),
+                    "{login} was told port {port}"
+                );
+                if login != &newcomer {
+                    let room = stores[1]
+                        .room(&format!("room-{login}"))
+                        .await
+                        .expect("room")
+                        .expect("the mail's room");
+                    assert_eq!(room.port, *port);
+                }
+            }
+            let lost = &exhausted[0];
+            if lost != &newcomer {
+                assert_eq!(
+                    stores[0].room(&format!("room-{lost}")).await.expect("room"),
+                    None
+                );
+            }
+        }
+    }
+
     pub async fn record_submission_writes_nothing_when_any_part_fails(h: &Harness) {
         let s = h.fresh().await;
         let tiny = range(100, 100);
@@ -2901,6 +3035,8 @@ conformance!(
     rooms_cut_long_subjects_and_cap_participants,
     record_submission_writes_login_port_and_room_together,
     record_submission_writes_nothing_when_any_part_fails,
+    concurrent_submissions_of_port_holders_keep_their_ports,
+    a_holders_mail_racing_a_reclaim_of_its_port_never_loses_it,
     invalid_input_is_rejected_before_writing,
     join_room_admits_only_participants_and_keeps_the_first_join,
     add_message_is_idempotent_per_author_and_client_id,
