@@ -636,6 +636,55 @@ mod behaviour {
         }
     }
 
+    pub async fn concurrent_submissions_fail_or_succeed_each_on_its_own(h: &Harness) {
+        // Mails written at once (SQLite commits them in groups) fail alone: a mail without a port
+        // or with another login's room id writes nothing, and the others are all there.
+        let s = h.fresh().await;
+        let tiny = range(100, 100);
+        s.record_submission(&submission("alice", "room-a", tiny, 1_000))
+            .await
+            .expect("alice takes the only port");
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let (login, room, ports) = match i % 3 {
+                0 => ("alice".to_owned(), format!("alice-{i}"), tiny),
+                // No port left for bob.
+                1 => (format!("bob{i}"), format!("bob-{i}"), tiny),
+                // A port for carol, but alice's room id.
+                _ => (format!("carol{i}"), "room-a".to_owned(), range(200, 209)),
+            };
+            let store = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let sub = submission(&login, &room, ports, 2_000);
+                let g = store.record_submission(&sub).await;
+                (sub, g)
+            }));
+        }
+        for task in tasks {
+            let (sub, g) = task.await.expect("task");
+            let stored = s.room(&sub.room_id).await.expect("room");
+            match (sub.login.as_str(), g) {
+                ("alice", Ok(g)) => {
+                    assert_eq!(g.port, 100);
+                    assert_eq!(stored.map(|r| r.port), Some(100));
+                }
+                (login, Err(StoreError::PortsExhausted { .. })) if login.starts_with("bob") => {
+                    assert_eq!(stored, None);
+                }
+                (login, Err(StoreError::Invalid(_))) if login.starts_with("carol") => {
+                    assert_eq!(stored.map(|r| r.login).as_deref(), Some("alice"));
+                }
+                (login, other) => panic!("{login}: unexpected {other:?}"),
+            }
+            if sub.login != "alice" {
+                assert_eq!(s.login(&sub.login).await.expect("login"), None);
+                assert_eq!(s.port_of(&sub.login).await.expect("port_of"), None);
+            }
+        }
+        let alice = s.room("room-a").await.expect("room").expect("alice's room");
+        assert_eq!(alice.participants.len(), 2);
+    }
+
     pub async fn record_submission_writes_nothing_when_any_part_fails(h: &Harness) {
         let s = h.fresh().await;
         let tiny = range(100, 100);
@@ -3037,6 +3086,7 @@ conformance!(
     record_submission_writes_nothing_when_any_part_fails,
     concurrent_submissions_of_port_holders_keep_their_ports,
     a_holders_mail_racing_a_reclaim_of_its_port_never_loses_it,
+    concurrent_submissions_fail_or_succeed_each_on_its_own,
     invalid_input_is_rejected_before_writing,
     join_room_admits_only_participants_and_keeps_the_first_join,
     add_message_is_idempotent_per_author_and_client_id,
