@@ -30,7 +30,6 @@ mod sqlite;
 mod sqlite_chat;
 mod sqlite_mail;
 mod sqlite_mall;
-mod sqlite_submit;
 
 use std::{collections::HashSet, fmt, str::FromStr, sync::Arc, time::Duration};
 

@@ -2,9 +2,8 @@
 //!
 //! SQLite calls block, so every call runs in `spawn_blocking` on the store's one connection,
 //! behind a `std::sync::Mutex` that is never held across an `.await`. One connection is plenty for
-//! a milter (a grant is a few index look-ups) and makes the in-memory database possible; the
-//! milter's mails are committed in groups (`sqlite_submit`). Other processes on the same file
-//! serialize through `BEGIN IMMEDIATE` and `busy_timeout`.
+//! a milter (a grant is a few index look-ups) and makes the in-memory database possible. Other
+//! processes on the same file serialize through `BEGIN IMMEDIATE` and `busy_timeout`.
 
 use std::{
     path::PathBuf,
@@ -14,7 +13,6 @@ use std::{
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::sqlite_submit::Submissions;
 use super::{
     check_login, check_login_record, check_range, migrate, normalize_room, reclaim_cutoff,
     sort_participants, unix_now, LoginRecord, Participant, PortGrant, Result, Role, Room, Store,
@@ -52,7 +50,7 @@ const HELD_PORT_SQL: &str = "UPDATE ports SET last_used = MAX(last_used, ?2)
 const STATEMENT_CACHE: usize = 128;
 
 /// First table upsert; a record older than the stored one is ignored, so the latest wins.
-pub(super) const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
+const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
     VALUES (?1, ?2, ?3, ?4)
     ON CONFLICT (login) DO UPDATE SET
         ip = excluded.ip, hostname = excluded.hostname, last_seen = excluded.last_seen
@@ -61,8 +59,6 @@ pub(super) const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostna
 /// The SQLite implementation of [`Store`].
 pub(crate) struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-    /// The milter's mails, committed in groups.
-    submissions: Submissions,
 }
 
 impl SqliteStore {
@@ -83,7 +79,6 @@ impl SqliteStore {
         .await?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            submissions: Submissions::default(),
         })
     }
 
@@ -98,7 +93,6 @@ impl SqliteStore {
         .await?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            submissions: Submissions::default(),
         })
     }
 
@@ -191,7 +185,7 @@ fn read_grant(
 
 /// The grant, inside a `BEGIN IMMEDIATE` transaction (see [`Store::grant_port`]). Every
 /// statement is prepared once per connection.
-pub(super) fn grant_in(
+fn grant_in(
     tx: &Connection,
     login: &str,
     ports: PortRange,
@@ -288,7 +282,7 @@ pub(super) fn grant_in(
 }
 
 /// Inserts a normalized room and its participants (see [`Store::create_room`]).
-pub(super) fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
+fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO rooms (id, port, login, message_id, subject, created)
@@ -553,8 +547,23 @@ impl Store for SqliteStore {
     async fn record_submission(&self, sub: &Submission) -> Result<PortGrant> {
         check_login_record(&sub.login, sub.ip.as_deref(), sub.hostname.as_deref())?;
         check_range(sub.ports)?;
-        // Validated before writing; the port is filled in once granted.
-        let room = normalize_room(&sub.room(sub.ports.first))?;
-        self.submissions.submit(&self.conn, sub.clone(), room).await
+        // Validated before the transaction; the port is filled in once granted.
+        let mut room = normalize_room(&sub.room(sub.ports.first))?;
+        let sub = sub.clone();
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.prepare_cached(UPSERT_LOGIN_SQL)
+                .map_err(backend)?
+                .execute((&sub.login, &sub.ip, &sub.hostname, sub.now))
+                .map_err(backend)?;
+            let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now)?;
+            room.port = grant.port;
+            create_room_in(&tx, &room)?;
+            tx.commit().map_err(backend)?;
+            Ok(grant)
+        })
+        .await
     }
 }
