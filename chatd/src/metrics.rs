@@ -11,7 +11,7 @@ use std::{
     sync::{atomic::Ordering, Arc, OnceLock},
 };
 
-use axum::{extract::State, http::header, routing::get, Router};
+use axum::{extract::State, http::header, routing::get, serve::ListenerExt as _, Router};
 use chmail::store::{kind, RingState, Via};
 use prometheus_client::{
     collector::Collector,
@@ -427,7 +427,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(render))
         .with_state(metrics);
-    axum::serve(listener, app)
+    axum::serve(listener.tap_io(crate::server::no_delay), app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -6,10 +6,14 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::Router;
+use axum::{serve::ListenerExt as _, Router};
 use chmail::{store::open_store, Config};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tracing::{error, info, warn};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     mail::MailSender,
@@ -198,7 +202,7 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
                 let _ = http_stopped.wait_for(|s| *s).await;
             };
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service)
+            if let Err(e) = axum::serve(listener.tap_io(no_delay), service)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -260,6 +264,16 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
         stop,
         tasks,
     })
+}
+
+/// Turns Nagle's algorithm off on an accepted connection (`TCP_NODELAY`), as every listener of
+/// chatd does: its answers are small writes (a WebSocket frame, an SMTP reply, the last part of a
+/// page) that must leave at once instead of waiting for the client's delayed ACK of the previous
+/// one (up to 40 ms on Linux). Best effort: a socket that refuses it still works, only slower.
+pub(crate) fn no_delay(stream: &mut TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(cause = %e, "cannot set TCP_NODELAY");
+    }
 }
 
 /// Binds `[reply] listen`, unless it is empty (replies by mail off).

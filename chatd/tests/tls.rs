@@ -226,6 +226,20 @@ async fn pages_are_served_over_https_and_plain_http_to_that_port_fails() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_connections_have_tcp_nodelay() {
+    let Some(dir) = cert_dir() else {
+        return;
+    };
+    let pair = self_signed(dir.path(), "chat");
+    let h = https_chatd(&pair).await;
+    let stream = connect(&trusting(&pair.cert), h.running().addr())
+        .await
+        .expect("TLS handshake");
+    // The handshake is over: chatd accepted the connection.
+    assert!(common::accepted_nodelay(stream.get_ref().0));
+}
+
 /// The next JSON text frame.
 async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
 where

@@ -240,6 +240,22 @@ async fn messages_per_minute_are_limited_per_identity_over_all_its_connections()
 }
 
 #[tokio::test]
+async fn frames_per_connection_are_limited_by_the_config() {
+    // The window itself is unit-tested (session); here: `[chat] frames_per_minute` is the one
+    // in force, per connection.
+    let h = Harness::start(|c| c.chat.frames_per_minute = 3).await;
+    let mut c = h.client().await;
+    for _ in 0..3 {
+        c.send_raw(Message::text("not json")).await;
+        c.expect_error("bad_frame").await;
+    }
+    c.send(json!({"type": "ping"})).await;
+    c.expect_error("rate_limited").await;
+    // Another connection has its own budget.
+    h.client().await.assert_alive().await;
+}
+
+#[tokio::test]
 async fn a_caller_cannot_ring_again_at_once_after_a_ring_ended() {
     let h = Harness::start(ringing).await;
     let mut bob = h.joined(BOB).await;

@@ -292,6 +292,11 @@ pub struct ChatConfig {
     pub max_frame_bytes: usize,
     /// Frames queued for one slow connection before it is dropped. Default 256.
     pub send_queue: usize,
+    /// Most WebSocket frames of any kind one connection may send in a sliding minute; more get
+    /// `rate_limited` and change nothing. Far above what a person types (messages and rings have
+    /// their own, lower limits: `messages_per_minute`), low enough that a flood costs little.
+    /// Default 600.
+    pub frames_per_minute: u32,
     /// Minutes a mailed sign-in link works. Default 15.
     pub signin_ttl_minutes: u64,
     /// Most sign-in links mailed to one login per hour from one client network; a login gets
@@ -344,6 +349,7 @@ impl Default for ChatConfig {
             history_page: 50,
             max_frame_bytes: 16_384,
             send_queue: 256,
+            frames_per_minute: 600,
             signin_ttl_minutes: 15,
             signins_per_hour: 5,
             session_days: 30,
@@ -753,9 +759,15 @@ impl Config {
                 "[chat] max_frame_bytes must exceed max_message_bytes by at least 1024".into(),
             ));
         }
-        if chat.send_queue == 0 || chat.history_page == 0 || chat.messages_per_minute == 0 {
+        if chat.send_queue == 0
+            || chat.history_page == 0
+            || chat.messages_per_minute == 0
+            || chat.frames_per_minute == 0
+        {
             return Err(ConfigError::Invalid(
-                "[chat] send_queue, history_page and messages_per_minute must be at least 1".into(),
+                "[chat] send_queue, history_page, messages_per_minute and frames_per_minute must \
+                 be at least 1"
+                    .into(),
             ));
         }
         for (section, cert, key) in [

@@ -353,6 +353,27 @@ mod behaviour {
         assert!(opening.starts_with("Line one\nline two\n"), "{opening:?}");
         assert!(opening.len() <= chmail::store::MAX_OPENING_LEN);
         assert!(opening.is_char_boundary(opening.len()));
+        // The login holds its port now: its next mail takes the held-port path, which keeps
+        // them as well.
+        let mut again = submission("alice", "named-again", range(20_000, 20_009), 2);
+        again.participants = vec![
+            part("alice@example.com", Role::From).named("Alice"),
+            part("bob@x.example", Role::To).named("Bob"),
+        ];
+        again.opening = Some("Second mail".into());
+        s.record_submission(&again).await.expect("stored");
+        let back = s
+            .room("named-again")
+            .await
+            .expect("room")
+            .expect("the room");
+        assert_eq!(back.opening.as_deref(), Some("Second mail"));
+        let names: Vec<Option<&str>> = back
+            .participants
+            .iter()
+            .map(|p| p.name.as_deref())
+            .collect();
+        assert_eq!(names, vec![Some("Alice"), Some("Bob")]);
         // Without them, nothing is made up.
         let mut plain = submission("alice", "plain", range(20_000, 20_009), 2);
         plain.opening = Some("  \n ".into());
@@ -538,6 +559,189 @@ mod behaviour {
             s.room("room-c").await.expect("room").expect("room").port,
             20_001
         );
+    }
+
+    pub async fn concurrent_submissions_of_port_holders_keep_their_ports(h: &Harness) {
+        // The common case: logins that hold a port, many mails at once through two stores
+        // ("two milters"). None waits for a grant, none fails, each mail its own room on its
+        // login's port, and the ports stay where they were.
+        let stores = [h.fresh().await, h.open().await];
+        let ports = range(40_000, 40_099);
+        let logins: Vec<String> = (0..20).map(|i| format!("holder{i:02}")).collect();
+        let mut held = HashMap::new();
+        for login in &logins {
+            let g = stores[0]
+                .grant_port(login, ports, DAY, 1_000)
+                .await
+                .expect("grant");
+            held.insert(login.clone(), g.port);
+        }
+        let mut tasks = Vec::new();
+        for round in 0..5_i64 {
+            for (i, login) in logins.iter().enumerate() {
+                let store = Arc::clone(&stores[(i + round as usize) % 2]);
+                let sub = submission(login, &format!("room-{i}-{round}"), ports, 2_000 + round);
+                tasks.push(tokio::spawn(async move {
+                    let g = store.record_submission(&sub).await;
+                    (sub, g)
+                }));
+            }
+        }
+        let mut rooms = HashSet::new();
+        for task in tasks {
+            let (sub, g) = task.await.expect("task");
+            let g = g.unwrap_or_else(|e| panic!("{}'s mail failed: {e}", sub.login));
+            let port = held[&sub.login];
+            assert_eq!((g.port, g.fresh, g.granted_at), (port, false, 1_000));
+            assert!(g.last_used >= sub.now, "{g:?}");
+            let room = stores[1]
+                .room(&sub.room_id)
+                .await
+                .expect("room")
+                .expect("the mail's room");
+            assert_eq!((room.port, room.login.as_str()), (port, sub.login.as_str()));
+            assert_eq!(room.participants.len(), 2);
+            assert!(rooms.insert(sub.room_id));
+        }
+        assert_eq!(rooms.len(), 100);
+        for login in &logins {
+            let g = stores[1]
+                .port_of(login)
+                .await
+                .expect("port_of")
+                .expect("a port");
+            assert_eq!(
+                (g.port, g.granted_at, g.last_used),
+                (held[login], 1_000, 2_004)
+            );
+            let seen = stores[0].login(login).await.expect("login").expect("seen");
+            assert_eq!(seen.last_seen, 2_004);
+        }
+    }
+
+    pub async fn a_holders_mail_racing_a_reclaim_of_its_port_never_loses_it(h: &Harness) {
+        // Two ports held by two logins unused long enough to be reclaimed; at once, both send a
+        // mail and a third login asks for a port. Whatever the order, the two that get a port
+        // hold it afterwards (a mail is never signed with a port that went to another login),
+        // and the one that came last finds both ports just used.
+        let stores = [h.fresh().await, h.open().await];
+        let after = Duration::from_secs(100);
+        for k in 0..10_u16 {
+            let ports = range(100 + 2 * k, 101 + 2 * k);
+            let (a, b, newcomer) = (format!("a{k}"), format!("b{k}"), format!("n{k}"));
+            for login in [&a, &b] {
+                stores[0]
+                    .grant_port(login, ports, after, 0)
+                    .await
+                    .expect("grant");
+            }
+            let mails = [(&a, &stores[0]), (&b, &stores[1])].map(|(login, store)| {
+                let store = Arc::clone(store);
+                let sub = Submission {
+                    reclaim_after: after,
+                    ..submission(login, &format!("room-{login}"), ports, 1_000)
+                };
+                tokio::spawn(
+                    async move { (sub.login.clone(), store.record_submission(&sub).await) },
+                )
+            });
+            let store = Arc::clone(&stores[usize::from(k % 2)]);
+            let ask = newcomer.clone();
+            let grant = tokio::spawn(async move {
+                (
+                    ask.clone(),
+                    store.grant_port(&ask, ports, after, 1_000).await,
+                )
+            });
+            let mut told = HashMap::new();
+            let mut exhausted = Vec::new();
+            for task in mails.into_iter().chain([grant]) {
+                match task.await.expect("task") {
+                    (login, Ok(g)) => {
+                        told.insert(login, g.port);
+                    }
+                    (login, Err(StoreError::PortsExhausted { .. })) => exhausted.push(login),
+                    (login, Err(e)) => panic!("{login}: unexpected error {e}"),
+                }
+            }
+            assert_eq!(
+                (told.len(), exhausted.len()),
+                (2, 1),
+                "{told:?} {exhausted:?}"
+            );
+            for (login, port) in &told {
+                let owner = stores[1].port_owner(*port).await.expect("owner");
+                assert_eq!(
+                    owner.map(|g| g.login).as_deref(),
+                    Some(login.as_str()),
+                    "{login} was told port {port}"
+                );
+                if login != &newcomer {
+                    let room = stores[1]
+                        .room(&format!("room-{login}"))
+                        .await
+                        .expect("room")
+                        .expect("the mail's room");
+                    assert_eq!(room.port, *port);
+                }
+            }
+            let lost = &exhausted[0];
+            if lost != &newcomer {
+                assert_eq!(
+                    stores[0].room(&format!("room-{lost}")).await.expect("room"),
+                    None
+                );
+            }
+        }
+    }
+
+    pub async fn concurrent_submissions_fail_or_succeed_each_on_its_own(h: &Harness) {
+        // Mails written at once (SQLite commits them in groups) fail alone: a mail without a port
+        // or with another login's room id writes nothing, and the others are all there.
+        let s = h.fresh().await;
+        let tiny = range(100, 100);
+        s.record_submission(&submission("alice", "room-a", tiny, 1_000))
+            .await
+            .expect("alice takes the only port");
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let (login, room, ports) = match i % 3 {
+                0 => ("alice".to_owned(), format!("alice-{i}"), tiny),
+                // No port left for bob.
+                1 => (format!("bob{i}"), format!("bob-{i}"), tiny),
+                // A port for carol, but alice's room id.
+                _ => (format!("carol{i}"), "room-a".to_owned(), range(200, 209)),
+            };
+            let store = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                let sub = submission(&login, &room, ports, 2_000);
+                let g = store.record_submission(&sub).await;
+                (sub, g)
+            }));
+        }
+        for task in tasks {
+            let (sub, g) = task.await.expect("task");
+            let stored = s.room(&sub.room_id).await.expect("room");
+            match (sub.login.as_str(), g) {
+                ("alice", Ok(g)) => {
+                    assert_eq!(g.port, 100);
+                    assert_eq!(stored.map(|r| r.port), Some(100));
+                }
+                (login, Err(StoreError::PortsExhausted { .. })) if login.starts_with("bob") => {
+                    assert_eq!(stored, None);
+                }
+                (login, Err(StoreError::Invalid(_))) if login.starts_with("carol") => {
+                    assert_eq!(stored.map(|r| r.login).as_deref(), Some("alice"));
+                }
+                (login, other) => panic!("{login}: unexpected {other:?}"),
+            }
+            if sub.login != "alice" {
+                assert_eq!(s.login(&sub.login).await.expect("login"), None);
+                assert_eq!(s.port_of(&sub.login).await.expect("port_of"), None);
+            }
+        }
+        let alice = s.room("room-a").await.expect("room").expect("alice's room");
+        assert_eq!(alice.participants.len(), 2);
     }
 
     pub async fn record_submission_writes_nothing_when_any_part_fails(h: &Harness) {
@@ -3080,6 +3284,9 @@ conformance!(
     rooms_cut_long_subjects_and_cap_participants,
     record_submission_writes_login_port_and_room_together,
     record_submission_writes_nothing_when_any_part_fails,
+    concurrent_submissions_of_port_holders_keep_their_ports,
+    a_holders_mail_racing_a_reclaim_of_its_port_never_loses_it,
+    concurrent_submissions_fail_or_succeed_each_on_its_own,
     invalid_input_is_rejected_before_writing,
     join_room_admits_only_participants_and_keeps_the_first_join,
     add_message_is_idempotent_per_author_and_client_id,

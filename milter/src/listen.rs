@@ -165,6 +165,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn accepted_tcp_connections_have_tcp_nodelay() {
+        let mut listener = MilterListener::bind("inet:127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("a TCP socket");
+        let _mta = TcpStream::connect(addr).await.expect("connect");
+        let accepted = std::future::poll_fn(|cx| listener.poll_accept(cx))
+            .await
+            .expect("accept");
+        let EitherStream::Tcp(stream) = accepted else {
+            panic!("a TCP listener accepted a UNIX-domain stream");
+        };
+        assert!(stream.nodelay().expect("TCP_NODELAY"));
+    }
+
+    #[tokio::test]
     async fn a_unix_socket_replaces_a_stale_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("milter.sock");

@@ -141,7 +141,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     ])?;
     let runtime = tokio::runtime::Runtime::new().map_err(|err| format!("runtime: {err}"))?;
     let noop_port = runtime
-        .block_on(noop::start())
+        .block_on(noop::start(&[]))
         .map_err(|err| format!("no-op milter: {err}"))?;
     let dns = TestDns::start(Vec::<(String, String)>::new());
     let chmail_options = MilterOptions {

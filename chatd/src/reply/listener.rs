@@ -128,7 +128,7 @@ pub async fn run(
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
@@ -137,6 +137,7 @@ pub async fn run(
                 continue;
             }
         };
+        crate::server::no_delay(&mut stream);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             let mut stream = stream;
             let _ = stream

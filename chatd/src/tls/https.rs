@@ -68,7 +68,7 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             next = accept(&listener, &handshakes) => next,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
@@ -77,6 +77,7 @@ pub async fn serve(
                 continue;
             }
         };
+        crate::server::no_delay(&mut stream);
         connections.spawn(connection(shared.clone(), stream, peer, permit));
     }
     drop(listener);

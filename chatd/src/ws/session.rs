@@ -19,12 +19,6 @@ use crate::{
     unread,
 };
 
-/// Most frames of any kind one connection may send per minute: far above what a person types
-/// (messages and rings have their own, lower limits, shared by all connections of a client
-/// network and of an identity: [`crate::limit::ChatLimits`]), low enough that a flood costs
-/// little.
-pub const FRAMES_PER_MINUTE: u32 = 600;
-
 /// Least time between two relayed `typing` frames of one connection; more are dropped silently.
 pub const TYPING_EVERY: Duration = Duration::from_secs(1);
 
@@ -130,6 +124,10 @@ pub struct Session {
 impl Session {
     /// A fresh connection of `peer` whose frames go to `outbox`.
     pub fn new(state: AppState, peer: Peer, outbox: Outbox) -> Self {
+        // `[chat] frames_per_minute`: messages and rings have their own, lower limits, shared
+        // by all connections of a client network and of an identity
+        // ([`crate::limit::ChatLimits`]).
+        let frames = RateWindow::per_minute(state.config.chat.frames_per_minute);
         Self {
             id: state.hub.next_id(),
             state,
@@ -138,7 +136,7 @@ impl Session {
             joined: None,
             online_as: None,
             watching: false,
-            frames: RateWindow::per_minute(FRAMES_PER_MINUTE),
+            frames,
             last_typing: None,
         }
     }

@@ -558,3 +558,34 @@ pub mod browser {
         assert_eq!(stdout.lines().last(), Some("OK"), "the script's last line");
     }
 }
+
+/// Whether chatd's end of the test's connection `client` has `TCP_NODELAY`. chatd runs in this
+/// process: its end is found among the process's descriptors by its two addresses, each
+/// descriptor copied through a pidfd of the process (`pidfd_getfd`, Linux 5.6; no unsafe code).
+/// Call it once chatd has answered on `client`, so that it has accepted the connection.
+///
+/// # Panics
+///
+/// When no descriptor of this process is chatd's end of `client`.
+pub fn accepted_nodelay(client: &tokio::net::TcpStream) -> bool {
+    use rustix::process::{getpid, pidfd_getfd, pidfd_open, PidfdFlags, PidfdGetfdFlags};
+
+    let ours = client.local_addr().expect("the client's address");
+    let theirs = client.peer_addr().expect("the server's address");
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).expect("a pidfd of this process");
+    let fds = std::fs::read_dir("/proc/self/fd").expect("this process's descriptors");
+    for entry in fds.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // Gone meanwhile (the directory's own descriptor), or not copyable: not a socket of ours.
+        let Ok(copy) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let socket = std::net::TcpStream::from(copy);
+        if socket.local_addr().ok() == Some(theirs) && socket.peer_addr().ok() == Some(ours) {
+            return socket.nodelay().expect("TCP_NODELAY of chatd's end");
+        }
+    }
+    panic!("no connection from {ours} to {theirs} accepted in this process");
+}

@@ -1,9 +1,11 @@
 //! The PostgreSQL store: a deadpool pool of tokio-postgres connections.
 //!
-//! Grants serialize on a transaction-scoped advisory lock, so milters on different hosts never
-//! hand one port to two logins; `PRIMARY KEY (port)` and `UNIQUE (login)` are the safety net.
-//! Every wait is bounded: connecting, waiting for a pooled connection, locks, statements, and each
-//! whole call.
+//! A login that holds a port (ports are sticky, so nearly every mail) is served by one statement
+//! that takes no lock but the rows it writes: the mail of one login never waits for another's.
+//! Only granting a port (a new one or a reclaimed one) serializes, on a transaction-scoped
+//! advisory lock, so milters on different hosts never hand one port to two logins; `PRIMARY KEY
+//! (port)` and `UNIQUE (login)` are the safety net. Every wait is bounded: connecting, waiting for
+//! a pooled connection, locks, statements, and each whole call.
 
 use std::{error::Error as StdError, future::Future, sync::Arc, time::Duration};
 
@@ -21,7 +23,7 @@ use super::{
 use crate::config::PortRange;
 
 /// Advisory lock key of port grants ("CHmail" + 1); any constant works as long as every milter
-/// uses the same one.
+/// uses the same one. Only grants take it: confirming a held port does not.
 const GRANT_LOCK_KEY: i64 = 0x4348_6d61_696c_0001;
 /// Advisory lock key of migrations ("CHmail" + 2).
 const MIGRATE_LOCK_KEY: i64 = 0x4348_6d61_696c_0002;
@@ -47,12 +49,63 @@ END";
 const OLDEST_PORT_SQL: &str = "SELECT port, login, last_used FROM ports
     WHERE port BETWEEN $1 AND $2 ORDER BY last_used, port LIMIT 1";
 
-/// First table upsert; a record older than the stored one is ignored, so the latest wins.
-const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (login) DO UPDATE SET
-        ip = excluded.ip, hostname = excluded.hostname, last_seen = excluded.last_seen
-    WHERE excluded.last_seen >= logins.last_seen";
+/// The conflict clause of the first table's upsert: a record older than the stored one is
+/// ignored, so the latest wins. A macro, so that both statements below are one literal each.
+macro_rules! login_upsert_conflict {
+    () => {
+        " ON CONFLICT (login) DO UPDATE SET
+            ip = excluded.ip, hostname = excluded.hostname, last_seen = excluded.last_seen
+        WHERE excluded.last_seen >= logins.last_seen"
+    };
+}
+
+/// First table upsert.
+const UPSERT_LOGIN_SQL: &str = concat!(
+    "INSERT INTO logins (login, ip, hostname, last_seen) VALUES ($1, $2, $3, $4)",
+    login_upsert_conflict!()
+);
+
+/// The sticky case of a grant: `$1`'s port when it lies in `$3..=$4`, its `last_used` raised to
+/// `$2` (never lowered: a milter whose clock lags must not make the port look older). It locks
+/// only that row, and a reclaim that raced it re-checks `last_used` (see [`reclaim`]).
+macro_rules! held_port_update {
+    () => {
+        "UPDATE ports SET last_used = GREATEST(last_used, $2::int8)
+         WHERE login = $1::text AND port BETWEEN $3::int4 AND $4::int4
+         RETURNING port, granted_at, last_used"
+    };
+}
+
+/// [`Store::grant_port`]'s sticky case on its own.
+const HELD_PORT_SQL: &str = held_port_update!();
+
+/// One whole mail of a login that holds a port in the range, in one statement (one round trip,
+/// its own transaction): the sticky grant, then, only when it found the port, the first table's
+/// upsert, the room on that port and its participants. Every sub-statement reads the grant
+/// (`held`), so the port's row is locked before the login's, in the order the granting
+/// transaction takes them. A room id that exists already fails the whole statement
+/// (`rooms_pkey`), and the caller falls back to [`record_submission_granting`]. `$1` login, `$2`
+/// now, `$3..=$4` the range, `$5` ip, `$6` hostname, `$7` room id, `$8` Message-ID, `$9`
+/// subject, `$10`/`$11`/`$12` the participants' addresses, roles and names, `$13` the opening.
+const HELD_SUBMISSION_SQL: &str = concat!(
+    "WITH held AS (",
+    held_port_update!(),
+    "), seen AS (
+        INSERT INTO logins (login, ip, hostname, last_seen)
+        SELECT $1::text, $5::text, $6::text, $2::int8 FROM held",
+    login_upsert_conflict!(),
+    "), room AS (
+        INSERT INTO rooms (id, port, login, message_id, subject, created, opening)
+        SELECT $7::text, port, $1::text, $8::text, $9::text, $2::int8, $13::text FROM held
+        RETURNING id
+    ), participants AS (
+        INSERT INTO room_participants (room_id, address, role, position, name)
+        SELECT room.id, t.a, t.r, (t.n - 1)::int4, t.nm
+        FROM room, UNNEST($10::text[], $11::text[], $12::text[])
+            WITH ORDINALITY AS t(a, r, nm, n)
+    )
+    SELECT port, granted_at, last_used FROM held"
+);
 
 /// The PostgreSQL implementation of [`Store`].
 pub(crate) struct PostgresStore {
@@ -189,7 +242,22 @@ async fn lock_grants(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The grant, inside a transaction that holds the grant lock (see [`Store::grant_port`]).
+/// The grant of a login that holds its port, from a row of [`HELD_PORT_SQL`] or
+/// [`HELD_SUBMISSION_SQL`]: (port, granted_at, last_used).
+fn held_grant(row: &tokio_postgres::Row, login: &str) -> Result<PortGrant> {
+    Ok(PortGrant {
+        port: to_port(row.try_get(0).map_err(backend)?)?,
+        login: login.to_owned(),
+        granted_at: row.try_get(1).map_err(backend)?,
+        last_used: row.try_get(2).map_err(backend)?,
+        fresh: false,
+        reclaimed_from: None,
+    })
+}
+
+/// The grant, inside a transaction that holds the grant lock (see [`Store::grant_port`]). Only
+/// such transactions change who holds a port; meanwhile a mail of a port's holder may still
+/// raise its `last_used` ([`HELD_SUBMISSION_SQL`] takes no lock), which [`reclaim`] allows for.
 async fn grant_in(
     tx: &Transaction<'_>,
     login: &str,
@@ -197,40 +265,22 @@ async fn grant_in(
     reclaim_after: Duration,
     now: i64,
 ) -> Result<PortGrant> {
-    let current = query_opt(
+    let (first, last) = (i32::from(ports.first), i32::from(ports.last));
+    // Again under the lock: another grant for this login may have been first.
+    if let Some(row) = query_opt(tx, HELD_PORT_SQL, &[&login, &now, &first, &last]).await? {
+        return held_grant(&row, login);
+    }
+    if let Some(row) = query_opt(
         tx,
-        "SELECT port, granted_at, last_used FROM ports WHERE login = $1",
+        "DELETE FROM ports WHERE login = $1 RETURNING port",
         &[&login],
     )
-    .await?;
-    if let Some(row) = current {
+    .await?
+    {
         let port: i32 = row.try_get(0).map_err(backend)?;
-        let granted_at: i64 = row.try_get(1).map_err(backend)?;
-        let last_used: i64 = row.try_get(2).map_err(backend)?;
-        let port16 = to_port(port)?;
-        if ports.contains(port16) {
-            // max: a milter whose clock lags must not make the port look older.
-            let last_used = last_used.max(now);
-            execute(
-                tx,
-                "UPDATE ports SET last_used = $2 WHERE port = $1",
-                &[&port, &last_used],
-            )
-            .await?;
-            return Ok(PortGrant {
-                port: port16,
-                login: login.to_owned(),
-                granted_at,
-                last_used,
-                fresh: false,
-                reclaimed_from: None,
-            });
-        }
         tracing::debug!(login, port, range = %ports, "port outside the range, granting a new one");
-        execute(tx, "DELETE FROM ports WHERE port = $1", &[&port]).await?;
     }
 
-    let (first, last) = (i32::from(ports.first), i32::from(ports.last));
     let free: Option<i32> = query_opt(tx, FREE_PORT_SQL, &[&first, &last])
         .await?
         .map(|row| row.try_get(0))
@@ -253,31 +303,131 @@ async fn grant_in(
             reclaimed_from: None,
         });
     }
+    reclaim(tx, login, ports, reclaim_after, now).await
+}
 
-    let Some(row) = query_opt(tx, OLDEST_PORT_SQL, &[&first, &last]).await? else {
-        return Err(StoreError::PortsExhausted { range: ports });
-    };
-    let port: i32 = row.try_get(0).map_err(backend)?;
-    let owner: String = row.try_get(1).map_err(backend)?;
-    let last_used: i64 = row.try_get(2).map_err(backend)?;
-    if last_used > reclaim_cutoff(now, reclaim_after) {
-        return Err(StoreError::PortsExhausted { range: ports });
+/// Reclaims the port of a full range unused the longest, when it is old enough; inside a
+/// transaction that holds the grant lock. Its holder's mail may raise its `last_used` between
+/// the look-up and the update: the update waits for that mail's row lock and re-checks the row,
+/// and on a miss the next port unused the longest is looked up (each miss leaves a port just
+/// used, so this ends).
+async fn reclaim(
+    tx: &Transaction<'_>,
+    login: &str,
+    ports: PortRange,
+    reclaim_after: Duration,
+    now: i64,
+) -> Result<PortGrant> {
+    let (first, last) = (i32::from(ports.first), i32::from(ports.last));
+    let cutoff = reclaim_cutoff(now, reclaim_after);
+    loop {
+        let Some(row) = query_opt(tx, OLDEST_PORT_SQL, &[&first, &last]).await? else {
+            return Err(StoreError::PortsExhausted { range: ports });
+        };
+        let port: i32 = row.try_get(0).map_err(backend)?;
+        let owner: String = row.try_get(1).map_err(backend)?;
+        let last_used: i64 = row.try_get(2).map_err(backend)?;
+        if last_used > cutoff {
+            return Err(StoreError::PortsExhausted { range: ports });
+        }
+        let taken = execute(
+            tx,
+            "UPDATE ports SET login = $2, granted_at = $3, last_used = $3
+             WHERE port = $1 AND login = $4 AND last_used <= $5",
+            &[&port, &login, &now, &owner, &cutoff],
+        )
+        .await?;
+        if taken == 0 {
+            tracing::debug!(login, port, owner = %owner, "port used while being reclaimed, looking again");
+            continue;
+        }
+        tracing::info!(login, port, from = %owner, last_used, "chat port reclaimed");
+        return Ok(PortGrant {
+            port: to_port(port)?,
+            login: login.to_owned(),
+            granted_at: now,
+            last_used: now,
+            fresh: true,
+            reclaimed_from: Some(owner),
+        });
     }
+}
+
+/// One mail of a login that holds a port, in one statement ([`HELD_SUBMISSION_SQL`]): the
+/// grant, or `None` when nothing was written: the login holds no port in the range, or the
+/// room id exists already (a retried mail, or another login's room).
+async fn submit_held(
+    client: &deadpool_postgres::Object,
+    sub: &Submission,
+    room: &Room,
+) -> Result<Option<PortGrant>> {
+    let (first, last) = (i32::from(sub.ports.first), i32::from(sub.ports.last));
+    let addresses: Vec<&str> = room
+        .participants
+        .iter()
+        .map(|p| p.address.as_str())
+        .collect();
+    let roles: Vec<&str> = room.participants.iter().map(|p| p.role.as_str()).collect();
+    let names: Vec<Option<&str>> = room
+        .participants
+        .iter()
+        .map(|p| p.name.as_deref())
+        .collect();
+    let stmt = client
+        .prepare_cached(HELD_SUBMISSION_SQL)
+        .await
+        .map_err(backend)?;
+    let params: [&(dyn ToSql + Sync); 13] = [
+        &sub.login,
+        &sub.now,
+        &first,
+        &last,
+        &sub.ip,
+        &sub.hostname,
+        &room.id,
+        &room.message_id,
+        &room.subject,
+        &addresses,
+        &roles,
+        &names,
+        &room.opening,
+    ];
+    match client.query_opt(&stmt, &params).await {
+        Ok(row) => row.map(|row| held_grant(&row, &sub.login)).transpose(),
+        Err(e) if is_room_id_taken(&e) => Ok(None),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+/// Whether `e` is the unique violation of an existing room id.
+fn is_room_id_taken(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("rooms_pkey")
+    })
+}
+
+/// One mail that needs a grant (or whose room id exists already), in one transaction that holds
+/// the grant lock: the grant first, then the first table and the room, so that its row locks are
+/// taken in the order of [`HELD_SUBMISSION_SQL`].
+async fn submit_granting(
+    client: &mut deadpool_postgres::Object,
+    sub: &Submission,
+    mut room: Room,
+) -> Result<PortGrant> {
+    let tx = client.transaction().await.map_err(backend)?;
+    lock_grants(&tx).await?;
+    let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now).await?;
     execute(
-        tx,
-        "UPDATE ports SET login = $2, granted_at = $3, last_used = $3 WHERE port = $1",
-        &[&port, &login, &now],
+        &tx,
+        UPSERT_LOGIN_SQL,
+        &[&sub.login, &sub.ip, &sub.hostname, &sub.now],
     )
     .await?;
-    tracing::info!(login, port, from = %owner, last_used, "chat port reclaimed");
-    Ok(PortGrant {
-        port: to_port(port)?,
-        login: login.to_owned(),
-        granted_at: now,
-        last_used: now,
-        fresh: true,
-        reclaimed_from: Some(owner),
-    })
+    room.port = grant.port;
+    create_room_in(&tx, &room).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(grant)
 }
 
 /// Inserts a normalized room and its participants in one statement each (see
@@ -479,6 +629,18 @@ impl Store for PostgresStore {
         check_range(ports)?;
         bounded(async {
             let mut client = self.client().await?;
+            let stmt = client
+                .prepare_cached(HELD_PORT_SQL)
+                .await
+                .map_err(backend)?;
+            let (first, last) = (i32::from(ports.first), i32::from(ports.last));
+            let held = client
+                .query_opt(&stmt, &[&login, &now, &first, &last])
+                .await
+                .map_err(backend)?;
+            if let Some(row) = held {
+                return held_grant(&row, login);
+            }
             let tx = client.transaction().await.map_err(backend)?;
             lock_grants(&tx).await?;
             let grant = grant_in(&tx, login, ports, reclaim_after, now).await?;
@@ -604,23 +766,14 @@ impl Store for PostgresStore {
     async fn record_submission(&self, sub: &Submission) -> Result<PortGrant> {
         check_login_record(&sub.login, sub.ip.as_deref(), sub.hostname.as_deref())?;
         check_range(sub.ports)?;
-        // Validated before the transaction; the port is filled in once granted.
-        let mut room = normalize_room(&sub.room(sub.ports.first))?;
+        // Validated before writing; the port is filled in once granted.
+        let room = normalize_room(&sub.room(sub.ports.first))?;
         bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(backend)?;
-            lock_grants(&tx).await?;
-            execute(
-                &tx,
-                UPSERT_LOGIN_SQL,
-                &[&sub.login, &sub.ip, &sub.hostname, &sub.now],
-            )
-            .await?;
-            let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now).await?;
-            room.port = grant.port;
-            create_room_in(&tx, &room).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(grant)
+            if let Some(grant) = submit_held(&client, sub, &room).await? {
+                return Ok(grant);
+            }
+            submit_granting(&mut client, sub, room).await
         })
         .await
     }

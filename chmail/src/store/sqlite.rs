@@ -38,6 +38,17 @@ END";
 const OLDEST_PORT_SQL: &str = "SELECT port, login, last_used FROM ports
     WHERE port BETWEEN ?1 AND ?2 ORDER BY last_used, port LIMIT 1";
 
+/// The sticky case of a grant: `?1`'s port when it lies in `?3..=?4`, its `last_used` raised to
+/// `?2` (never lowered: a milter whose clock lags must not make the port look older).
+const HELD_PORT_SQL: &str = "UPDATE ports SET last_used = MAX(last_used, ?2)
+    WHERE login = ?1 AND port BETWEEN ?3 AND ?4
+    RETURNING port, granted_at, last_used";
+
+/// How many prepared statements the connection keeps: every statement of a mail's transaction,
+/// and of chatd's busiest paths, is prepared once and reused, instead of being parsed and
+/// planned on each call (rusqlite's default keeps 16).
+const STATEMENT_CACHE: usize = 128;
+
 /// First table upsert; a record older than the stored one is ignored, so the latest wins.
 const UPSERT_LOGIN_SQL: &str = "INSERT INTO logins (login, ip, hostname, last_seen)
     VALUES (?1, ?2, ?3, ?4)
@@ -118,6 +129,7 @@ where
 fn configure(conn: &Connection) -> Result<()> {
     let connect = |e: rusqlite::Error| StoreError::Connect(format!("cannot configure SQLite: {e}"));
     conn.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(connect)?;
@@ -171,7 +183,8 @@ fn read_grant(
     .transpose()
 }
 
-/// The grant, inside a `BEGIN IMMEDIATE` transaction (see [`Store::grant_port`]).
+/// The grant, inside a `BEGIN IMMEDIATE` transaction (see [`Store::grant_port`]). Every
+/// statement is prepared once per connection.
 fn grant_in(
     tx: &Connection,
     login: &str,
@@ -179,53 +192,50 @@ fn grant_in(
     reclaim_after: Duration,
     now: i64,
 ) -> Result<PortGrant> {
-    let current = tx
-        .query_row(
-            "SELECT port, granted_at, last_used FROM ports WHERE login = ?1",
-            [login],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )
+    let (first, last) = (i64::from(ports.first), i64::from(ports.last));
+    let held = tx
+        .prepare_cached(HELD_PORT_SQL)
+        .map_err(backend)?
+        .query_row((login, now, first, last), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .optional()
         .map_err(backend)?;
-    if let Some((port, granted_at, last_used)) = current {
-        let port16 = to_port(port)?;
-        if ports.contains(port16) {
-            // max: a milter whose clock lags must not make the port look older.
-            let last_used = last_used.max(now);
-            tx.execute(
-                "UPDATE ports SET last_used = ?2 WHERE port = ?1",
-                (port, last_used),
-            )
-            .map_err(backend)?;
-            return Ok(PortGrant {
-                port: port16,
-                login: login.to_owned(),
-                granted_at,
-                last_used,
-                fresh: false,
-                reclaimed_from: None,
-            });
-        }
+    if let Some((port, granted_at, last_used)) = held {
+        return Ok(PortGrant {
+            port: to_port(port)?,
+            login: login.to_owned(),
+            granted_at,
+            last_used,
+            fresh: false,
+            reclaimed_from: None,
+        });
+    }
+    let left: Option<i64> = tx
+        .prepare_cached("DELETE FROM ports WHERE login = ?1 RETURNING port")
+        .map_err(backend)?
+        .query_row([login], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    if let Some(port) = left {
         tracing::debug!(login, port, range = %ports, "port outside the range, granting a new one");
-        tx.execute("DELETE FROM ports WHERE port = ?1", [port])
-            .map_err(backend)?;
     }
 
-    let (first, last) = (i64::from(ports.first), i64::from(ports.last));
     let free: Option<i64> = tx
-        .query_row(FREE_PORT_SQL, (first, last), |r| r.get(0))
+        .prepare_cached(FREE_PORT_SQL)
+        .map_err(backend)?
+        .query_row((first, last), |r| r.get(0))
         .map_err(backend)?;
     if let Some(port) = free {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO ports (port, login, granted_at, last_used) VALUES (?1, ?2, ?3, ?3)",
-            (port, login, now),
         )
+        .map_err(backend)?
+        .execute((port, login, now))
         .map_err(backend)?;
         return Ok(PortGrant {
             port: to_port(port)?,
@@ -238,7 +248,9 @@ fn grant_in(
     }
 
     let oldest = tx
-        .query_row(OLDEST_PORT_SQL, (first, last), |r| {
+        .prepare_cached(OLDEST_PORT_SQL)
+        .map_err(backend)?
+        .query_row((first, last), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -249,10 +261,11 @@ fn grant_in(
         .map_err(backend)?;
     match oldest {
         Some((port, owner, last_used)) if last_used <= reclaim_cutoff(now, reclaim_after) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE ports SET login = ?2, granted_at = ?3, last_used = ?3 WHERE port = ?1",
-                (port, login, now),
             )
+            .map_err(backend)?
+            .execute((port, login, now))
             .map_err(backend)?;
             tracing::info!(login, port, from = %owner, last_used, "chat port reclaimed");
             Ok(PortGrant {
@@ -271,19 +284,20 @@ fn grant_in(
 /// Inserts a normalized room and its participants (see [`Store::create_room`]).
 fn create_room_in(tx: &Connection, room: &Room) -> Result<()> {
     let inserted = tx
-        .execute(
+        .prepare_cached(
             "INSERT INTO rooms (id, port, login, message_id, subject, created, opening)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-            (
-                &room.id,
-                room.port,
-                &room.login,
-                &room.message_id,
-                &room.subject,
-                room.created,
-                &room.opening,
-            ),
         )
+        .map_err(backend)?
+        .execute((
+            &room.id,
+            room.port,
+            &room.login,
+            &room.message_id,
+            &room.subject,
+            room.created,
+            &room.opening,
+        ))
         .map_err(backend)?;
     let mut next: i64 = 0;
     if inserted == 0 {
@@ -550,11 +564,10 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            tx.execute(
-                UPSERT_LOGIN_SQL,
-                (&sub.login, &sub.ip, &sub.hostname, sub.now),
-            )
-            .map_err(backend)?;
+            tx.prepare_cached(UPSERT_LOGIN_SQL)
+                .map_err(backend)?
+                .execute((&sub.login, &sub.ip, &sub.hostname, sub.now))
+                .map_err(backend)?;
             let grant = grant_in(&tx, &sub.login, sub.ports, sub.reclaim_after, sub.now)?;
             room.port = grant.port;
             create_room_in(&tx, &room)?;
