@@ -82,10 +82,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         },
         post.except,
     );
-    let read = state.store.mark_read(&room.id, post.author, stored.id);
-    if let Err(e) = state.store_call(read).await {
-        warn!(room = %room.id, cause = %e, "read mark not stored");
-    }
+    // The author's read mark went with the message, in one transaction (`add_message`).
     // After the author's read mark: the sender's own message leaves their count at 0.
     unread::push(state, &room.login, &room.id).await;
     // Recipients signed in elsewhere (a shop's host on the mall, /me) see their count too.

@@ -1040,6 +1040,39 @@ mod behaviour {
         assert_eq!(s.messages("r", None, 100).await.expect("messages").len(), 6);
     }
 
+    pub async fn add_message_marks_the_room_read_for_its_author_in_the_same_write(h: &Harness) {
+        let s = h.fresh().await;
+        chat_room(&s, "r", "alice", 1).await;
+        let first = s
+            .add_message(&msg("r", "bob@x.example", "one", Some("a")))
+            .await
+            .expect("add")
+            .message;
+        let read = |members: Vec<Member>, address: &str| {
+            members
+                .into_iter()
+                .find(|m| m.address == address)
+                .and_then(|m| m.last_read)
+        };
+        let members = s.members("r").await.expect("members");
+        assert_eq!(read(members, "bob@x.example"), Some(first.id));
+        // Others' marks are theirs; a retry moves nothing; chatd's notes mark nobody.
+        let second = s
+            .add_message(&msg("r", "carol@y.example", "two", None))
+            .await
+            .expect("add")
+            .message;
+        s.add_message(&msg("r", "bob@x.example", "one", Some("a")))
+            .await
+            .expect("retry");
+        let mut note = msg("r", "", "note", None);
+        note.via = Via::System;
+        s.add_message(&note).await.expect("note");
+        let members = s.members("r").await.expect("members");
+        assert_eq!(read(members.clone(), "bob@x.example"), Some(first.id));
+        assert_eq!(read(members, "carol@y.example"), Some(second.id));
+    }
+
     pub async fn add_message_rejects_bad_input_and_unknown_rooms(h: &Harness) {
         let s = h.fresh().await;
         chat_room(&s, "r", "alice", 1).await;
@@ -1256,26 +1289,27 @@ mod behaviour {
             rooms.into_iter().map(|r| (r.room_id, r.unread)).collect()
         };
         // Bob is To and Cc of both of alice's rooms and To of carol's: listed once each, newest
-        // first; his own message and chatd's note do not count.
+        // first. Writing marked what came before as read; his own message and chatd's note do
+        // not count: carol's and alice's later one do.
+        let bob = s
+            .rooms_of_recipient("Bob@X.example", 10)
+            .await
+            .expect("rooms");
         assert_eq!(
-            summary(
-                s.rooms_of_recipient("Bob@X.example", 10)
-                    .await
-                    .expect("rooms")
-            ),
+            summary(bob),
             vec![
                 ("carols".to_owned(), 0),
                 ("new".to_owned(), 0),
-                ("old".to_owned(), 3),
+                ("old".to_owned(), 2),
             ]
         );
+        let carol = s
+            .rooms_of_recipient("carol@y.example", 10)
+            .await
+            .expect("rooms");
         assert_eq!(
-            summary(
-                s.rooms_of_recipient("carol@y.example", 10)
-                    .await
-                    .expect("rooms")
-            ),
-            vec![("new".to_owned(), 0), ("old".to_owned(), 3)]
+            summary(carol),
+            vec![("new".to_owned(), 0), ("old".to_owned(), 1)]
         );
         let newest = s.messages("old", None, 10).await.expect("messages");
         let last = newest.last().expect("a message").id;
@@ -3291,6 +3325,7 @@ conformance!(
     join_room_admits_only_participants_and_keeps_the_first_join,
     add_message_is_idempotent_per_author_and_client_id,
     add_message_rejects_bad_input_and_unknown_rooms,
+    add_message_marks_the_room_read_for_its_author_in_the_same_write,
     pictures_belong_to_their_room_and_messages_show_only_their_rooms,
     messages_page_backwards_and_forwards_oldest_first,
     pages_are_capped,

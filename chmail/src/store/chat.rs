@@ -318,7 +318,9 @@ pub trait ChatStore: Send + Sync {
     /// On a store failure.
     async fn mark_read(&self, room_id: &str, address: &str, message_id: i64) -> Result<()>;
 
-    /// Stores a message. A second call with the same (room, author, client id) returns the first
+    /// Stores a message and, in the same transaction, marks the room read for its author up to
+    /// it (as [`ChatStore::mark_read`]: an author who writes has seen the room; one durable write
+    /// per message). A second call with the same (room, author, client id) returns the first
     /// message unchanged instead of storing it twice, with [`Added::inserted`] `false`.
     ///
     /// # Errors
@@ -618,6 +620,12 @@ pub(crate) const ROOMS_OF_RECIPIENT_SQL: &str = "SELECT r.id, r.port, r.subject,
       AND NOT EXISTS (SELECT 1 FROM room_participants p
                       WHERE p.room_id = r.id AND p.address = $1 AND p.role = 'from')
     ORDER BY r.created DESC, r.id DESC LIMIT $2";
+
+/// The author's read mark raised to the message just stored (`$1` id, `$2` room, `$3` address),
+/// inside `add_message`'s transaction. One statement for both backends: SQLite numbers `$N` in
+/// the order they first appear, so they appear here in order.
+pub(crate) const MARK_OWN_READ_SQL: &str = "UPDATE room_participants SET last_read = $1
+    WHERE (last_read IS NULL OR last_read < $1) AND room_id = $2 AND address = $3";
 
 /// Checks a picture before it is stored (see [`ChatStore::add_chat_picture`]).
 pub(crate) fn check_picture(room_id: &str, content_type: &str, bytes: &[u8]) -> Result<()> {

@@ -15,7 +15,7 @@ use super::{
         check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
         check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
         page, parse_stored, presence_batch, select_online, sort_members, to_count,
-        ROOMS_OF_RECIPIENT_SQL, SIGNIN_TOKEN_KEEP_MS,
+        MARK_OWN_READ_SQL, ROOMS_OF_RECIPIENT_SQL, SIGNIN_TOKEN_KEEP_MS,
     },
     postgres::{backend, bounded, PostgresStore},
     Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
@@ -305,6 +305,14 @@ impl ChatStore for PostgresStore {
                 ),
             };
             let message = message_row(&row)?;
+            if inserted && !message.author.is_empty() {
+                execute(
+                    &tx,
+                    MARK_OWN_READ_SQL,
+                    &[&message.id, &message.room_id, &message.author],
+                )
+                .await?;
+            }
             tx.commit().await.map_err(backend)?;
             Ok(Added { message, inserted })
         })

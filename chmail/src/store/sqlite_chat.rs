@@ -12,8 +12,8 @@ use super::{
     chat::{
         check_hash, check_node, check_owner, check_picture, check_presence, check_room_id,
         check_session, check_signin_token, normalize_address, normalize_login, normalize_message,
-        page, presence_batch, select_online, sort_members, ROOMS_OF_RECIPIENT_SQL,
-        SIGNIN_TOKEN_KEEP_MS,
+        page, presence_batch, select_online, sort_members, MARK_OWN_READ_SQL,
+        ROOMS_OF_RECIPIENT_SQL, SIGNIN_TOKEN_KEEP_MS,
     },
     sqlite::{backend, SqliteStore},
     Added, ChatPicture, ChatStore, Member, Message, NewMessage, Reminder, ReminderJob, Result,
@@ -277,6 +277,12 @@ impl ChatStore for SqliteStore {
                     .optional()
                     .map_err(backend)?;
                 if let Some(message) = inserted {
+                    if !message.author.is_empty() {
+                        tx.prepare_cached(MARK_OWN_READ_SQL)
+                            .map_err(backend)?
+                            .execute((message.id, &message.room_id, &message.author))
+                            .map_err(backend)?;
+                    }
                     return Ok(Added {
                         message,
                         inserted: true,
