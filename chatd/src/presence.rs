@@ -23,12 +23,14 @@ use tracing::{debug, warn};
 
 use crate::{state::AppState, ws::protocol::ServerFrame};
 
-/// How long a presence row in the store counts without a refresh: a node that died stops
-/// counting within this time. Three refreshes, so one slow store call does not flap.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
+/// How long a presence row in the store counts without a refresh: a node that died (killed, no
+/// shutdown to remove its rows) stops counting within this time, so its logins look offline to
+/// the other nodes about three ring intervals later and a Chat press there gets a reminder
+/// instead of a ring nobody hears. Three refreshes, so one slow store call does not flap.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
 
 /// How often this process rewrites the presence rows of its online logins.
-pub const PRESENCE_REFRESH: Duration = Duration::from_secs(20);
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Local {
