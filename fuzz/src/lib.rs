@@ -153,9 +153,12 @@ pub fn opening(data: &[u8]) {
     let _ = chmail_milter::opening::opening(mime, body, 1);
 }
 
+/// The body of a fuzz target: takes the fuzzer's bytes, panics when a property breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its folder under `corpus/` and of its file under
 /// `fuzz_targets/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("chmail_header", chmail_header),
     ("from_and_addresses", from_and_addresses),
     ("reply_text", reply_text),
