@@ -6,7 +6,9 @@
 //! time-out that ends a silent connection). This process counts its own connections per login in
 //! memory and mirrors the count into the store's presence rows (`set_presence`, refreshed every
 //! [`PRESENCE_REFRESH`] and valid for [`PRESENCE_TTL`]), so that another chatd node on the same
-//! PostgreSQL sees the login online too, and a node that dies stops counting by itself.
+//! PostgreSQL sees the login online too, and a node that dies stops counting by itself. A node's
+//! id is new at every start, so a restarted node has no rows of its own to clear: those of the
+//! process before it expire within [`PRESENCE_TTL`] and a later heartbeat prunes them.
 //! Presence changes are announced to the rooms on this process and, through the fan-out
 //! ([`crate::fanout`]), to the rooms on the other nodes; a login that went away here but is
 //! still online on another node (per the store) is not announced as gone.
@@ -23,12 +25,14 @@ use tracing::{debug, warn};
 
 use crate::{state::AppState, ws::protocol::ServerFrame};
 
-/// How long a presence row in the store counts without a refresh: a node that died stops
-/// counting within this time. Three refreshes, so one slow store call does not flap.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(60);
+/// How long a presence row in the store counts without a refresh: a node that died (killed, no
+/// shutdown to remove its rows) stops counting within this time, so its logins look offline to
+/// the other nodes about three ring intervals later and a Chat press there gets a reminder
+/// instead of a ring nobody hears. Three refreshes, so one slow store call does not flap.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
 
 /// How often this process rewrites the presence rows of its online logins.
-pub const PRESENCE_REFRESH: Duration = Duration::from_secs(20);
+pub const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Local {

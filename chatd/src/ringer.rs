@@ -9,8 +9,12 @@
 //!
 //! The room sees each step as a `call` frame with a status line ("ringing alice@example.com (2nd
 //! try)"). The ring's state and attempts live in the store; the task that repeats it lives in the
-//! process that started it. A ring whose task died with its process (a restart) is resumed by the
-//! next Chat press once it has not been touched for two intervals.
+//! process that started it. A ring whose task died with its process (a crash, a restart) is
+//! resumed by the next Chat press once it has not been touched for two intervals; one that nobody
+//! presses again is ended by the sweep ([`run_sweeper`], on every node): a ring still `ringing`
+//! [`SWEEP_MARGIN`] past its time-out ends as `timed_out`, the room is told and the reminder is
+//! scheduled, as its own task would have done. The store's compare-and-set lets one node win, so
+//! the reminder is scheduled once however many nodes sweep.
 //!
 //! Several nodes: the ring and room frames go through the hub's fan-out ([`crate::fanout`]), so
 //! the sender's pages on any node ring, and an answer on any node wins the store's
@@ -27,14 +31,26 @@ use std::{
 };
 
 use chmail::store::{Ring, RingState, Room};
-use tokio::task::AbortHandle;
-use tracing::{debug, warn};
+use tokio::{sync::watch, task::AbortHandle};
+use tracing::{debug, info, warn};
 
 use crate::{clock::ms, error::AppError, presence, reminder, state::AppState, ws::protocol};
 use protocol::ServerFrame;
 
 /// The shortest ring interval used, whatever the config says: a zero interval would spin.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long past its time-out a ring may still be `ringing` before the sweep ends it: the ringing
+/// task ends it at the time-out itself, so a ring this late lost its task. Room for a slow store
+/// call and for clocks of nodes that differ by a few seconds.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(30);
+
+/// How often each node sweeps for orphaned rings: a ring is over at most this much later than
+/// [`SWEEP_MARGIN`] past its time-out.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// Most orphaned rings ended per sweep; the rest wait for the next one.
+const SWEEP_BATCH: u32 = 50;
 
 /// The rings this process repeats, by ring id.
 pub struct Ringer {
@@ -162,7 +178,8 @@ pub async fn ring(
         spawn(state, room, ring, sender);
         return Ok(());
     }
-    end(state, room, &ring, RingState::Offline, sender).await
+    end(state, room, &ring, RingState::Offline, sender).await?;
+    Ok(())
 }
 
 fn spawn(state: &AppState, room: &Room, ring: Ring, sender: &str) {
@@ -197,10 +214,14 @@ async fn repeat(
     loop {
         let now = state.clock.now_ms();
         if now >= deadline {
-            return end(state, room, &ring, RingState::TimedOut, sender).await;
+            return end(state, room, &ring, RingState::TimedOut, sender)
+                .await
+                .map(drop);
         }
         if !presence::is_online(state, &room.login).await {
-            return end(state, room, &ring, RingState::Offline, sender).await;
+            return end(state, room, &ring, RingState::Offline, sender)
+                .await
+                .map(drop);
         }
         let attempt = ring.attempts + 1;
         let update = state
@@ -246,20 +267,20 @@ async fn repeat(
 }
 
 /// Ends `ring` as `final_state` (timed out or offline) and schedules the reminder; does nothing
-/// when someone answered first.
+/// when someone answered or ended it first. True when this call ended it.
 async fn end(
     state: &AppState,
     room: &Room,
     ring: &Ring,
     final_state: RingState,
     sender: &str,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let now = state.clock.now_ms();
     let update = state
         .store
         .update_ring(ring.id, final_state, ring.attempts, now);
     let Some(ended) = state.store_call(update).await? else {
-        return Ok(());
+        return Ok(false);
     };
     debug!(ring = ring.id, room = %room.id, state = final_state.as_str(), "ring ended");
     state.metrics.ring_ended(final_state);
@@ -277,7 +298,7 @@ async fn end(
         &away_frame(state, &ended, sender, final_state, due),
         None,
     );
-    Ok(())
+    Ok(true)
 }
 
 /// The sender answers ring `ring_id` of `room`: true when this answer counted (the first one).
@@ -359,6 +380,65 @@ pub async fn cancel(state: &AppState, room: &Room) {
             );
         }
     });
+}
+
+/// Ends orphaned rings every [`SWEEP_EVERY`] (the first sweep at once, so a node that starts
+/// after a crash finishes the rings its predecessor left) until `shutdown` turns true.
+pub async fn run_sweeper(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sweep(&state).await {
+            warn!(cause = %e, "sweeping orphaned rings failed");
+        }
+    }
+}
+
+/// Ends the rings still `ringing` [`SWEEP_MARGIN`] past their time-out as `timed_out`; returns
+/// how many this node ended (another node may win some of them).
+///
+/// # Errors
+/// When the store fails to list them; a ring that fails to end is logged and left for the next
+/// sweep.
+pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
+    let chat = &state.config.chat;
+    let before = state
+        .clock
+        .now_ms()
+        .saturating_sub(ms(chat.ring_timeout()))
+        .saturating_sub(ms(SWEEP_MARGIN));
+    let orphans = state
+        .store_call(state.store.orphaned_rings(before, SWEEP_BATCH))
+        .await?;
+    let mut ended = 0;
+    for ring in orphans {
+        if state.ringer.is_running(ring.id) {
+            continue; // our own task is late, not dead: it ends the ring itself
+        }
+        match end_orphan(state, &ring).await {
+            Ok(true) => ended += 1,
+            Ok(false) => {}
+            Err(e) => warn!(ring = ring.id, cause = %e, "orphaned ring not ended"),
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends one orphaned ring; false when another node (or an answer) ended it first.
+async fn end_orphan(state: &AppState, ring: &Ring) -> Result<bool, AppError> {
+    let Some(room) = state.store_call(state.store.room(&ring.room_id)).await? else {
+        return Ok(false); // a ring references its room: nothing to tell
+    };
+    let sender = crate::auth::sender_address(&state.config, &room);
+    let won = end(state, &room, ring, RingState::TimedOut, &sender).await?;
+    if won {
+        info!(ring = ring.id, room = %room.id, "orphaned ring ended as timed out");
+    }
+    Ok(won)
 }
 
 #[cfg(test)]

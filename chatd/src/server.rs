@@ -223,6 +223,10 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
         state.clone(),
         stopped.clone(),
     )));
+    tasks.push(tokio::spawn(crate::ringer::run_sweeper(
+        state.clone(),
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(crate::presence::run_heartbeat(
         state.clone(),
         stopped.clone(),

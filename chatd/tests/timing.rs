@@ -285,3 +285,51 @@ async fn the_first_accept_stops_every_session_ringing_and_no_reminder_follows() 
     let _ = stop.send(true);
     worker.await.expect("worker");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ring_whose_node_died_is_swept_after_its_time_out_and_reminded_once() {
+    let w = world().await;
+    let mut bob = w.recipient_page(BOB);
+    // Stored as the dying node left it: ringing, with no task here to repeat or end it.
+    let orphan = w
+        .state
+        .store
+        .start_ring(ROOM, BOB, w.state.clock.now_ms())
+        .await
+        .expect("ring");
+    let (stop, stopped) = watch::channel(false);
+    let worker = workers(&w.state, stopped.clone());
+    let sweeper = tokio::spawn(ringer::run_sweeper(w.state.clone(), stopped));
+
+    // Time-out 90 s plus the sweep's margin of 30 s: its node could still end it until then.
+    pass(115).await;
+    assert_eq!(
+        w.state.store.active_ring(ROOM).await.expect("store"),
+        Some(orphan.clone()),
+        "still ringing within the margin"
+    );
+    assert!(of_type(&frames(&mut bob), "call").is_empty());
+    // The sweep runs every 15 s: by 135 s it is over.
+    pass(20).await;
+    assert_eq!(w.state.store.active_ring(ROOM).await.expect("store"), None);
+    let calls = frames(&mut bob);
+    let ended = of_type(&calls, "call");
+    assert_eq!(ended.len(), 1, "{calls:?}");
+    assert_eq!(
+        (&ended[0]["state"], &ended[0]["ring"]),
+        (&Value::from("timed_out"), &Value::from(orphan.id))
+    );
+
+    // The reminder follows 60 s later, once, however long the sweeps go on.
+    pass(65).await;
+    let mails = w.mailer.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].to, ALICE);
+    assert!(mails[0].text.contains(BOB), "{}", mails[0].text);
+    pass(300).await;
+    assert_eq!(w.mailer.mails().len(), 1);
+
+    let _ = stop.send(true);
+    worker.await.expect("worker");
+    sweeper.await.expect("sweeper");
+}

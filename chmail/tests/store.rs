@@ -1521,6 +1521,67 @@ mod behaviour {
         assert!(ids.contains(&active.id));
     }
 
+    pub async fn orphaned_rings_are_old_ringing_rings_ended_once(h: &Harness) {
+        let stores = [h.fresh().await, h.open().await];
+        let s = &stores[0];
+        chat_room(s, "old", "alice", 1).await;
+        chat_room(s, "new", "alice", 1).await;
+        chat_room(s, "over", "alice", 1).await;
+        let old = s
+            .start_ring("old", "bob@x.example", 1_000)
+            .await
+            .expect("start");
+        s.start_ring("new", "bob@x.example", 9_000)
+            .await
+            .expect("start");
+        let over = s
+            .start_ring("over", "bob@x.example", 500)
+            .await
+            .expect("start");
+        s.update_ring(over.id, RingState::Accepted, 1, 600)
+            .await
+            .expect("update")
+            .expect("ringing");
+
+        // Only rings still ringing that started at or before the bound, oldest first.
+        assert_eq!(s.orphaned_rings(999, 10).await.expect("list"), vec![]);
+        assert_eq!(
+            s.orphaned_rings(1_000, 10).await.expect("list"),
+            vec![old.clone()]
+        );
+        let both = s.orphaned_rings(10_000, 10).await.expect("list");
+        assert_eq!(
+            both.iter().map(|r| r.room_id.as_str()).collect::<Vec<_>>(),
+            ["old", "new"]
+        );
+        assert_eq!(s.orphaned_rings(10_000, 1).await.expect("list").len(), 1);
+
+        // Two stores ending the same orphan: one wins the compare-and-set.
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = Arc::clone(&stores[i % 2]);
+            let id = old.id;
+            tasks.push(tokio::spawn(async move {
+                store.update_ring(id, RingState::TimedOut, 0, 20_000).await
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            won += usize::from(task.await.expect("task").expect("update").is_some());
+        }
+        assert_eq!(won, 1);
+        assert_eq!(
+            stores[1]
+                .orphaned_rings(10_000, 10)
+                .await
+                .expect("list")
+                .iter()
+                .map(|r| r.room_id.as_str())
+                .collect::<Vec<_>>(),
+            ["new"]
+        );
+    }
+
     pub async fn reminder_schedule_keeps_the_earlier_due_and_its_caller(h: &Harness) {
         let s = h.fresh().await;
         chat_room(&s, "r", "alice", 1).await;
@@ -3333,6 +3394,7 @@ conformance!(
     rooms_of_recipient_list_their_chats_with_their_unread_count,
     ring_answers_are_compare_and_set,
     concurrent_start_ring_converges_on_one_ringing_ring,
+    orphaned_rings_are_old_ringing_rings_ended_once,
     reminder_schedule_keeps_the_earlier_due_and_its_caller,
     an_expired_lease_makes_a_reminder_claimable_again,
     concurrent_claims_take_each_due_reminder_exactly_once,

@@ -409,6 +409,15 @@ pub trait ChatStore: Send + Sync {
     /// On a store failure.
     async fn active_ring(&self, room_id: &str) -> Result<Option<Ring>>;
 
+    /// Up to `limit` rings still ringing that started at or before `started_before_ms`, oldest
+    /// first: rings whose ringing task must have ended them by now, so it died with its node.
+    /// Whoever finds one ends it with [`ChatStore::update_ring`], whose compare-and-set lets one
+    /// node win.
+    ///
+    /// # Errors
+    /// On a store failure.
+    async fn orphaned_rings(&self, started_before_ms: i64, limit: u32) -> Result<Vec<Ring>>;
+
     /// Asks for a reminder in `room_id` no earlier than `due_ms`, naming `caller`. If one is
     /// already pending the earlier due time stays (and its caller).
     ///

@@ -527,6 +527,23 @@ impl ChatStore for PostgresStore {
         .await
     }
 
+    async fn orphaned_rings(&self, started_before_ms: i64, limit: u32) -> Result<Vec<Ring>> {
+        bounded(async {
+            let client = self.client().await?;
+            let rows = query_all(
+                &client,
+                &format!(
+                    "SELECT {RING_COLS} FROM rings WHERE state = 'ringing' AND started_ms <= $1
+                     ORDER BY started_ms, id LIMIT $2"
+                ),
+                &[&started_before_ms, &page(limit)],
+            )
+            .await?;
+            rows.iter().map(ring_row).collect()
+        })
+        .await
+    }
+
     async fn schedule_reminder(&self, room_id: &str, caller: &str, due_ms: i64) -> Result<()> {
         check_room_id(room_id)?;
         let caller = normalize_address("caller", caller)?;

@@ -490,6 +490,21 @@ impl ChatStore for SqliteStore {
         .await
     }
 
+    async fn orphaned_rings(&self, started_before_ms: i64, limit: u32) -> Result<Vec<Ring>> {
+        self.run(move |c| {
+            query_all(
+                c,
+                &format!(
+                    "SELECT {RING_COLS} FROM rings WHERE state = 'ringing' AND started_ms <= ?1
+                     ORDER BY started_ms, id LIMIT ?2"
+                ),
+                (started_before_ms, page(limit)),
+                ring_row,
+            )
+        })
+        .await
+    }
+
     async fn schedule_reminder(&self, room_id: &str, caller: &str, due_ms: i64) -> Result<()> {
         check_room_id(room_id)?;
         let caller = normalize_address("caller", caller)?;
