@@ -2,8 +2,9 @@
 //! mail, `/c/<port>/<room>`: a recipient clicks it and is in a chat with the sender; if the sender
 //! is online their pages ring until answered, if not they get a reminder mail (S107-S117).
 //!
-//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown; [`tls`]:
-//!   HTTPS and STARTTLS on chatd's own listeners
+//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown; [`http`]:
+//!   the accept loop of `[chat] listen` and its bounds per connection and client address;
+//!   [`tls`]: HTTPS and STARTTLS on chatd's own listeners
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
 //!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule, worker and what the mail says;
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod codes;
 pub mod error;
 pub mod fanout;
+pub mod http;
 pub mod hub;
 pub mod limit;
 pub mod mail;

@@ -1,5 +1,5 @@
-//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets (over
-//! HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
+//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets
+//! ([`crate::http`]; over HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
 //! and the fan-out to the other nodes (PostgreSQL), take replies by mail on `[reply] listen`
 //! (with STARTTLS when `[reply] tls_cert` is set), serve the Prometheus metrics on `[chat]
 //! metrics_listen`, reload the certificates on SIGHUP, stop cleanly.
@@ -187,23 +187,17 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
         }));
     }
     let router = app(state.clone());
-    let mut http_stopped = stopped.clone();
-    if let Some(tls) = https.clone() {
-        tasks.push(tokio::spawn(async move {
-            crate::tls::https::serve(listener, &tls, router, http_stopped).await;
-        }));
+    let router = if https.is_some() {
+        router.layer(axum::middleware::map_response(crate::web::strict_transport))
     } else {
+        router
+    };
+    {
+        let tls = https.clone();
+        let limits = state.http_limits.clone();
+        let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = http_stopped.wait_for(|s| *s).await;
-            };
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(cause = %e, "chatd stopped serving");
-            }
+            crate::http::serve(listener, tls.as_ref(), router, limits, stopped).await;
         }));
     }
     tasks.extend(crate::fanout::start(&state, &stopped).await);
