@@ -9,7 +9,8 @@ use tracing::warn;
 
 use crate::{
     clock::Clock, codes::CodeLocks, error::AppError, http::HttpLimits, hub::Hub, limit::ChatLimits,
-    mail::MailSender, metrics::Metrics, presence::Presence, ringer::Ringer, ws::capacity::Capacity,
+    mail::MailSender, metrics::Metrics, presence::Presence, reply::listener::ReplyLimits,
+    ringer::Ringer, ws::capacity::Capacity,
 };
 
 /// The shared state of one chatd process.
@@ -45,6 +46,8 @@ pub struct AppState {
     /// The bounds of the HTTP(S) connections on `[chat] listen` ([`crate::http`]). A field, so
     /// that a test can shrink them.
     pub http_limits: HttpLimits,
+    /// The bounds of the SMTP connections on `[reply] listen` ([`crate::reply::listener`]).
+    pub reply_limits: ReplyLimits,
     /// One code request at a time per room and address ([`crate::codes`]).
     pub code_locks: Arc<CodeLocks>,
     /// Our signing keys, for the chat-capable mails chatd sends itself (the mall's inquiries and
@@ -82,6 +85,7 @@ impl AppState {
             limits: Arc::new(ChatLimits::new(&config.chat)),
             capacity: Arc::new(Capacity::default()),
             http_limits: HttpLimits::default(),
+            reply_limits: ReplyLimits::default(),
             code_locks: Arc::new(CodeLocks::default()),
             signing: Arc::new(load_signing(&config)),
             metrics: Arc::new(Metrics::new()),

@@ -1,7 +1,9 @@
-//! The bounds of `[chat] listen` over plain HTTP (`chatd::http`): a connection that sends half
-//! a request head, one that sends nothing, and one kept alive without a further request are
-//! closed after the request-head time-out; a client network past its connection cap has its
-//! next connection closed at once while another address still gets pages.
+//! The bounds of chatd's listeners. `[chat] listen` over plain HTTP (`chatd::http`): a
+//! connection that sends half a request head, one that sends nothing, and one kept alive without
+//! a further request are closed after the request-head time-out; a client network past its
+//! connection cap has its next connection closed at once while another address still gets
+//! pages. `[reply] listen`: the same cap answered with `421`, a silent client cut off after the
+//! idle time-out, one that sends a byte now and then after the session time-out.
 //!
 //! The clients of these tests are all on loopback, which chatd otherwise counts as a local
 //! proxy; the tests turn that off, and use 127.0.0.2 as a second client address.
@@ -14,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatd::{http::HttpLimits, ws::capacity::Capacity};
+use chatd::{http::HttpLimits, reply::listener::ReplyLimits, ws::capacity::Capacity};
 use common::Harness;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -133,5 +135,87 @@ async fn one_address_past_its_cap_is_closed_at_once_and_another_still_gets_pages
     let (page, _) = until_closed(&mut other, HEAD_TIMEOUT).await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     drop(held);
+    h.stop().await;
+}
+
+/// chatd whose reply listener has short time-outs and a small per-address cap.
+async fn reply_chatd() -> Harness {
+    Harness::start_with(
+        |_| {},
+        |state| {
+            state.reply_limits = ReplyLimits {
+                idle_timeout: HEAD_TIMEOUT,
+                session_timeout: HEAD_TIMEOUT * 2,
+                connections: Arc::new(Capacity::new(32, 2)),
+            };
+        },
+    )
+    .await
+}
+
+/// The first line the SMTP server sends.
+async fn greeting(stream: &mut TcpStream) -> String {
+    let mut got = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut got))
+        .await
+        .expect("a greeting in time")
+        .expect("read");
+    String::from_utf8_lossy(&got[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reply_listener_refuses_one_address_past_its_cap_and_greets_another() {
+    let mut h = reply_chatd().await;
+    let addr = h.running().reply_addr().expect("reply listener");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from([127, 0, 0, 1], addr).await;
+        assert!(greeting(&mut stream).await.starts_with("220"));
+        held.push(stream);
+    }
+    let mut one_more = connect_from([127, 0, 0, 1], addr).await;
+    let answer = greeting(&mut one_more).await;
+    assert!(answer.starts_with("421"), "{answer}");
+    let mut other = connect_from([127, 0, 0, 2], addr).await;
+    let answer = greeting(&mut other).await;
+    assert!(answer.starts_with("220"), "{answer}");
+    drop(held);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_smtp_client_is_cut_off_after_the_idle_time_out() {
+    let mut h = reply_chatd().await;
+    let addr = h.running().reply_addr().expect("reply listener");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    assert!(greeting(&mut stream).await.starts_with("220"));
+    until_closed(&mut stream, HEAD_TIMEOUT * 5).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_client_sending_a_byte_now_and_then_is_cut_off_at_the_session_time_out() {
+    let mut h = reply_chatd().await;
+    let addr = h.running().reply_addr().expect("reply listener");
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    assert!(greeting(&mut stream).await.starts_with("220"));
+    let started = Instant::now();
+    // One byte of a command every 300 ms: never idle for the idle time-out.
+    let mut closed = false;
+    while started.elapsed() < HEAD_TIMEOUT * 6 {
+        if stream.write_all(b"N").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut got = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut got)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    assert!(closed, "the connection outlived the session time-out");
     h.stop().await;
 }
