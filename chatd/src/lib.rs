@@ -32,7 +32,8 @@
 //! - [`metrics`]: Prometheus counters and gauges, served on `[chat] metrics_listen`
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
-//! `warn` when the outside misbehaves.
+//! `warn` when the outside misbehaves. A room appears in the logs only as its [`room_tag`], never
+//! as its id, which is the capability that lets anyone into the chat.
 
 pub mod admin;
 pub mod auth;
@@ -57,6 +58,7 @@ pub mod quote;
 pub mod reminder;
 pub mod reply;
 pub mod ringer;
+pub mod room_tag;
 pub mod server;
 pub mod state;
 pub mod tls;

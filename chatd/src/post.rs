@@ -3,6 +3,7 @@
 //! count, and ask for a reminder when the sender is away, so that a reply by mail reaches the
 //! room exactly as a typed message does.
 
+use crate::room_tag::room_tag;
 use std::collections::HashSet;
 
 use chmail::store::{Member, Message, NewMessage, Role, Room, Via};
@@ -84,7 +85,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
     );
     let read = state.store.mark_read(&room.id, post.author, stored.id);
     if let Err(e) = state.store_call(read).await {
-        warn!(room = %room.id, cause = %e, "read mark not stored");
+        warn!(room = %room_tag(&room.id), cause = %e, "read mark not stored");
     }
     // After the author's read mark: the sender's own message leaves their count at 0.
     unread::push(state, &room.login, &room.id).await;
@@ -98,7 +99,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         // The sender is away: the message goes into a reminder. The message is stored either
         // way; failing the post now would only make the author retry a message that is there.
         if let Err(e) = reminder::schedule(state, &room.id, post.author).await {
-            warn!(room = %room.id, cause = %e, "reminder not scheduled");
+            warn!(room = %room_tag(&room.id), cause = %e, "reminder not scheduled");
         }
     }
     Ok(Posted {
@@ -116,7 +117,7 @@ pub async fn unreached(state: &AppState, room: &Room, author: &str) -> Vec<Unrea
     let members = match state.store_call(state.store.members(&room.id)).await {
         Ok(members) => members,
         Err(e) => {
-            warn!(room = %room.id, cause = %e, "reach of a message unknown");
+            warn!(room = %room_tag(&room.id), cause = %e, "reach of a message unknown");
             return Vec::new();
         }
     };

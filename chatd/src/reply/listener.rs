@@ -55,6 +55,7 @@
 //! the greeting and any commands the client sent ahead in the clear, and goes on with the same
 //! dialogue over TLS, where the client greets again. STARTTLS is offered once per connection.
 
+use crate::room_tag::room_tag;
 use std::{
     cell::RefCell,
     collections::HashMap,
@@ -506,7 +507,7 @@ impl Conn {
         let (text, links) = links::strip_signin_links(text, state.base_url());
         let (text, tokens) = links::remove_tokens(&text, &live);
         if links + tokens > 0 {
-            info!(room = %room_id, links, tokens, "sign-in links cut from a reply");
+            info!(room = %room_tag(&room_id), links, tokens, "sign-in links cut from a reply");
         }
         Ok(text)
     }
@@ -515,15 +516,15 @@ impl Conn {
     fn decide(&self, room: Option<&str>, code: u16, text: String, why: &str) -> Response {
         self.state().metrics.reply(code);
         if code < 400 {
-            info!(room = ?room, peer = %self.ip, code, why, "reply accepted");
+            info!(room = ?room.map(room_tag), peer = %self.ip, code, why, "reply accepted");
         } else {
-            info!(room = ?room, peer = %self.ip, code, why, "reply refused");
+            info!(room = ?room.map(room_tag), peer = %self.ip, code, why, "reply refused");
         }
         Response::custom(code, text)
     }
 
     fn temporary_failure(&self, room: Option<&str>, e: &AppError) -> Response {
-        warn!(room = ?room, peer = %self.ip, cause = %e, "reply deferred: the store failed");
+        warn!(room = ?room.map(room_tag), peer = %self.ip, cause = %e, "reply deferred: the store failed");
         self.state().metrics.reply(451);
         Response::custom(
             451,
@@ -666,7 +667,7 @@ impl Conn {
                 return self.decide(room, 250, accept(), "nothing new to post");
             }
             Err(e @ (ReplyError::NoText | ReplyError::NotAMail)) => {
-                debug!(room = %token.room_id, cause = %e, "reply without text");
+                debug!(room = %room_tag(&token.room_id), cause = %e, "reply without text");
                 return self.decide(
                 room,
                     550,
@@ -701,7 +702,7 @@ impl Conn {
             Ok(false) => self.decide(room, 250, accept(), "already posted"),
             Err(AppError::NotFound) => self.decide(room, 550, self.unknown_address(), "room gone"),
             Err(AppError::Store(StoreError::Invalid(why))) => {
-                debug!(room = %token.room_id, cause = %why, "reply refused by the store");
+                debug!(room = %room_tag(&token.room_id), cause = %why, "reply refused by the store");
                 self.decide(
                     room,
                     550,
