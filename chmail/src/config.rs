@@ -779,6 +779,13 @@ impl Config {
                 )));
             }
         }
+        if self.reply.token_days == 0 {
+            return Err(ConfigError::Invalid(
+                "[reply] token_days must be at least 1: a reply address that expires at once \
+                 would refuse every reply by mail and every mall inquiry"
+                    .into(),
+            ));
+        }
         if self.signing.domain.is_empty() || self.signing.selector.is_empty() {
             return Err(ConfigError::Invalid(
                 "[signing] domain and selector must not be empty".into(),
@@ -1055,6 +1062,14 @@ mod tests {
         assert!(c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 65_536);
         assert_eq!(c.milter.authserv_id, "mx.example.net");
+    }
+
+    #[test]
+    fn reply_addresses_that_expire_at_once_are_refused() {
+        let e = Config::from_toml_and_env("[reply]\ntoken_days = 0\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("[reply] token_days"), "{e}");
+        let c = Config::from_toml_and_env("[reply]\ntoken_days = 1\n", env(&[])).expect("valid");
+        assert_eq!(c.reply.token_days, 1);
     }
 
     #[test]
