@@ -8,8 +8,8 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-/// A room's tag in the logs; shows as 8 hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A room's tag in the logs; shows as 8 hex digits (with `%` and `?` alike).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RoomTag([u8; 4]);
 
 /// The tag of `room_id`.
@@ -27,6 +27,12 @@ impl fmt::Display for RoomTag {
     }
 }
 
+impl fmt::Debug for RoomTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +42,7 @@ mod tests {
         let room = "3q2-7wVYx1T0gD1m5rQh2A";
         let tag = room_tag(room).to_string();
         assert_eq!(tag.len(), 8);
+        assert_eq!(format!("{:?}", Some(room_tag(room))), format!("Some({tag})"));
         assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
         assert!(!room.contains(&tag) && !tag.contains(&room[..4]));
         assert_eq!(
