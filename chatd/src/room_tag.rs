@@ -42,12 +42,15 @@ mod tests {
         let room = "3q2-7wVYx1T0gD1m5rQh2A";
         let tag = room_tag(room).to_string();
         assert_eq!(tag.len(), 8);
-        assert_eq!(format!("{:?}", Some(room_tag(room))), format!("Some({tag})"));
+        assert_eq!(
+            format!("{:?}", Some(room_tag(room))),
+            format!("Some({tag})")
+        );
         assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
         assert!(!room.contains(&tag) && !tag.contains(&room[..4]));
         assert_eq!(
             room_tag(room),
-            room_tag(room.to_owned()),
+            room_tag(String::from(room)),
             "the same room, the same tag"
         );
         assert_ne!(room_tag(room), room_tag("3q2-7wVYx1T0gD1m5rQh2B"));

@@ -33,7 +33,7 @@ pub async fn push(state: &AppState, login: &str, room_id: &str) {
     {
         Ok(rooms) => rooms,
         Err(e) => {
-            warn!(login = %login, room = %room_tag(&room_id), cause = %e, "unread count not read");
+            warn!(login = %login, room = %room_tag(room_id), cause = %e, "unread count not read");
             return;
         }
     };

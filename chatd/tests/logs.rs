@@ -43,7 +43,7 @@ fn deliver(addr: std::net::SocketAddr, from: &str, to: &str, mail: &str) -> Stri
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
     let mut answers = String::new();
-    let mut answer = |reader: &mut BufReader<TcpStream>, answers: &mut String| loop {
+    let answer = |reader: &mut BufReader<TcpStream>, answers: &mut String| loop {
         let mut line = String::new();
         reader.read_line(&mut line).expect("answer");
         answers.push_str(&line);

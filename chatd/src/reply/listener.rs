@@ -507,7 +507,7 @@ impl Conn {
         let (text, links) = links::strip_signin_links(text, state.base_url());
         let (text, tokens) = links::remove_tokens(&text, &live);
         if links + tokens > 0 {
-            info!(room = %room_tag(&room_id), links, tokens, "sign-in links cut from a reply");
+            info!(room = %room_tag(room_id), links, tokens, "sign-in links cut from a reply");
         }
         Ok(text)
     }
