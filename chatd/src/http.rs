@@ -149,9 +149,10 @@ pub async fn serve(
         };
         connections.spawn(connection(shared.clone(), stream, peer, place));
     }
+    let addr = listener.local_addr().ok();
     drop(listener);
     while connections.join_next().await.is_some() {}
-    info!("http stopped");
+    info!(addr = ?addr, "http stopped");
 }
 
 /// Returns once `shutdown` is true (or its sender is gone), holding no borrow of it.

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::Router;
 use chmail::{store::open_store, Config};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     mail::MailSender,
@@ -175,16 +175,12 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
     if let Some((listener, addr)) = metrics {
         info!(addr = %addr, "metrics endpoint listening");
         metrics_addr = Some(addr);
-        let mut metrics_stopped = stopped.clone();
-        let shutdown = async move {
-            let _ = metrics_stopped.wait_for(|s| *s).await;
-        };
         let metrics = state.metrics.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, metrics, shutdown).await {
-                error!(cause = %e, "metrics endpoint stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics,
+            stopped.clone(),
+        )));
     }
     let router = app(state.clone());
     let router = if https.is_some() {
