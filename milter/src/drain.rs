@@ -4,14 +4,11 @@
 //!
 //! indymilter ends every session at its next command once its own shutdown future completes, a
 //! mail half-way through included; so [`server::run`](crate::server::run) hands it a future that
-//! completes only after [`Transactions::finished`], and closes the socket itself through
-//! [`ClosingListener`].
+//! closes the socket itself ([`Closer`]) and completes only after [`Transactions::finished`].
 
 use std::{
-    future::Future,
     io,
-    pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
 };
 
@@ -59,20 +56,26 @@ impl Drop for Transaction {
     }
 }
 
-/// A listener that closes its socket once `closed` completes: from then on a new connection is
-/// refused by the system, and accepting waits for ever (until indymilter drops the listener).
-pub struct ClosingListener<L> {
-    inner: Option<L>,
-    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
-}
+/// A listener whose socket its [`Closer`] closes: from then on a new connection is refused by
+/// the system, and accepting waits for ever (until indymilter drops the listener). The closer
+/// works even while indymilter is not accepting (all its connection places taken).
+pub struct ClosingListener<L>(Arc<Mutex<Option<L>>>);
+
+/// Closes the socket of its [`ClosingListener`].
+pub struct Closer<L>(Arc<Mutex<Option<L>>>);
 
 impl<L> ClosingListener<L> {
-    /// Wraps `inner`, to be closed when `closed` completes.
-    pub fn new(inner: L, closed: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self {
-            inner: Some(inner),
-            closed: Box::pin(closed),
-        }
+    /// Wraps `inner`; the closer closes it.
+    pub fn new(inner: L) -> (Self, Closer<L>) {
+        let shared = Arc::new(Mutex::new(Some(inner)));
+        (Self(shared.clone()), Closer(shared))
+    }
+}
+
+impl<L> Closer<L> {
+    /// Closes the socket.
+    pub fn close(&self) {
+        drop(self.0.lock().unwrap_or_else(PoisonError::into_inner).take());
     }
 }
 
@@ -80,10 +83,13 @@ impl<L: Listener> Listener for ClosingListener<L> {
     type Io = L::Io;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
-        if self.inner.is_some() && self.closed.as_mut().poll(cx).is_ready() {
-            self.inner = None;
-        }
-        match self.inner.as_mut() {
+        // Held only for the poll, never across an await.
+        match self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
             Some(inner) => inner.poll_accept(cx),
             None => Poll::Pending,
         }
@@ -110,5 +116,20 @@ mod tests {
             .await
             .expect("no mail under way");
         assert_eq!(transactions.under_way(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_listener_refuses_connections_even_when_nobody_accepts() {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = tcp.local_addr().expect("address");
+        let (_listener, closer) = ClosingListener::new(tcp);
+        assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+        closer.close();
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the socket is closed"
+        );
     }
 }

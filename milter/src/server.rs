@@ -43,15 +43,12 @@ pub async fn run(
     };
     let grace = milter.config.milter.shutdown_grace();
     let transactions = Transactions::default();
-    let (closed, mut closing) = watch::channel(false);
-    let listener = ClosingListener::new(listener, async move {
-        let _ = closing.wait_for(|c| *c).await;
-    });
+    let (listener, closer) = ClosingListener::new(listener);
     let sessions_end = {
         let transactions = transactions.clone();
         async move {
             let _ = shutdown.await;
-            let _ = closed.send(true);
+            closer.close();
             let under_way = transactions.under_way();
             info!(
                 under_way,
