@@ -109,6 +109,11 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_time_out() {
         .expect("a request, keep-alive");
     let (got, _) = until_closed(&mut stream, HEAD_TIMEOUT * 5).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(
+        !got.to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "no HSTS over plain HTTP (a TLS proxy in front sets its own): {got}"
+    );
     h.stop().await;
 }
 
