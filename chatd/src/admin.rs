@@ -121,8 +121,9 @@ pub async fn show_room(
         .await?
         .ok_or_else(|| AdminError::NotFound(format!("no room {room_id:?}")))?;
     let mut out = format!(
-        "room:      {}\nport:      {}\nlogin:     {}\nsubject:   {}\nmessage-id: {}\ncreated:   {}\n",
+        "room:      {}\nlog tag:   {}\nport:      {}\nlogin:     {}\nsubject:   {}\nmessage-id: {}\ncreated:   {}\n",
         room.id,
+        crate::room_tag::room_tag(&room.id),
         room.port,
         room.login,
         quoted(room.subject.as_deref()),

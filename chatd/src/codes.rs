@@ -21,6 +21,7 @@
 //! is checked by whichever node the recipient's page talks to. It is read on each request and
 //! check: codes are rare, and no state has to be shared for it.
 
+use crate::room_tag::room_tag;
 use std::{
     collections::HashMap,
     io::{ErrorKind, Write as _},
@@ -144,7 +145,7 @@ async fn request_locked(
         .await?;
     let mail = code_mail(state, room_id, subject, address, &code, now);
     crate::outbox::queue(state, &mail, kind::CODE, Some(room_id)).await?;
-    info!(room = %room_id, to = %address, "address code mailed");
+    info!(room = %room_tag(room_id), to = %address, "address code mailed");
     Ok(Requested::Sent {
         ttl_minutes: chat.code_ttl_minutes,
     })
@@ -182,7 +183,7 @@ pub async fn verify(
     );
     let result = state.store_call(check).await?;
     if result == CodeCheck::Verified {
-        info!(room = %room_id, address = %address, "address proven");
+        info!(room = %room_tag(room_id), address = %address, "address proven");
     }
     Ok(result)
 }

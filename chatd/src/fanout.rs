@@ -32,6 +32,7 @@
 //!
 //! **SQLite** has no bus: one chatd per SQLite file, and the hub is the whole fan-out.
 
+use crate::room_tag::room_tag;
 use std::{
     collections::HashMap,
     sync::{
@@ -513,7 +514,7 @@ async fn message_frame(state: &AppState, room_id: &str, id: i64) -> Option<Utf8B
             )
         }
         Err(e) => {
-            warn!(room = %room_id, message = id, cause = %e, "fan-out message not read; other nodes' pages miss it");
+            warn!(room = %room_tag(room_id), message = id, cause = %e, "fan-out message not read; other nodes' pages miss it");
             None
         }
     }

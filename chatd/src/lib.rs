@@ -2,8 +2,9 @@
 //! mail, `/c/<port>/<room>`: a recipient clicks it and is in a chat with the sender; if the sender
 //! is online their pages ring until answered, if not they get a reminder mail (S107-S117).
 //!
-//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown; [`tls`]:
-//!   HTTPS and STARTTLS on chatd's own listeners
+//! - [`server`]: the router ([`app`]) and the running server ([`start`]), shutdown; [`http`]:
+//!   the accept loop of `[chat] listen` and its bounds per connection and client address;
+//!   [`tls`]: HTTPS and STARTTLS on chatd's own listeners
 //! - [`state`]: what every handler shares ([`AppState`]); [`clock`]: time that tests can pause
 //! - [`ws`]: the WebSocket protocol (`docs/protocol.md`); [`hub`]: fan-out of a room's frames;
 //!   [`presence`]: who is online; [`ringer`]: ringing; [`reminder`]: reminder schedule, worker and what the mail says;
@@ -31,7 +32,8 @@
 //! - [`metrics`]: Prometheus counters and gauges, served on `[chat] metrics_listen`
 //!
 //! Logging follows the policy of the `chmail` crate: `error` only when the service stops serving,
-//! `warn` when the outside misbehaves.
+//! `warn` when the outside misbehaves. A room appears in the logs only as its [`room_tag`], never
+//! as its id, which is the capability that lets anyone into the chat.
 
 pub mod admin;
 pub mod auth;
@@ -40,6 +42,7 @@ pub mod clock;
 pub mod codes;
 pub mod error;
 pub mod fanout;
+pub mod http;
 pub mod hub;
 pub mod limit;
 pub mod mail;
@@ -55,6 +58,7 @@ pub mod quote;
 pub mod reminder;
 pub mod reply;
 pub mod ringer;
+pub mod room_tag;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -6,12 +6,9 @@
 //! login, a room or an address, so the number of series stays small whatever the traffic. The
 //! fan-out's counters live in [`crate::fanout::Stats`] and are read at each scrape.
 
-use std::{
-    future::Future,
-    sync::{atomic::Ordering, Arc, OnceLock},
-};
+use std::sync::{atomic::Ordering, Arc, OnceLock};
 
-use axum::{extract::State, http::header, routing::get, serve::ListenerExt as _, Router};
+use axum::{extract::State, http::header, routing::get, Router};
 use chmail::store::{kind, RingState, Via};
 use prometheus_client::{
     collector::Collector,
@@ -23,9 +20,9 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
-use crate::fanout::Outlet;
+use crate::{fanout::Outlet, http::HttpLimits};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -415,21 +412,14 @@ impl Collector for FanoutCollector {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
-///
-/// # Errors
-/// When serving fails.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+/// Serves `GET /metrics` on `listener` until `shutdown` turns true, with the bounds of the chat
+/// listener ([`crate::http`]) but places of its own, so that clients of `[chat] listen` never
+/// take them.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
     let app = Router::new()
         .route("/metrics", get(render))
         .with_state(metrics);
-    axum::serve(listener.tap_io(crate::server::no_delay), app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, None, app, HttpLimits::default(), shutdown).await;
 }
 
 async fn render(

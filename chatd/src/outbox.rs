@@ -12,6 +12,7 @@
 //!   a process that dies between the relay's answer and recording it leaves the lease to run out,
 //!   and the mail is sent once more, with the same Message-ID, so the receiving side can tell.
 
+use crate::room_tag::room_tag;
 use std::time::Duration;
 
 use chmail::store::{NewOutgoing, OutgoingRecord};
@@ -262,7 +263,7 @@ async fn record_attempt(
                         "given up after {} hours: {why}",
                         state.config.smtp.give_up_hours
                     );
-                    warn!(id, kind = %mail.kind, to = %mail.to, room = ?mail.room_id, attempts, cause = %why, "mail not delivered");
+                    warn!(id, kind = %mail.kind, to = %mail.to, room = ?mail.room_id.as_deref().map(room_tag), attempts, cause = %why, "mail not delivered");
                     state
                         .store_call(state.store.mail_failed(id, node, now, &why, None))
                         .await?
@@ -270,7 +271,7 @@ async fn record_attempt(
             }
         }
         Err(MailError::Permanent(why)) => {
-            warn!(id, kind = %mail.kind, to = %mail.to, room = ?mail.room_id, attempts, cause = %why, "mail refused by the relay; not retried");
+            warn!(id, kind = %mail.kind, to = %mail.to, room = ?mail.room_id.as_deref().map(room_tag), attempts, cause = %why, "mail refused by the relay; not retried");
             state
                 .store_call(state.store.mail_failed(id, node, now, &why, None))
                 .await?

@@ -12,6 +12,7 @@ use crate::{
     error::AppError,
     hub::ConnId,
     presence, reminder,
+    room_tag::room_tag,
     state::AppState,
     unread,
     ws::protocol::{MessageView, ServerFrame, Unreached},
@@ -99,7 +100,7 @@ pub async fn post(state: &AppState, post: Post<'_>) -> Result<Posted, AppError> 
         // The sender is away: the message goes into a reminder. The message is stored either
         // way; failing the post now would only make the author retry a message that is there.
         if let Err(e) = reminder::schedule(state, &room.id, post.author).await {
-            warn!(room = %room.id, cause = %e, "reminder not scheduled");
+            warn!(room = %room_tag(&room.id), cause = %e, "reminder not scheduled");
         }
     }
     Ok(Posted {
@@ -130,7 +131,7 @@ pub async fn unreached(state: &AppState, room: &Room, author: &str) -> Vec<Unrea
     let members = match state.store_call(state.store.members(&room.id)).await {
         Ok(members) => members,
         Err(e) => {
-            warn!(room = %room.id, cause = %e, "reach of a message unknown");
+            warn!(room = %room_tag(&room.id), cause = %e, "reach of a message unknown");
             return Vec::new();
         }
     };

@@ -24,6 +24,7 @@
 //! a recipient still in the room on another node does not keep the ring going (they may press
 //! Chat again).
 
+use crate::room_tag::room_tag;
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
@@ -161,7 +162,7 @@ pub async fn ring(
     if let Some(active) = state.store_call(state.store.active_ring(&room.id)).await? {
         let stale = now - active.updated_ms > 2 * ms(interval(state)) + 1_000;
         if stale && !state.ringer.is_running(active.id) {
-            debug!(ring = active.id, room = %room.id, "resuming an orphaned ring");
+            debug!(ring = active.id, room = %room_tag(&room.id), "resuming an orphaned ring");
             spawn(state, room, active.clone(), sender);
         }
         // Already ringing: show the caller where it stands.
@@ -192,7 +193,7 @@ fn spawn(state: &AppState, room: &Room, ring: Ring, sender: &str) {
         let (state, room, sender) = (state.clone(), room.clone(), sender.to_owned());
         async move {
             if let Err(e) = repeat(&state, &room, ring, &sender).await {
-                warn!(room = %room.id, cause = %e, "ringing failed");
+                warn!(room = %room_tag(&room.id), cause = %e, "ringing failed");
             }
             state.ringer.lock().remove(&id);
         }
@@ -282,7 +283,7 @@ async fn end(
     let Some(ended) = state.store_call(update).await? else {
         return Ok(false);
     };
-    debug!(ring = ring.id, room = %room.id, state = final_state.as_str(), "ring ended");
+    debug!(ring = ring.id, room = %room_tag(&room.id), state = final_state.as_str(), "ring ended");
     state.metrics.ring_ended(final_state);
     state.hub.publish_login(
         &room.login,
@@ -436,7 +437,7 @@ async fn end_orphan(state: &AppState, ring: &Ring) -> Result<bool, AppError> {
     let sender = crate::auth::sender_address(&state.config, &room);
     let won = end(state, &room, ring, RingState::TimedOut, &sender).await?;
     if won {
-        info!(ring = ring.id, room = %room.id, "orphaned ring ended as timed out");
+        info!(ring = ring.id, room = %room_tag(&room.id), "orphaned ring ended as timed out");
     }
     Ok(won)
 }

@@ -1,19 +1,19 @@
-//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets (over
-//! HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
+//! The router and the running server: bind `[chat] listen`, serve pages and WebSockets
+//! ([`crate::http`]; over HTTPS when `[chat] tls_cert` is set), run the reminder worker, the outbox's delivery worker
 //! and the fan-out to the other nodes (PostgreSQL), take replies by mail on `[reply] listen`
 //! (with STARTTLS when `[reply] tls_cert` is set), serve the Prometheus metrics on `[chat]
 //! metrics_listen`, reload the certificates on SIGHUP, stop cleanly.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::{serve::ListenerExt as _, Router};
+use axum::Router;
 use chmail::{store::open_store, Config};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
     task::JoinHandle,
 };
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     mail::MailSender,
@@ -179,35 +179,25 @@ pub async fn start_with_state(state: AppState) -> Result<Running, StartError> {
     if let Some((listener, addr)) = metrics {
         info!(addr = %addr, "metrics endpoint listening");
         metrics_addr = Some(addr);
-        let mut metrics_stopped = stopped.clone();
-        let shutdown = async move {
-            let _ = metrics_stopped.wait_for(|s| *s).await;
-        };
         let metrics = state.metrics.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, metrics, shutdown).await {
-                error!(cause = %e, "metrics endpoint stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics,
+            stopped.clone(),
+        )));
     }
     let router = app(state.clone());
-    let mut http_stopped = stopped.clone();
-    if let Some(tls) = https.clone() {
-        tasks.push(tokio::spawn(async move {
-            crate::tls::https::serve(listener, &tls, router, http_stopped).await;
-        }));
+    let router = if https.is_some() {
+        router.layer(axum::middleware::map_response(crate::web::strict_transport))
     } else {
+        router
+    };
+    {
+        let tls = https.clone();
+        let limits = state.http_limits.clone();
+        let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = http_stopped.wait_for(|s| *s).await;
-            };
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener.tap_io(no_delay), service)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!(cause = %e, "chatd stopped serving");
-            }
+            crate::http::serve(listener, tls.as_ref(), router, limits, stopped).await;
         }));
     }
     tasks.extend(crate::fanout::start(&state, &stopped).await);

@@ -8,8 +8,9 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::{
-    clock::Clock, codes::CodeLocks, error::AppError, hub::Hub, limit::ChatLimits, mail::MailSender,
-    metrics::Metrics, presence::Presence, ringer::Ringer, ws::capacity::Capacity,
+    clock::Clock, codes::CodeLocks, error::AppError, http::HttpLimits, hub::Hub, limit::ChatLimits,
+    mail::MailSender, metrics::Metrics, presence::Presence, reply::listener::ReplyLimits,
+    ringer::Ringer, ws::capacity::Capacity,
 };
 
 /// The shared state of one chatd process.
@@ -42,6 +43,11 @@ pub struct AppState {
     /// How many WebSocket connections the process and one client network may hold. A field, so
     /// that a test can start chatd with a small budget.
     pub capacity: Arc<Capacity>,
+    /// The bounds of the HTTP(S) connections on `[chat] listen` ([`crate::http`]). A field, so
+    /// that a test can shrink them.
+    pub http_limits: HttpLimits,
+    /// The bounds of the SMTP connections on `[reply] listen` ([`crate::reply::listener`]).
+    pub reply_limits: ReplyLimits,
     /// One code request at a time per room and address ([`crate::codes`]).
     pub code_locks: Arc<CodeLocks>,
     /// Our signing keys, for the chat-capable mails chatd sends itself (the mall's inquiries and
@@ -78,6 +84,8 @@ impl AppState {
             ringer: Arc::new(Ringer::new()),
             limits: Arc::new(ChatLimits::new(&config.chat)),
             capacity: Arc::new(Capacity::default()),
+            http_limits: HttpLimits::default(),
+            reply_limits: ReplyLimits::default(),
             code_locks: Arc::new(CodeLocks::default()),
             signing: Arc::new(load_signing(&config)),
             metrics: Arc::new(Metrics::new()),

@@ -15,6 +15,7 @@
 //! presence rows (the `/me` page may be on another node; the frame reaches it through the
 //! fan-out). A store call for one room's count would make it cheaper.
 
+use crate::room_tag::room_tag;
 use tracing::warn;
 
 use crate::{presence, state::AppState, ws::protocol::ServerFrame};
@@ -32,7 +33,7 @@ pub async fn push(state: &AppState, login: &str, room_id: &str) {
     let rooms = match crate::web::me::chats_of(state, login).await {
         Ok(rooms) => rooms,
         Err(e) => {
-            warn!(login = %login, room = %room_id, cause = %e, "unread count not read");
+            warn!(login = %login, room = %room_tag(room_id), cause = %e, "unread count not read");
             return;
         }
     };

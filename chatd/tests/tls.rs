@@ -240,6 +240,61 @@ async fn https_connections_have_tcp_nodelay() {
     assert!(common::accepted_nodelay(stream.get_ref().0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_one_address_do_not_delay_https_for_another() {
+    let Some(dir) = cert_dir() else {
+        return;
+    };
+    let pair = self_signed(dir.path(), "chat");
+    let tls = pair.clone();
+    let mut h = Harness::start_with(
+        move |c| {
+            c.chat.public_url = ORIGIN.into();
+            c.chat.tls_cert = tls.cert;
+            c.chat.tls_key = tls.key;
+        },
+        // The clients are all on loopback, which chatd otherwise counts as a local proxy.
+        |state| state.http_limits.loopback_in_all_only = false,
+    )
+    .await;
+    let addr = h.running().addr();
+    // More silent connections than handshakes may run in all: each waits for a ClientHello
+    // that never comes.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(addr).await.expect("TCP connects"));
+    }
+    // Those past one address's share are closed at once, not after the handshake time-out.
+    let mut last = silent.pop().expect("a connection");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), last.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a connection past the cap stayed open");
+
+    let started = std::time::Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(([127, 0, 0, 2], 0).into())
+        .expect("bind a second loopback address");
+    let tcp = socket.connect(addr).await.expect("TCP connects");
+    let stream = handshake(&trusting(&pair.cert), tcp)
+        .await
+        .expect("TLS handshake");
+    let page = get(stream, "/signin").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a real request waited {:?} behind the silent connections",
+        started.elapsed()
+    );
+    assert!(
+        page.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "chatd's own TLS sends HSTS: {page}"
+    );
+    drop(silent);
+    h.stop().await;
+}
+
 /// The next JSON text frame.
 async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
 where

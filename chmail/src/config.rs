@@ -131,6 +131,11 @@ pub struct MilterConfig {
     pub max_header_bytes: usize,
     /// Most concurrent MTA connections. Default 1000.
     pub max_connections: usize,
+    /// On SIGTERM the milter stops accepting connections at once and waits this many seconds
+    /// at most for the mails under way (MAIL FROM to end-of-message) to finish, so that none
+    /// goes out unsigned or half-judged. Default 15, inside the 20 s that systemd gives a
+    /// service to stop (`TimeoutStopSec` in `contrib/systemd`); 0 stops at once.
+    pub shutdown_grace_secs: u64,
     /// Address of the Prometheus `/metrics` endpoint, `HOST:PORT`. Default `127.0.0.1:9890`;
     /// empty turns it off.
     pub metrics_listen: String,
@@ -163,6 +168,7 @@ impl Default for MilterConfig {
             resolver: String::new(),
             max_header_bytes: 256 * 1024,
             max_connections: 1_000,
+            shutdown_grace_secs: 15,
             metrics_listen: "127.0.0.1:9890".into(),
             trusted_networks: Vec::new(),
             footer: false,
@@ -177,6 +183,11 @@ impl MilterConfig {
     /// The time limit of one DNS query.
     pub fn dns_timeout(&self) -> Duration {
         Duration::from_millis(self.dns_timeout_ms)
+    }
+
+    /// How long a shutdown waits for the mails under way.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 
@@ -780,6 +791,13 @@ impl Config {
                 )));
             }
         }
+        if self.reply.token_days == 0 {
+            return Err(ConfigError::Invalid(
+                "[reply] token_days must be at least 1: a reply address that expires at once \
+                 would refuse every reply by mail and every mall inquiry"
+                    .into(),
+            ));
+        }
         if self.signing.domain.is_empty() || self.signing.selector.is_empty() {
             return Err(ConfigError::Invalid(
                 "[signing] domain and selector must not be empty".into(),
@@ -1056,6 +1074,14 @@ mod tests {
         assert!(c.milter.footer);
         assert_eq!(c.milter.footer_max_bytes, 65_536);
         assert_eq!(c.milter.authserv_id, "mx.example.net");
+    }
+
+    #[test]
+    fn reply_addresses_that_expire_at_once_are_refused() {
+        let e = Config::from_toml_and_env("[reply]\ntoken_days = 0\n", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("[reply] token_days"), "{e}");
+        let c = Config::from_toml_and_env("[reply]\ntoken_days = 1\n", env(&[])).expect("valid");
+        assert_eq!(c.reply.token_days, 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use indymilter::{
 use tracing::{debug, info, warn};
 
 use crate::{
+    drain::{Transaction, Transactions},
     footer::{add_footer, Footer, Untouched},
     headers::{Headers, Kind},
     opening,
@@ -37,6 +38,8 @@ pub struct Session {
     judged: bool,
     /// The start of the body of a signed mail, for its opening ([`crate::opening`]).
     prefix: Option<Vec<u8>>,
+    /// Marks the mail under way for a shutdown to wait for ([`crate::drain`]).
+    transaction: Option<Transaction>,
 }
 
 /// What is kept of the body of the mail under way, for the footer.
@@ -62,10 +65,10 @@ const MACROS: [(MacroStage, &str); 3] = [
     (MacroStage::Eom, "i"),
 ];
 
-/// The callbacks of the CHmail milter over the shared `milter` state. The body stage is asked for
-/// only under `[milter] footer` or a non-zero `opening_chars`: without them the MTA does not send
-/// bodies at all.
-pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
+/// The callbacks of the CHmail milter over the shared `milter` state; each mail from MAIL FROM to
+/// end-of-message counts in `transactions`. The body stage is asked for only under `[milter]
+/// footer` or a non-zero `opening_chars`: without them the MTA does not send bodies at all.
+pub fn callbacks(milter: Arc<Milter>, transactions: Transactions) -> Callbacks<Session> {
     let max_header_bytes = milter.config.milter.max_header_bytes;
     let footer = milter.config.milter.footer;
     let wants_body = footer || milter.config.milter.opening_chars > 0;
@@ -87,6 +90,7 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
             session.body = Body::Pending;
             session.judged = false;
             session.prefix = None;
+            session.transaction = Some(transactions.begin());
             Box::pin(async { Status::Continue })
         })
         .on_header(|cx, name, value| {
@@ -103,7 +107,13 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
         })
         .on_eom(move |cx| {
             let milter = milter.clone();
-            Box::pin(async move { on_eom(cx, &milter).await })
+            Box::pin(async move {
+                let status = on_eom(cx, &milter).await;
+                if let Some(session) = cx.data.as_mut() {
+                    session.transaction = None;
+                }
+                status
+            })
         })
         .on_abort(|cx| {
             if let Some(session) = cx.data.as_mut() {
@@ -111,6 +121,7 @@ pub fn callbacks(milter: Arc<Milter>) -> Callbacks<Session> {
                 session.body = Body::Pending;
                 session.judged = false;
                 session.prefix = None;
+                session.transaction = None;
             }
             Box::pin(async { Status::Continue })
         });

@@ -8,7 +8,8 @@
 //! header that passed. With `[milter] footer = true` a signed mail also gets the link in its text
 //! body.
 //!
-//! - [`server`]: `start`/`run`, the shutdown signal
+//! - [`server`]: `start`/`run`, the shutdown signal; [`drain`]: a shutdown that lets the mails
+//!   under way finish
 //! - `callbacks`: the milter protocol stages; [`policy`]: the decision for one mail, with
 //!   `outbound` (signing) and `inbound` (checking); [`footer`]: the link in the body;
 //!   [`opening`]: the start of a signed mail's text, the first item of its chat
@@ -25,6 +26,7 @@
 pub mod auth_results;
 mod callbacks;
 pub mod commands;
+pub mod drain;
 pub mod error;
 pub mod footer;
 pub mod headers;

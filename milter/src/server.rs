@@ -8,10 +8,11 @@ use chmail::{
     store::open_store,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     callbacks::callbacks,
+    drain::{ClosingListener, Transactions},
     error::{MilterError, Result},
     keys::{DnsKeys, KeySource},
     listen::MilterListener,
@@ -24,22 +25,54 @@ use crate::{
 /// timeout; a connection silent for twice that is dead.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Serves the milter protocol on `listener` until `shutdown` completes, then waits for the
-/// sessions under way to end.
+/// Serves the milter protocol on `listener` until `shutdown` completes; then closes the socket,
+/// lets the mails under way finish for up to `[milter] shutdown_grace_secs`, ends the sessions
+/// and returns ([`crate::drain`]).
 ///
 /// # Errors
 /// When accepting connections fails for good.
 pub async fn run(
     listener: MilterListener,
     milter: Arc<Milter>,
-    shutdown: impl Future,
+    shutdown: impl Future + Send + 'static,
 ) -> std::io::Result<()> {
     let config = indymilter::Config {
         max_connections: milter.config.milter.max_connections,
         connection_timeout: CONNECTION_TIMEOUT,
         ..Default::default()
     };
-    indymilter::run(listener, callbacks(milter), config, shutdown).await
+    let grace = milter.config.milter.shutdown_grace();
+    let transactions = Transactions::default();
+    let (listener, closer) = ClosingListener::new(listener);
+    let sessions_end = {
+        let transactions = transactions.clone();
+        async move {
+            let _ = shutdown.await;
+            closer.close();
+            let under_way = transactions.under_way();
+            info!(
+                under_way,
+                "milter socket closed; letting the mails under way finish"
+            );
+            if tokio::time::timeout(grace, transactions.finished())
+                .await
+                .is_err()
+            {
+                warn!(
+                    under_way = transactions.under_way(),
+                    grace_secs = grace.as_secs(),
+                    "mails still under way at the end of the shutdown grace; ending their sessions"
+                );
+            }
+        }
+    };
+    indymilter::run(
+        listener,
+        callbacks(milter, transactions),
+        config,
+        sessions_end,
+    )
+    .await
 }
 
 /// Loads the key of one entry of the signing table.

@@ -391,6 +391,67 @@ async fn a_connection_closed_mid_message_does_not_disturb_the_next() {
 }
 
 #[tokio::test]
+async fn a_shutdown_lets_the_mail_under_way_finish_signed_and_refuses_new_connections() {
+    use indymilter::MacroStage;
+    let mut m = TestMilter::start().await;
+    let mut conn = indymilter_test::TestConnection::open(m.addr)
+        .await
+        .expect("open");
+    conn.macros(
+        MacroStage::Connect,
+        [
+            ("{client_addr}", "192.0.2.7"),
+            ("{client_name}", "client.example.net"),
+        ],
+    )
+    .await
+    .expect("macros");
+    conn.connect("client.example.net", ([192, 0, 2, 7], 2525))
+        .await
+        .expect("connect");
+    conn.macros(
+        MacroStage::Mail,
+        [("i", "4XyZ1"), ("{auth_authen}", "alice")],
+    )
+    .await
+    .expect("macros");
+    conn.mail(["<alice@example.com>"]).await.expect("mail");
+    conn.header("From", FROM).await.expect("header");
+    // SIGTERM between the headers and end-of-message, as Postfix saw it.
+    m.begin_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(m.addr).await.is_err(),
+        "a new MTA connection after the shutdown began must be refused"
+    );
+    let (actions, _) = conn
+        .eom()
+        .await
+        .expect("the mail under way gets its end-of-message answer");
+    assert_eq!(added(&actions, "CHmail").len(), 1, "and is signed");
+    let _ = conn.close().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), m.stopped())
+        .await
+        .expect("the milter stops once the mail is done, well inside the grace");
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_a_stalled_mail_after_the_grace() {
+    let mut m = TestMilter::start_with(|c| c.milter.shutdown_grace_secs = 1).await;
+    let mut conn = indymilter_test::TestConnection::open(m.addr)
+        .await
+        .expect("open");
+    conn.mail(["<alice@example.com>"]).await.expect("mail");
+    m.begin_stop();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), m.stopped())
+        .await
+        .expect("a mail that never ends holds the shutdown only for the grace");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    drop(conn);
+}
+
+#[tokio::test]
 async fn metrics_count_signed_mails_and_stripped_headers() {
     let m = TestMilter::start().await;
     let tx =

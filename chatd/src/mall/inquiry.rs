@@ -20,6 +20,7 @@
 //! `[mall] inquiries_per_hour` questions an hour (counted in the store), and one client network
 //! at most [`NETWORK_SHARE`] times that (counted in this process).
 
+use crate::room_tag::room_tag;
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -390,7 +391,7 @@ async fn send(
         inquiry = id,
         member = member.id,
         ad = ad.id,
-        room = %sent.room_id,
+        room = %room_tag(&sent.room_id),
         "inquiry mailed to the host"
     );
     Ok(id)

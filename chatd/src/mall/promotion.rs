@@ -15,6 +15,7 @@
 //! has none, a forged post can only stop promotions, and the token (256 random bits, the store
 //! keeps only its hash) is the capability.
 
+use crate::room_tag::room_tag;
 use std::{collections::HashMap, time::Duration};
 
 use axum::{
@@ -339,7 +340,7 @@ async fn send_one(
         state.clock.now_ms(),
     );
     if state.store_call(queued).await? {
-        debug!(promotion = job.promotion_id, member = job.member_id, room = %sent.room_id, "promotion mail queued");
+        debug!(promotion = job.promotion_id, member = job.member_id, room = %room_tag(&sent.room_id), "promotion mail queued");
     } else {
         warn!(
             promotion = job.promotion_id,

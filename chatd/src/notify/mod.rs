@@ -30,6 +30,7 @@
 
 pub mod compose;
 
+use crate::room_tag::room_tag;
 use std::{collections::HashSet, time::Duration};
 
 use chmail::store::{kind, NotifyJob, NotifyState, Role};
@@ -62,7 +63,7 @@ pub const QUIET_RESET: Duration = Duration::from_secs(24 * 60 * 60);
 /// the message is stored either way.
 pub async fn schedule(state: &AppState, room_id: &str, author: &str) {
     if let Err(e) = try_schedule(state, room_id, author).await {
-        warn!(room = %room_id, cause = %e, "notifications not scheduled");
+        warn!(room = %room_tag(room_id), cause = %e, "notifications not scheduled");
     }
 }
 
@@ -106,7 +107,7 @@ async fn try_schedule(state: &AppState, room_id: &str, author: &str) -> Result<(
         state
             .store_call(state.store.schedule_notification(room_id, address, due))
             .await?;
-        debug!(room = %room_id, to = %address, due, "notification scheduled");
+        debug!(room = %room_tag(room_id), to = %address, due, "notification scheduled");
     }
     Ok(())
 }
@@ -158,7 +159,7 @@ pub async fn run_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
                 result = send(&state, &job) => if let Err(e) = result {
-                    warn!(room = %job.state.room_id, to = %job.state.address, cause = %e,
+                    warn!(room = %room_tag(&job.state.room_id), to = %job.state.address, cause = %e,
                         "notification not queued; retrying after the lease");
                 },
             }
@@ -192,7 +193,7 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         }
     }
     if state.hub.addresses_in_room(room_id).contains(address) {
-        debug!(room = %room_id, to = %address, "participant is in the room; notification skipped");
+        debug!(room = %room_tag(room_id), to = %address, "participant is in the room; notification skipped");
         skip().await?;
         return Ok(());
     }
@@ -207,7 +208,7 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
     let last_included = quoted.messages.last().map(|m| m.id);
     quoted.messages.retain(|m| &m.author != address);
     if quoted.messages.is_empty() {
-        debug!(room = %room_id, to = %address, "nothing unread; notification skipped");
+        debug!(room = %room_tag(room_id), to = %address, "nothing unread; notification skipped");
         skip().await?;
         return Ok(());
     }
@@ -244,10 +245,10 @@ async fn send(state: &AppState, job: &NotifyJob) -> Result<(), AppError> {
         ))
         .await?;
     if !finished {
-        warn!(room = %room_id, to = %address, "notification lease lost before it was recorded");
+        warn!(room = %room_tag(room_id), to = %address, "notification lease lost before it was recorded");
         return Ok(());
     }
-    info!(room = %room_id, to = %address, messages = quoted.messages.len(), "notification queued");
+    info!(room = %room_tag(room_id), to = %address, messages = quoted.messages.len(), "notification queued");
     Ok(())
 }
 
@@ -270,7 +271,7 @@ async fn reply_address(state: &AppState, room_id: &str, address: &str) -> Option
     match crate::reply::address(state, room_id, address).await {
         Ok(reply_to) => Some(reply_to),
         Err(e) => {
-            warn!(room = %room_id, to = %address, cause = %e, "no reply address for a notification");
+            warn!(room = %room_tag(room_id), to = %address, cause = %e, "no reply address for a notification");
             None
         }
     }

@@ -19,6 +19,7 @@
 
 pub mod compose;
 
+use crate::room_tag::room_tag;
 use std::time::Duration;
 
 use chmail::store::{kind, mall::Inquiry, ReminderJob, Room, MAX_PAGE};
@@ -96,7 +97,7 @@ pub async fn run_worker(state: AppState, mut shutdown: watch::Receiver<bool>) {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
                 result = send(&state, &job) => if let Err(e) = result {
-                    warn!(room = %job.reminder.room_id, cause = %e, "reminder not queued; retrying after the lease");
+                    warn!(room = %room_tag(&job.reminder.room_id), cause = %e, "reminder not queued; retrying after the lease");
                 },
             }
         }
@@ -136,7 +137,7 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     if state.hub.sender_in_room(room_id) || seen_elsewhere {
         // The sender is in the chat now and sees it all (Chatwoot's rule: no mail for what was
         // seen). Recorded as done, so the interval still applies.
-        debug!(room = %room_id, "sender is in the room; reminder skipped");
+        debug!(room = %room_tag(room_id), "sender is in the room; reminder skipped");
         finish(state, room_id, last_included).await?;
         return Ok(());
     }
@@ -156,12 +157,12 @@ async fn send(state: &AppState, job: &ReminderJob) -> Result<(), AppError> {
     }
     let fresh = outbox::queue(state, &mail, kind::REMINDER, Some(room_id)).await?;
     let last_included = if fresh {
-        info!(room = %room_id, to = %mail.to, messages = quoted.messages.len(), "reminder queued");
+        info!(room = %room_tag(room_id), to = %mail.to, messages = quoted.messages.len(), "reminder queued");
         last_included
     } else {
         // Queued by an attempt that died before recording it, perhaps with fewer messages: count
         // none of these as reminded, so the next reminder quotes them rather than losing some.
-        info!(room = %room_id, message_id = %mail.message_id, "reminder was queued before");
+        info!(room = %room_tag(room_id), message_id = %mail.message_id, "reminder was queued before");
         job.reminder.last_message_id
     };
     let sent = finish(state, room_id, last_included).await?;
@@ -207,7 +208,7 @@ async fn origin(state: &AppState, room: &Room) -> Origin {
             let found = match question_of(state, room).await {
                 Ok(found) => found,
                 Err(e) => {
-                    warn!(room = %room.id, cause = %e, "inquiry not read; reminding without it");
+                    warn!(room = %room_tag(&room.id), cause = %e, "inquiry not read; reminding without it");
                     None
                 }
             };
@@ -247,7 +248,7 @@ async fn reply_address(state: &AppState, room_id: &str, participant: &str) -> Op
     match crate::reply::address(state, room_id, participant).await {
         Ok(address) => Some(address),
         Err(e) => {
-            warn!(room = %room_id, cause = %e, "no reply address for the reminder; sent without Reply-To");
+            warn!(room = %room_tag(room_id), cause = %e, "no reply address for the reminder; sent without Reply-To");
             None
         }
     }
@@ -260,7 +261,7 @@ async fn finish(state: &AppState, room_id: &str, last: Option<i64>) -> Result<i6
         .store_call(state.store.finish_reminder(room_id, &state.node, now, last))
         .await?;
     if !done {
-        warn!(room = %room_id, "reminder lease lost before it was recorded");
+        warn!(room = %room_tag(room_id), "reminder lease lost before it was recorded");
     }
     Ok(now)
 }

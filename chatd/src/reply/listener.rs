@@ -28,6 +28,13 @@
 //! recipient at the reply domain, for the same reason. Each decision is logged once, with the
 //! token's room and never the token (the token is the secret that lets a mail into the room).
 //!
+//! # Bounds
+//!
+//! [`MAX_CONNECTIONS`] connections at once, [`MAX_CONNECTIONS_PER_ADDRESS`] from one client
+//! network (one more gets `421` at once); each read and write within [`IDLE_TIMEOUT`] (RFC
+//! 5321's server time-out), and the whole connection within [`SESSION_TIMEOUT`], so that a
+//! client sending a byte now and then cannot hold a place for ever ([`ReplyLimits`]).
+//!
 //! # Machinery
 //!
 //! The SMTP protocol is `mailin`'s [`mailin::Session`] (the core of `mailin-embedded`), with its
@@ -48,6 +55,7 @@
 //! the greeting and any commands the client sent ahead in the clear, and goes on with the same
 //! dialogue over TLS, where the client greets again. STARTTLS is offered once per connection.
 
+use crate::room_tag::room_tag;
 use std::{
     cell::RefCell,
     collections::HashMap,
@@ -55,7 +63,7 @@ use std::{
     net::{IpAddr, Shutdown, TcpStream},
     rc::Rc,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chmail::store::{ReplyToken, StoreError, Via};
@@ -64,20 +72,26 @@ use mailin::{Action, Handler, Response, Session, SessionBuilder};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::AsyncWriteExt as _,
-    net::TcpListener,
-    runtime::Handle,
-    sync::{watch, Semaphore},
-    task::JoinSet,
+    io::AsyncWriteExt as _, net::TcpListener, runtime::Handle, sync::watch, task::JoinSet,
 };
 use tracing::{debug, info, warn};
 
 use super::{is_automatic, links, new_text, ReplyError};
-use crate::{error::AppError, post, state::AppState, tls::Tls};
+use crate::{error::AppError, post, state::AppState, tls::Tls, ws::capacity::Capacity};
 
 /// Most SMTP connections served at once; one more gets `421` at once. The MTA delivers replies
 /// over a handful of connections; this only bounds the threads a flood can take.
 pub const MAX_CONNECTIONS: usize = 32;
+
+/// Most SMTP connections at once from one client network; one more gets `421` at once, so that
+/// one address cannot take every place. Postfix opens 5 connections to a destination at first
+/// and backs off on `421`, delivering the rest a little later.
+pub const MAX_CONNECTIONS_PER_ADDRESS: u32 = 16;
+
+/// Longest SMTP connection, however busy: a reply is one small mail, and Postfix gives a whole
+/// delivery 10 minutes (`smtp_data_done_timeout`); a client that sends a byte now and then,
+/// each inside [`IDLE_TIMEOUT`], is cut off here.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Longest line read at once, in bytes: RFC 5321 allows 1000 per line; a longer command is
 /// refused, a longer data line is taken in pieces.
@@ -94,6 +108,27 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// links; beyond these, every token-shaped word is cut unlooked, so a long list of them costs
 /// no more store calls.
 pub const MAX_TOKEN_CANDIDATES: usize = 16;
+
+/// The bounds of `[reply] listen`. A field of the state, so that a test can shrink them.
+#[derive(Debug, Clone)]
+pub struct ReplyLimits {
+    /// [`IDLE_TIMEOUT`]: the longest wait for each read and write.
+    pub idle_timeout: Duration,
+    /// [`SESSION_TIMEOUT`].
+    pub session_timeout: Duration,
+    /// The open connections: [`MAX_CONNECTIONS`], [`MAX_CONNECTIONS_PER_ADDRESS`].
+    pub connections: Arc<Capacity>,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: IDLE_TIMEOUT,
+            session_timeout: SESSION_TIMEOUT,
+            connections: Arc::new(Capacity::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS)),
+        }
+    }
+}
 
 /// The window of `[reply] per_token_per_hour`, in ms.
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -118,14 +153,21 @@ pub async fn run(
         runtime: Handle::current(),
         tls: tls.map(|tls| tls.server_config()),
     });
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+    let limits = context.state.reply_limits.clone();
+    // Each open connection with when it was accepted: to end it on shutdown or at
+    // `session_timeout`.
+    let open: Arc<Mutex<HashMap<u64, (Instant, TcpStream)>>> = Arc::default();
+    let mut sweep = tokio::time::interval((limits.session_timeout / 4).min(Duration::from_secs(1)));
     let mut sessions = JoinSet::new();
     let mut next_id = 0u64;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+            _ = sweep.tick() => {
+                end_expired(&open, limits.session_timeout);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (mut stream, peer) = match accepted {
@@ -138,7 +180,7 @@ pub async fn run(
             }
         };
         crate::server::no_delay(&mut stream);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Some(place) = limits.connections.admit(Some(peer.ip())) else {
             let mut stream = stream;
             let _ = stream
                 .write_all(b"421 4.3.2 Too many connections; try again later\r\n")
@@ -146,7 +188,7 @@ pub async fn run(
             warn!(peer = %peer, "reply listener: too many connections");
             continue;
         };
-        let stream = match blocking(stream) {
+        let stream = match blocking(stream, limits.idle_timeout) {
             Ok(stream) => stream,
             Err(e) => {
                 debug!(peer = %peer, cause = %e, "reply connection not set up");
@@ -158,7 +200,7 @@ pub async fn run(
         if let Ok(copy) = stream.try_clone() {
             open.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, copy);
+                .insert(id, (Instant::now(), copy));
         }
         let context = context.clone();
         let open = open.clone();
@@ -169,24 +211,34 @@ pub async fn run(
             open.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&id);
-            drop(permit);
+            drop(place);
         });
     }
     drop(listener);
     // Ends every session: its next read sees the end of the stream.
-    for stream in open.lock().unwrap_or_else(PoisonError::into_inner).values() {
+    for (_, stream) in open.lock().unwrap_or_else(PoisonError::into_inner).values() {
         let _ = stream.shutdown(Shutdown::Both);
     }
     while sessions.join_next().await.is_some() {}
     info!("reply listener stopped");
 }
 
+/// Ends the connections open longer than `session_timeout`: their next read or write fails.
+fn end_expired(open: &Mutex<HashMap<u64, (Instant, TcpStream)>>, session_timeout: Duration) {
+    for (since, stream) in open.lock().unwrap_or_else(PoisonError::into_inner).values() {
+        if since.elapsed() >= session_timeout {
+            debug!("reply connection open too long; ended");
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
 /// A tokio stream as a blocking std one with the idle time-out.
-fn blocking(stream: tokio::net::TcpStream) -> io::Result<TcpStream> {
+fn blocking(stream: tokio::net::TcpStream, idle_timeout: Duration) -> io::Result<TcpStream> {
     let stream = stream.into_std()?;
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_read_timeout(Some(idle_timeout))?;
+    stream.set_write_timeout(Some(idle_timeout))?;
     Ok(stream)
 }
 
@@ -229,7 +281,11 @@ fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()
         let bytes = plain.buffer().len();
         debug!(peer = %ip, bytes, "reply connection: input after STARTTLS dropped");
     }
-    let stream = starttls(plain.into_inner(), config.clone())?;
+    let stream = starttls(
+        plain.into_inner(),
+        config.clone(),
+        context.state.reply_limits.idle_timeout,
+    )?;
     // RFC 3207 section 4.2: forget what the client said before; it greets again.
     conn.borrow_mut().forget();
     session.tls_active();
@@ -243,6 +299,7 @@ fn serve(stream: TcpStream, ip: IpAddr, context: &Arc<Context>) -> io::Result<()
 fn starttls(
     mut stream: TcpStream,
     config: Arc<ServerConfig>,
+    idle_timeout: Duration,
 ) -> io::Result<StreamOwned<ServerConnection, TcpStream>> {
     let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
@@ -254,8 +311,8 @@ fn starttls(
             "TLS handshake not finished",
         ));
     }
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_read_timeout(Some(idle_timeout))?;
+    stream.set_write_timeout(Some(idle_timeout))?;
     Ok(StreamOwned::new(tls, stream))
 }
 
@@ -451,7 +508,7 @@ impl Conn {
         let (text, links) = links::strip_signin_links(text, state.base_url());
         let (text, tokens) = links::remove_tokens(&text, &live);
         if links + tokens > 0 {
-            info!(room = %room_id, links, tokens, "sign-in links cut from a reply");
+            info!(room = %room_tag(room_id), links, tokens, "sign-in links cut from a reply");
         }
         Ok(text)
     }
@@ -460,15 +517,15 @@ impl Conn {
     fn decide(&self, room: Option<&str>, code: u16, text: String, why: &str) -> Response {
         self.state().metrics.reply(code);
         if code < 400 {
-            info!(room = ?room, peer = %self.ip, code, why, "reply accepted");
+            info!(room = ?room.map(room_tag), peer = %self.ip, code, why, "reply accepted");
         } else {
-            info!(room = ?room, peer = %self.ip, code, why, "reply refused");
+            info!(room = ?room.map(room_tag), peer = %self.ip, code, why, "reply refused");
         }
         Response::custom(code, text)
     }
 
     fn temporary_failure(&self, room: Option<&str>, e: &AppError) -> Response {
-        warn!(room = ?room, peer = %self.ip, cause = %e, "reply deferred: the store failed");
+        warn!(room = ?room.map(room_tag), peer = %self.ip, cause = %e, "reply deferred: the store failed");
         self.state().metrics.reply(451);
         Response::custom(
             451,
@@ -611,7 +668,7 @@ impl Conn {
                 return self.decide(room, 250, accept(), "nothing new to post");
             }
             Err(e @ (ReplyError::NoText | ReplyError::NotAMail)) => {
-                debug!(room = %token.room_id, cause = %e, "reply without text");
+                debug!(room = %room_tag(&token.room_id), cause = %e, "reply without text");
                 return self.decide(
                 room,
                     550,
@@ -646,7 +703,7 @@ impl Conn {
             Ok(false) => self.decide(room, 250, accept(), "already posted"),
             Err(AppError::NotFound) => self.decide(room, 550, self.unknown_address(), "room gone"),
             Err(AppError::Store(StoreError::Invalid(why))) => {
-                debug!(room = %token.room_id, cause = %why, "reply refused by the store");
+                debug!(room = %room_tag(&token.room_id), cause = %why, "reply refused by the store");
                 self.decide(
                     room,
                     550,

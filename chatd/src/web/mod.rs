@@ -106,6 +106,20 @@ pub async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// How long a browser that saw chatd over its own TLS keeps to HTTPS for it: a year, as the
+/// HSTS preload list asks; without subdomains, which chatd does not speak for.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
+/// Adds `Strict-Transport-Security` to a response, when chatd serves TLS itself (`[chat]
+/// tls_cert`); behind a TLS proxy the proxy sets it (`contrib/proxy/nginx.conf`).
+pub async fn strict_transport(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+    );
+    response
+}
+
 /// A complete error page with `message` (escaped).
 pub fn error_page(status: StatusCode, message: &str) -> String {
     let title = status.canonical_reason().unwrap_or("Error");

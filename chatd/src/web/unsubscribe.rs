@@ -7,6 +7,7 @@
 //! or a CSRF token, so none is asked for: a forged post can only stop mails, which the token's
 //! holder can undo from the chat page, and the token (160 random bits) is the capability.
 
+use crate::room_tag::room_tag;
 use axum::{
     extract::{rejection::PathRejection, Path, State},
     http::StatusCode,
@@ -90,7 +91,7 @@ pub async fn mute(
     state
         .store_call(state.store.set_muted(&room_id, &address, true))
         .await?;
-    info!(room = %room_id, address = %address, "notifications muted by unsubscribe link");
+    info!(room = %room_tag(&room_id), address = %address, "notifications muted by unsubscribe link");
     let about = about(subject(&state, &room_id).await?.as_deref());
     let main = format!(
         "<section class=\"card stack\"><h1>Done</h1>\

@@ -1,7 +1,8 @@
 //! How many WebSocket connections chatd holds: a [`Semaphore`] bounds them all (each costs a
 //! few KB and one task), and a count per client network bounds what one client may hold, so
 //! one address cannot take the whole budget. A connection beyond either gets `503` before the
-//! upgrade.
+//! upgrade. The same [`Capacity`] bounds the HTTP connections and TLS handshakes of
+//! [`crate::http`].
 
 use std::{
     collections::HashMap,
@@ -44,7 +45,8 @@ impl Default for Capacity {
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
     capacity: Arc<Capacity>,
-    key: IpAddr,
+    /// The client network counted; `None` for a place that counts only in all.
+    key: Option<IpAddr>,
 }
 
 impl Capacity {
@@ -72,22 +74,36 @@ impl Capacity {
         Some(Admission {
             _permit: permit,
             capacity: self.clone(),
-            key,
+            key: Some(key),
+        })
+    }
+
+    /// A place that counts only against the process's cap, for a peer that speaks for many
+    /// clients (a reverse proxy on the same host); `None` when the process is at its cap.
+    pub fn admit_in_all(self: &Arc<Self>) -> Option<Admission> {
+        let permit = self.total.clone().try_acquire_owned().ok()?;
+        Some(Admission {
+            _permit: permit,
+            capacity: self.clone(),
+            key: None,
         })
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
         let mut per_ip = self
             .capacity
             .per_ip
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_ip.get_mut(&self.key) {
+        if let Some(count) = per_ip.get_mut(&key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                per_ip.remove(&self.key);
+                per_ip.remove(&key);
             }
         }
     }

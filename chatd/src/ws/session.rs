@@ -3,6 +3,7 @@
 //!
 //! A refused frame gets an `error` frame and changes nothing else; the connection stays open.
 
+use crate::room_tag::room_tag;
 use std::{collections::VecDeque, net::IpAddr, time::Duration};
 
 use chmail::store::{Role, Room, StoreError, Via, MAX_CLIENT_ID_LEN};
@@ -576,7 +577,7 @@ impl Session {
         } else if let Some(ring) = state.store_call(state.store.active_ring(&room.id)).await? {
             self.send(&ringer::call_frame(&ring, &sender));
         }
-        debug!(conn = self.id, room = %room.id, sender = is_sender, "joined");
+        debug!(conn = self.id, room = %room_tag(&room.id), sender = is_sender, "joined");
         Ok(())
     }
 
@@ -716,7 +717,7 @@ impl Session {
             Ok(None) => {}
             Ok(Some(_)) => return,
             Err(e) => {
-                warn!(room = %j.room.id, cause = %e, "no ring for a message");
+                warn!(room = %room_tag(&j.room.id), cause = %e, "no ring for a message");
                 return;
             }
         }
@@ -725,7 +726,7 @@ impl Session {
             return;
         }
         if let Err(e) = ringer::ring(state, &j.room, &j.address, &j.sender).await {
-            warn!(room = %j.room.id, cause = %e, "no ring for a message");
+            warn!(room = %room_tag(&j.room.id), cause = %e, "no ring for a message");
         }
     }
 

@@ -6,7 +6,7 @@
 //! processes on the same file serialize through `BEGIN IMMEDIATE` and `busy_timeout`.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -73,7 +73,8 @@ impl SqliteStore {
             let conn = Connection::open(&path).map_err(|e| {
                 StoreError::Connect(format!("cannot open SQLite file {}: {e}", path.display()))
             })?;
-            configure(&conn)?;
+            check_writable(&conn, &path)?;
+            configure(&conn, &format!("SQLite file {}", path.display()))?;
             Ok(conn)
         })
         .await?;
@@ -87,7 +88,7 @@ impl SqliteStore {
         let conn = blocking(|| {
             let conn = Connection::open_in_memory()
                 .map_err(|e| StoreError::Connect(format!("cannot open SQLite in memory: {e}")))?;
-            configure(&conn)?;
+            configure(&conn, "SQLite in memory")?;
             Ok(conn)
         })
         .await?;
@@ -126,8 +127,10 @@ where
 
 /// The pragmas every connection needs: wait for other writers, WAL so readers never block the
 /// writer, foreign keys (off by default in SQLite), and NORMAL sync (safe with WAL).
-fn configure(conn: &Connection) -> Result<()> {
-    let connect = |e: rusqlite::Error| StoreError::Connect(format!("cannot configure SQLite: {e}"));
+fn configure(conn: &Connection, what: &str) -> Result<()> {
+    let connect = |e: rusqlite::Error| {
+        StoreError::Connect(format!("{what}: cannot set it up: {e}{}", access_hint(&e)))
+    };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn
@@ -135,11 +138,42 @@ fn configure(conn: &Connection) -> Result<()> {
         .map_err(connect)?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
         return Err(StoreError::Connect(format!(
-            "SQLite refused WAL mode (journal_mode is {mode})"
+            "{what}: SQLite refused WAL mode (journal_mode is {mode})"
         )));
     }
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
         .map_err(connect)
+}
+
+/// What the service needs of the file system to write the store.
+const ACCESS_NEEDED: &str = "the service's user needs write access to the file and to its \
+    directory, where SQLite keeps the -wal and -shm files next to it";
+
+/// Refuses a file that SQLite could open only for reading (it falls back to that silently when
+/// the file is not writable): every write would fail later, far from the cause.
+fn check_writable(conn: &Connection, path: &Path) -> Result<()> {
+    let read_only = conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| StoreError::Connect(format!("SQLite file {}: {e}", path.display())))?;
+    if read_only {
+        return Err(StoreError::Connect(format!(
+            "SQLite file {}: it can only be read, not written ({ACCESS_NEEDED})",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The hint for an error that comes from the file system's permissions, else nothing.
+fn access_hint(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(
+            rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::PermissionDenied,
+        ) => format!(" ({ACCESS_NEEDED})"),
+        _ => String::new(),
+    }
 }
 
 /// A failed query.
@@ -575,5 +609,38 @@ impl Store for SqliteStore {
             Ok(grant)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OpenFlags;
+
+    use super::*;
+
+    #[test]
+    fn a_file_sqlite_can_only_read_is_refused_with_its_path_and_the_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chmail.db");
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+            .expect("a store file");
+        // What SQLite falls back to for a file the user may not write.
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opened for reading");
+        let e = check_writable(&conn, &path)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(
+            e.contains("can only be read") && e.contains("write access"),
+            "{e}"
+        );
+        let e = configure(&conn, &format!("SQLite file {}", path.display()))
+            .expect_err("WAL cannot be set on a read-only file")
+            .to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        let writable = Connection::open(&path).expect("opened");
+        assert!(check_writable(&writable, &path).is_ok());
     }
 }

@@ -127,9 +127,19 @@ impl TestMilter {
 
     /// Stops the milter and checks it ended cleanly.
     pub async fn stop(mut self) {
+        self.begin_stop();
+        self.stopped().await;
+    }
+
+    /// Tells the milter to shut down (as SIGTERM does), without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Waits until the milter has stopped and checks it ended cleanly.
+    pub async fn stopped(mut self) {
         if let Some(task) = self.task.take() {
             task.await.expect("join").expect("milter ran cleanly");
         }
