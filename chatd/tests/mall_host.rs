@@ -532,6 +532,18 @@ async fn pictures_are_taken_by_content_within_the_size_and_count_limits() {
     assert!(text.body.contains("id=\"picture-error\""));
     assert!(text.body.contains("not a PNG, JPEG, GIF or WebP picture"));
 
+    // A few bytes that would decode to 60000 x 60000 pixels: refused by the header's size.
+    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bomb.extend(60_000u32.to_be_bytes());
+    bomb.extend(60_000u32.to_be_bytes());
+    bomb.extend([8, 6, 0, 0, 0]);
+    let page = m
+        .upload(m.ad_a, &ana, CSRF, "bomb.png", "image/png", &bomb)
+        .await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(page.body.contains("too many pixels"), "{}", page.body);
+    assert_eq!(m.ad(m.ad_a).await.pictures.len(), 1);
+
     // Over [mall] max_picture_bytes: refused, whether the body is a little or far too large.
     for size in [4_097, 200_000] {
         let mut big = PNG.to_vec();

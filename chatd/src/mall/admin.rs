@@ -30,7 +30,7 @@ use chmail::store::{
     Store, StoreError, MAX_ADDRESS_LEN,
 };
 
-use super::storefront::{parse_price, picture_type};
+use super::storefront::parse_price;
 
 /// Why an admin command did nothing (a bad row of an import is not an error: it is reported).
 #[derive(Debug, thiserror::Error)]
@@ -533,10 +533,16 @@ impl Import<'_> {
                     self.max_picture
                 )));
             }
-            let Some(content_type) = picture_type(&bytes) else {
-                return Ok(Err(format!(
-                    "picture {name:?} is not a PNG, JPEG, GIF or WebP picture"
-                )));
+            let content_type = match crate::picture::check(&bytes) {
+                Ok(kind) => kind,
+                Err(crate::picture::Refused::NotAPicture) => {
+                    return Ok(Err(format!(
+                        "picture {name:?} is not a PNG, JPEG, GIF or WebP picture"
+                    )))
+                }
+                Err(crate::picture::Refused::TooManyPixels) => {
+                    return Ok(Err(format!("picture {name:?} has more than 40 megapixels")))
+                }
             };
             pictures.push((content_type, bytes));
         }

@@ -23,7 +23,6 @@ use super::{
 };
 use crate::{
     error::AppError,
-    mall::storefront,
     state::AppState,
     web::{
         csrf,
@@ -204,11 +203,22 @@ pub(super) async fn upload_picture(
     if picture.len() > max {
         return Ok(too_large());
     }
-    let Some(content_type) = storefront::picture_type(&picture) else {
-        return Ok(refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "That file is not a PNG, JPEG, GIF or WebP picture.".into(),
-        ));
+    // By its bytes and its pixels: a small file must not decode to gigabytes in a browser.
+    let content_type = match crate::picture::check(&picture) {
+        Ok(kind) => kind,
+        Err(crate::picture::Refused::NotAPicture) => {
+            return Ok(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "That file is not a PNG, JPEG, GIF or WebP picture.".into(),
+            ))
+        }
+        Err(crate::picture::Refused::TooManyPixels) => {
+            return Ok(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That picture has too many pixels (at most 40 megapixels); send a smaller one."
+                    .into(),
+            ))
+        }
     };
     let full = || {
         refuse(
