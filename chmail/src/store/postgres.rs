@@ -362,17 +362,11 @@ async fn submit_held(
     room: &Room,
 ) -> Result<Option<PortGrant>> {
     let (first, last) = (i32::from(sub.ports.first), i32::from(sub.ports.last));
-    let addresses: Vec<&str> = room
-        .participants
-        .iter()
-        .map(|p| p.address.as_str())
-        .collect();
-    let roles: Vec<&str> = room.participants.iter().map(|p| p.role.as_str()).collect();
-    let names: Vec<Option<&str>> = room
-        .participants
-        .iter()
-        .map(|p| p.name.as_deref())
-        .collect();
+    let Columns {
+        addresses,
+        roles,
+        names,
+    } = columns(room);
     let stmt = client
         .prepare_cached(HELD_SUBMISSION_SQL)
         .await
@@ -472,17 +466,11 @@ async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
     if room.participants.is_empty() {
         return Ok(());
     }
-    let addresses: Vec<&str> = room
-        .participants
-        .iter()
-        .map(|p| p.address.as_str())
-        .collect();
-    let roles: Vec<&str> = room.participants.iter().map(|p| p.role.as_str()).collect();
-    let names: Vec<Option<&str>> = room
-        .participants
-        .iter()
-        .map(|p| p.name.as_deref())
-        .collect();
+    let Columns {
+        addresses,
+        roles,
+        names,
+    } = columns(room);
     execute(
         tx,
         "INSERT INTO room_participants (room_id, address, role, position, name)
@@ -493,6 +481,22 @@ async fn create_room_in(tx: &Transaction<'_>, room: &Room) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// A room's participants as the parallel arrays that `UNNEST` reads.
+struct Columns<'a> {
+    addresses: Vec<&'a str>,
+    roles: Vec<&'a str>,
+    names: Vec<Option<&'a str>>,
+}
+
+fn columns(room: &Room) -> Columns<'_> {
+    let p = &room.participants;
+    Columns {
+        addresses: p.iter().map(|p| p.address.as_str()).collect(),
+        roles: p.iter().map(|p| p.role.as_str()).collect(),
+        names: p.iter().map(|p| p.name.as_deref()).collect(),
+    }
 }
 
 /// Applies the PostgreSQL migrations (see [`Store::migrate`]).
