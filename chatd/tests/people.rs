@@ -136,6 +136,18 @@ async fn a_signed_in_recipient_joins_as_themselves_proven_and_gets_follow_ups_by
     assert_eq!(codes, [json!("forbidden")]);
 }
 
+/// Sends `text` with client id `id` from `client` and returns the `ack` frame.
+async fn ack_of(client: &mut inproc::Client, text: &str, id: &str) -> Value {
+    client
+        .send(json!({"type": "message", "text": text, "id": id}))
+        .await;
+    let frames = client.frames();
+    frames
+        .into_iter()
+        .find(|f| f["type"] == "ack")
+        .expect("ack")
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_ack_names_who_a_message_will_not_reach() {
     let w = World::start(|_| {}).await;
@@ -143,14 +155,7 @@ async fn the_ack_names_who_a_message_will_not_reach() {
     let carol = w.join(CAROL).await;
     carol.close().await;
     let mut alice = w.join(ALICE).await;
-    alice
-        .send(json!({"type": "message", "text": "Anyone?", "id": "m1"}))
-        .await;
-    let ack = alice
-        .frames()
-        .into_iter()
-        .find(|f| f["type"] == "ack")
-        .expect("ack");
+    let ack = ack_of(&mut alice, "Anyone?", "m1").await;
     assert_eq!(
         ack["unreached"],
         json!([
@@ -163,14 +168,7 @@ async fn the_ack_names_who_a_message_will_not_reach() {
     // Once bob is proven and carol is here, the message reaches everyone: no list.
     w.prove(BOB).await;
     let _carol = w.join(CAROL).await;
-    alice
-        .send(json!({"type": "message", "text": "Now?", "id": "m2"}))
-        .await;
-    let ack = alice
-        .frames()
-        .into_iter()
-        .find(|f| f["type"] == "ack")
-        .expect("ack");
+    let ack = ack_of(&mut alice, "Now?", "m2").await;
     assert!(ack.get("unreached").is_none(), "{ack}");
 }
 

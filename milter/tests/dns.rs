@@ -11,7 +11,7 @@ use chmail::header::{link_value, RoomId, Signer};
 use chmail_milter::keys::{DnsKeys, KeySource};
 use chmail_tests::{DnsFailure, TestDns};
 use common::{deleted, only_results_added, TestMilter, Transaction};
-use indymilter_test::Status;
+use indymilter_test::{EomActions, Status};
 
 /// The resolver's time-out in these tests: short, so the time-out case is quick.
 const DNS_TIMEOUT: Duration = Duration::from_millis(400);
@@ -148,11 +148,12 @@ async fn a_key_in_dns_passes_and_a_name_without_a_record_is_a_permerror() {
     m.stop().await;
 }
 
-#[tokio::test]
-async fn on_servfail_a_valid_header_is_kept_without_a_verdict_and_its_link_removed() {
+/// A mail validly signed by a foreign domain whose key record the test DNS fails with `failure`:
+/// the milter's answer to it, and the milter (for its metrics).
+async fn foreign_mail_under(failure: DnsFailure) -> (TestMilter, EomActions, Status) {
     let foreign = Signer::from_seed("foreign.example", "f1", [9; 32]);
     let dns = TestDns::start([(foreign.dns_name(), foreign.dns_record())]);
-    dns.fail(foreign.dns_name(), DnsFailure::ServFail);
+    dns.fail(foreign.dns_name(), failure);
     let m = milter_using(&dns).await;
     let (header, link) = signed(&foreign, "zed@foreign.example");
     let tx = Transaction::inbound(&[
@@ -161,6 +162,12 @@ async fn on_servfail_a_valid_header_is_kept_without_a_verdict_and_its_link_remov
         ("CHmail-Link", &link),
     ]);
     let (actions, status) = tx.run(m.addr).await;
+    (m, actions, status)
+}
+
+#[tokio::test]
+async fn on_servfail_a_valid_header_is_kept_without_a_verdict_and_its_link_removed() {
+    let (m, actions, status) = foreign_mail_under(DnsFailure::ServFail).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         deleted(&actions),
@@ -177,17 +184,7 @@ async fn on_servfail_a_valid_header_is_kept_without_a_verdict_and_its_link_remov
 
 #[tokio::test]
 async fn on_a_dns_time_out_the_header_is_kept_and_its_link_removed_and_the_mail_goes_on() {
-    let foreign = Signer::from_seed("foreign.example", "f1", [9; 32]);
-    let dns = TestDns::start([(foreign.dns_name(), foreign.dns_record())]);
-    dns.fail(foreign.dns_name(), DnsFailure::Silent);
-    let m = milter_using(&dns).await;
-    let (header, link) = signed(&foreign, "zed@foreign.example");
-    let tx = Transaction::inbound(&[
-        ("From", "zed@foreign.example"),
-        ("CHmail", &header),
-        ("CHmail-Link", &link),
-    ]);
-    let (actions, status) = tx.run(m.addr).await;
+    let (m, actions, status) = foreign_mail_under(DnsFailure::Silent).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(deleted(&actions), vec![("CHmail-Link".to_owned(), 1)]);
     assert_eq!(verified(&m, "temperror"), "1");
